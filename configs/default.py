@@ -1,0 +1,98 @@
+"""Default hyperparameters: every field of every experiment, with its meaning.
+
+Experiments (`sketch.py`, `pix2pix.py`, ...) start from `get_config()` here and
+change what they need. Every field can be overridden on the command line, e.g.
+`--config.batch_size=8 --config.loss.gan=hinge`; fields whose default is unset
+are ml_collections placeholders, so they can be overridden too.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the default (sketch-style, CPU-sized) configuration."""
+  config = ml_collections.ConfigDict()
+
+  # --- Run length and bookkeeping -------------------------------------------
+  config.seed = 0  # Seeds parameters, dropout/noise and the data order.
+  config.num_train_steps = 3000  # Total optimizer steps (each: one D + one G update).
+  config.batch_size = 16  # GLOBAL batch over all devices of all processes.
+  config.image_size = 128  # Training resolution (square crops), a multiple of the generator's factor.
+  config.precision = 'float32'  # 'float32' or 'bfloat16' (activations; params stay float32).
+  config.ema_decay = 0.0  # EMA of generator weights; 0 = off. When on, eval and stylize use it.
+  config.log_every_steps = 50  # TensorBoard scalars (each loss term, lr, steps/s).
+  config.eval_every_steps = 500  # PSNR/SSIM and an image grid on the test split.
+  config.checkpoint_every_steps = 500  # Orbax checkpoint period (also saved at the last step).
+  config.keep_checkpoints = 3  # How many recent checkpoints Orbax keeps.
+  config.max_nonfinite_steps = 10  # Stop after this many consecutive steps with NaN/Inf.
+  # A workdir or checkpoint directory whose generator and discriminator weights
+  # start this run (fine-tuning a new style from a trained model). Unset = fresh init.
+  config.init_from = config_dict.placeholder(str)
+
+  # --- Models ----------------------------------------------------------------
+  config.model = ml_collections.ConfigDict()
+  config.model.generator = 'unet'  # 'unet' (pix2pix U-Net) or 'resnet' (Johnson et al.).
+  config.model.width = 64  # Filters of the generator's first layer (pix2pix's ngf).
+  config.model.depth = 8  # U-Net: number of stride-2 downsamplings (factor 2**depth).
+  config.model.resnet_blocks = 9  # ResNet generator: residual blocks at 1/4 resolution.
+  config.model.norm = 'batch'  # 'instance', 'batch' or 'none' (generator and discriminator).
+  config.model.dropout = 0.5  # Decoder dropout (pix2pix's noise source); 0 = off.
+  config.model.noise_channels = 0  # >0 concatenates Gaussian noise z to the photo: G(z, x).
+  # Upsampling layer: 'conv_transpose' (4x4 stride-2 transposed conv, the paper's,
+  # computed exactly as four 2x2 phase convolutions) or 'resize_conv'
+  # (nearest-neighbour x2 then 3x3 conv; no checkerboard, cheaper).
+  config.model.upsample = 'conv_transpose'
+  config.model.disc_width = 64  # Filters of the discriminator's first layer (ndf).
+  config.model.disc_layers = 3  # PatchGAN stride-2 layers: 3 = the 70x70 PatchGAN.
+
+  # --- Losses ----------------------------------------------------------------
+  # G minimises adversarial_weight*L_adv + mse_weight*MSE + l1_weight*L1
+  # + perceptual_weight*L_vgg. A weight of 0 removes the term (no compute).
+  config.loss = ml_collections.ConfigDict()
+  config.loss.gan = 'vanilla'  # 'vanilla' (non-saturating BCE), 'lsgan' or 'hinge'.
+  config.loss.adversarial_weight = 1.0
+  config.loss.mse_weight = 100.0  # The reference's lambda for the per-pixel MSE.
+  config.loss.l1_weight = 0.0
+  config.loss.perceptual_weight = 0.0
+  # VGG19 weights for the perceptual loss: 'imagenet' (download the Keras
+  # ImageNet file once and cache it), a path to that .h5 file, or 'random'.
+  config.loss.vgg_weights = 'imagenet'
+  config.loss.vgg_layers = ('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1', 'relu5_1')
+  config.loss.vgg_layer_weights = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)  # pix2pixHD's.
+
+  # --- Optimizer (Adam for both networks, as pix2pix) --------------------------
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.learning_rate = 2e-4
+  config.optimizer.b1 = 0.5
+  config.optimizer.b2 = 0.999
+  # Constant learning rate for this fraction of the steps, then linear decay to 0.
+  config.optimizer.decay_start_fraction = 0.5
+
+  # --- Data ------------------------------------------------------------------
+  config.data = ml_collections.ConfigDict()
+  # TFDS dataset: 'synthetic_catalog' (embedded, rendered offline),
+  # 'edges2shoes' or 'edges2handbags'. A '/config' suffix picks a builder config.
+  config.data.name = 'synthetic_catalog'
+  config.data.data_dir = config_dict.placeholder(str)  # TFDS data dir; unset = TFDS default.
+  config.data.style = 'sketch'  # Target style: sketch, watercolor, oil, cartoon.
+  # A folder of the user's own photos; when set it wins over `name`.
+  config.data.folder = config_dict.placeholder(str)
+  # For `folder`: files are A|B pairs with the photo on the 'photo_right' or 'photo_left'.
+  config.data.side_by_side = config_dict.placeholder(str)
+  config.data.cache_dir = config_dict.placeholder(str)  # Where `folder` is converted to array_record.
+  config.data.test_fraction = 0.1  # Share of `folder` files held out (stable hash of names).
+  # Augmentation: resize to load_size, random crop image_size, random flip.
+  # Unset = round(image_size * 286 / 256), pix2pix's ratio; = image_size turns crops off.
+  config.data.load_size = config_dict.placeholder(int)
+  config.data.flip = True
+  config.data.num_workers = 0  # grain worker processes (0 = threads in this process).
+  config.data.prefetch = 2  # Batches prepared ahead of the train step.
+
+  # --- Evaluation --------------------------------------------------------------
+  config.eval = ml_collections.ConfigDict()
+  config.eval.num_examples = 128  # Test examples scored at each eval (<= the split size).
+  config.eval.batch_size = 16  # Global eval batch.
+  config.eval.grid_rows = 6  # Rows of the input | target | output image grid.
+
+  return config

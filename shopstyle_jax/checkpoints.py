@@ -1,0 +1,106 @@
+"""Orbax checkpoints of the train state and the input iterator's position.
+
+Each step folder `<workdir>/checkpoints/<step>/` holds two items: `state`
+(the TrainState pytree, written by every process for its shards) and `data`
+(the grain iterator state as JSON). Orbax writes into a temporary folder and
+renames it when complete, so a crash mid-write never leaves a half checkpoint
+that a resume would pick.
+"""
+
+import os
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+CHECKPOINT_DIR = 'checkpoints'
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+
+
+def create_manager(workdir: str, keep: int = 3, async_save: bool = True,
+                   create: bool = True) -> ocp.CheckpointManager:
+  """An Orbax manager for `<workdir>/checkpoints` keeping the `keep` latest steps."""
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=create, enable_async_checkpointing=async_save)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
+                               item_names=('state', 'data'))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any,
+         data_state: Optional[dict] = None) -> None:
+  """Saves (asynchronously) the state and the iterator position at `step`."""
+  items = {'state': ocp.args.StandardSave(state)}
+  if data_state is not None:
+    items['data'] = ocp.args.JsonSave(data_state)
+  manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+
+def restore(manager: ocp.CheckpointManager, abstract_state: Any,
+            step: Optional[int] = None) -> tuple[Any, Optional[dict], int]:
+  """Restores (state, data_state, step); latest step by default.
+
+  `abstract_state` (jax.ShapeDtypeStruct leaves with shardings) gives the
+  tree structure and where each array goes, so every process restores its
+  shards of a multi-host checkpoint.
+  """
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f'No checkpoint in {manager.directory}.')
+  items = {'state': ocp.args.StandardRestore(abstract_state)}
+  has_data = 'data' in _item_names(manager, step)
+  if has_data:
+    items['data'] = ocp.args.JsonRestore()
+  restored = manager.restore(step, args=ocp.args.Composite(**items))
+  return restored['state'], (restored['data'] if has_data else None), step
+
+
+def _item_names(manager: ocp.CheckpointManager, step: int) -> set:
+  path = os.path.join(str(manager.directory), str(step))
+  return {n for n in os.listdir(path) if os.path.isdir(os.path.join(path, n))}
+
+
+def available_steps(workdir: str) -> list[int]:
+  """Completed checkpoint steps in a workdir, ascending (empty if none)."""
+  directory = checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(ocp.utils.checkpoint_steps(directory))
+
+
+def restore_subtree(workdir: str, keys: tuple[str, ...], step: Optional[int] = None
+                    ) -> tuple[dict, int]:
+  """Restores only `keys` of the saved state as host NumPy arrays, in this process.
+
+  Used by inference (generator weights only) and fine-tuning; works on
+  checkpoints written by any number of processes.
+  """
+  steps = available_steps(workdir)
+  if not steps:
+    raise FileNotFoundError(
+        f'No checkpoint found under {checkpoint_dir(workdir)}. Train first '
+        f'(python main.py --config=... --workdir={workdir}) or pass the right --workdir.')
+  if step is None:
+    step = steps[-1]
+  elif step not in steps:
+    raise FileNotFoundError(f'No checkpoint at step {step} in {checkpoint_dir(workdir)}; '
+                            f'available steps: {steps}.')
+  path = os.path.join(checkpoint_dir(workdir), str(step), 'state')
+  checkpointer = ocp.PyTreeCheckpointer()
+  metadata = checkpointer.metadata(path).item_metadata.tree
+  missing = [k for k in keys if k not in metadata]
+  if missing:
+    raise ValueError(f'Checkpoint {path} has no {missing}; it holds {sorted(metadata)}.')
+  item = {k: metadata[k] for k in keys}
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                              item)
+  try:
+    tree = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
+        item=item, restore_args=restore_args, partial_restore=True))
+  except Exception as e:  # Orbax raises many types for damaged files.
+    raise ValueError(f'Checkpoint {path} could not be read ({type(e).__name__}: {e}). It may '
+                     f'be corrupt: pass --step with another of {steps}.') from e
+  return tree, step

@@ -1,0 +1,1 @@
+"""Datasets (the embedded synthetic catalogue) and the grain input pipeline."""

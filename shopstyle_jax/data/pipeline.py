@@ -1,0 +1,198 @@
+"""Grain input pipeline: TFDS array_record source -> augmented, sharded batches.
+
+The pipeline is defined over the GLOBAL example stream, and each process only
+reads its own slice of it, so the data a run sees does not depend on how many
+processes it uses:
+
+  source -> shuffle (reshuffled each epoch) -> repeat -> augment, with the
+  randomness keyed by (seed, global position) -> batches of the local size b
+  -> process p takes local batches p, p + P, p + 2P, ...
+
+Global batch t is made of the local batches t*P .. t*P + P - 1, i.e. global
+positions [t*B, (t+1)*B), and process p's share is positions
+[t*B + p*b, t*B + (p+1)*b): concatenating the processes' batches in process
+order gives the global batch.
+"""
+
+import functools
+from typing import Any
+
+import cv2
+import grain
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from shopstyle_jax.data import catalog
+
+# Datasets `config.data.name` may name (before an optional '/builder_config').
+DATASETS = {'synthetic_catalog': catalog.SyntheticCatalog}
+
+# Features that are not style targets.
+_NON_STYLE_FEATURES = ('photo', 'id', 'category')
+
+Batch = dict[str, np.ndarray]
+
+
+def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  """The TFDS builder named by `config.data.name`, validated."""
+  if config.data.get('folder'):
+    raise NotImplementedError('config.data.folder is not supported yet.')
+  name = config.data.name
+  base, _, variant = name.partition('/')
+  if base not in DATASETS:
+    raise ValueError(f'Unknown dataset {name!r}; allowed: '
+                     f'{", ".join(sorted(DATASETS))} (optionally with '
+                     "'/<builder config>').")
+  configs = DATASETS[base].builder_configs
+  if variant and variant not in configs:
+    raise ValueError(f'Unknown builder config {variant!r} of {base!r}; '
+                     f'allowed: {", ".join(sorted(configs))}.')
+  return tfds.builder(name, data_dir=config.data.data_dir,
+                      file_format='array_record')
+
+
+def prepare(config: ml_collections.ConfigDict) -> None:
+  """Builds the dataset `config.data.name` in `config.data.data_dir` if missing.
+
+  Call it once (on every process, or on one with a shared data_dir) before the
+  iterators; a dataset already prepared is reused.
+  """
+  builder = _builder(config)
+  builder.download_and_prepare(file_format='array_record')
+  _check_style(builder.info.features, config.data.style)
+
+
+def _check_style(features: tfds.features.FeaturesDict, style: str) -> None:
+  available = sorted(k for k in features.keys()
+                     if k not in _NON_STYLE_FEATURES)
+  if style not in available:
+    raise ValueError(
+        f'Style {style!r} is not in this dataset; it has: '
+        f'{", ".join(available)}. (A style added to shopstyle_jax.styles needs '
+        'a new dataset version: bump SyntheticCatalog.VERSION.)')
+
+
+def _source(config: ml_collections.ConfigDict, split: str):
+  """Random-access source of a prepared split; decodes only photo and target."""
+  builder = _builder(config)
+  features = builder.info.features
+  _check_style(features, config.data.style)
+  skip = {k: tfds.decode.SkipDecoding() for k in features.keys()
+          if k not in ('photo', config.data.style)}
+  return builder.as_data_source(split=split, decoders=skip)
+
+
+def _local_size(global_size: int, process_count: int, field: str) -> int:
+  if global_size % process_count:
+    raise ValueError(f'{field}={global_size} is not divisible by the '
+                     f'process count {process_count}.')
+  return global_size // process_count
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+  if image.shape[0] == size and image.shape[1] == size:
+    return image
+  shrink = size < image.shape[0]
+  return cv2.resize(image, (size, size), interpolation=(
+      cv2.INTER_AREA if shrink else cv2.INTER_CUBIC))
+
+
+def _to_float(image: np.ndarray) -> np.ndarray:
+  return image.astype(np.float32) / 127.5 - 1.0
+
+
+def _augment(example: dict[str, Any], rng: np.random.Generator, *, style: str,
+             load_size: int, image_size: int, flip: bool) -> Batch:
+  """pix2pix jitter, the same for photo and target: resize, crop, flip."""
+  photo = _resize(example['photo'], load_size)
+  target = _resize(example[style], load_size)
+  top, left = rng.integers(0, load_size - image_size + 1, size=2)
+  window = (slice(top, top + image_size), slice(left, left + image_size))
+  photo, target = photo[window], target[window]
+  if flip and rng.random() < 0.5:
+    photo, target = photo[:, ::-1], target[:, ::-1]
+  return {'photo': _to_float(photo), 'target': _to_float(target)}
+
+
+def _load_size(config: ml_collections.ConfigDict) -> int:
+  """Resize before cropping: `config.data.load_size`, or pix2pix's 286/256."""
+  size = config.data.load_size
+  if size is None:
+    size = round(config.image_size * 286 / 256)
+  if size < config.image_size:
+    raise ValueError(f'config.data.load_size={size} is smaller than '
+                     f'config.image_size={config.image_size}.')
+  return size
+
+
+def _read_options(config: ml_collections.ConfigDict) -> grain.ReadOptions:
+  """`config.data.prefetch` batches read ahead, each by its own thread."""
+  prefetch = max(1, config.data.prefetch)
+  return grain.ReadOptions(num_threads=prefetch,
+                           prefetch_buffer_size=prefetch)
+
+
+def create_train_iterator(config: ml_collections.ConfigDict,
+                          process_index: int,
+                          process_count: int) -> grain.DatasetIterator:
+  """Endless iterator over this process's share of the global train batches.
+
+  Yields {'photo', 'target'}: float32 [b, H, W, 3] in [-1, 1], with
+  b = config.batch_size // process_count and H = W = config.image_size. Its
+  get_state()/set_state() resume the stream exactly (the state's layout
+  differs between num_workers = 0 and > 0). num_workers > 0 uses grain worker
+  processes, which need absl flags parsed (absl.app.run).
+  """
+  local_batch = _local_size(config.batch_size, process_count,
+                            'config.batch_size')
+  augment = functools.partial(
+      _augment, style=config.data.style, load_size=_load_size(config),
+      image_size=config.image_size, flip=config.data.flip)
+  ds = (grain.MapDataset.source(_source(config, 'train'))
+        .shuffle(seed=config.seed)
+        .repeat()  # Infinite; the shuffle above reseeds each epoch.
+        .random_map(augment, seed=config.seed)
+        .batch(local_batch, drop_remainder=True))
+  iter_ds = ds[process_index::process_count].to_iter_dataset(
+      _read_options(config))
+  if config.data.num_workers > 0:
+    iter_ds = iter_ds.mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=config.data.num_workers))
+  return iter(iter_ds)
+
+
+def _eval_example(index: int, *, source, num_valid: int, style: str,
+                  image_size: int) -> Batch:
+  """Test example `index` resized to image_size, or padding past the end."""
+  if index >= num_valid:
+    blank = np.full((image_size, image_size, 3), -1.0, np.float32)
+    return {'photo': blank, 'target': blank, 'valid': np.bool_(False)}
+  example = source[index]
+  return {'photo': _to_float(_resize(example['photo'], image_size)),
+          'target': _to_float(_resize(example[style], image_size)),
+          'valid': np.bool_(True)}
+
+
+def create_eval_batches(config: ml_collections.ConfigDict, process_index: int,
+                        process_count: int) -> list[Batch]:
+  """This process's share of the eval batches over the first test examples.
+
+  Global eval batch k holds test examples [k*E, (k+1)*E) with
+  E = config.eval.batch_size (the last padded, 'valid' False); process p gets
+  rows [p*e, (p+1)*e) of each, e = E // process_count. Uses the first
+  min(config.eval.num_examples, test split size) examples, not augmented.
+  """
+  global_batch = config.eval.batch_size
+  local_batch = _local_size(global_batch, process_count,
+                            'config.eval.batch_size')
+  source = _source(config, 'test')
+  num_valid = min(config.eval.num_examples, len(source))
+  num_batches = -(-num_valid // global_batch)
+  load = functools.partial(_eval_example, source=source, num_valid=num_valid,
+                           style=config.data.style,
+                           image_size=config.image_size)
+  ds = (grain.MapDataset.range(num_batches * global_batch).map(load)
+        .batch(local_batch))
+  return list(ds[process_index::process_count].to_iter_dataset(
+      _read_options(config)))

@@ -1,0 +1,1 @@
+"""Flax linen modules only: generators, the discriminator and VGG19."""

@@ -1,0 +1,57 @@
+"""Process-level set-up: cache directories and JAX's persistent compilation cache."""
+
+import logging
+import os
+
+import jax
+
+
+def cache_dir(*parts: str) -> str:
+  """`$SHOPSTYLE_JAX_CACHE_DIR`, else `$XDG_CACHE_HOME/shopstyle_jax`, else
+  `~/.cache/shopstyle_jax`; joined with `parts` and created."""
+  root = os.environ.get('SHOPSTYLE_JAX_CACHE_DIR') or os.path.join(
+      os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'),
+      'shopstyle_jax')
+  path = os.path.join(root, *parts)
+  os.makedirs(path, exist_ok=True)
+  return path
+
+
+def enable_compilation_cache() -> None:
+  """Turns on JAX's persistent compilation cache, so reruns skip compiling.
+
+  `JAX_COMPILATION_CACHE_DIR` (JAX's own variable) wins; `SHOPSTYLE_JAX_NO_CACHE=1`
+  turns the cache off.
+  """
+  if os.environ.get('SHOPSTYLE_JAX_NO_CACHE') == '1':
+    return
+  path = os.environ.get('JAX_COMPILATION_CACHE_DIR') or cache_dir('jax_compilation_cache')
+  try:
+    jax.config.update('jax_compilation_cache_dir', path)
+    # Cache every program that took more than a fraction of a second to build:
+    # on CPU even small programs take seconds.
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+    jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+  except Exception as e:  # An unwritable cache must never stop a run.
+    logging.warning('Compilation cache disabled (%s).', e)
+
+
+class _DropLibraryInfo(logging.Filter):
+  """Drops INFO/DEBUG records logged from inside the given libraries."""
+
+  def __init__(self, packages: tuple[str, ...]):
+    super().__init__()
+    self._markers = tuple(f'{os.sep}{p}{os.sep}' for p in packages)
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not any(
+        m in record.pathname for m in self._markers)
+
+
+def quiet_library_logs(packages: tuple[str, ...] = ('orbax', 'grain', 'tensorflow_datasets')
+                       ) -> None:
+  """Keeps the console readable: these libraries log every checkpoint step at INFO."""
+  flt = _DropLibraryInfo(packages)
+  for handler in logging.getLogger().handlers:
+    if not any(isinstance(f, _DropLibraryInfo) for f in handler.filters):
+      handler.addFilter(flt)

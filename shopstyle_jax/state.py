@@ -1,0 +1,79 @@
+"""The training state (a plain pytree) and its creation."""
+
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+Params = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training; the models themselves are static.
+
+  `*_batch_stats` are empty dicts when the networks have no batch norm;
+  `ema_params` is an empty dict when `config.ema_decay` is 0.
+  """
+  step: jax.Array
+  g_params: Params
+  g_batch_stats: Params
+  g_opt_state: optax.OptState
+  d_params: Params
+  d_batch_stats: Params
+  d_opt_state: optax.OptState
+  ema_params: Params
+  nonfinite_count: jax.Array  # Consecutive steps skipped for NaN/Inf.
+
+  def generator_variables(self, use_ema: bool = True) -> dict:
+    """The variables `stylize_fn` needs: EMA weights when there are any."""
+    params = self.ema_params if (use_ema and self.ema_params) else self.g_params
+    return variables(params, self.g_batch_stats)
+
+
+def variables(params: Params, batch_stats: Params) -> dict:
+  """A flax variables dict; 'batch_stats' only when the model has any."""
+  return {'params': params, 'batch_stats': batch_stats} if batch_stats else {'params': params}
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  """pix2pix's schedule: constant, then linear decay to 0 at the last step."""
+  lr = config.optimizer.learning_rate
+  total = config.num_train_steps
+  start = int(round(total * config.optimizer.decay_start_fraction))
+  return optax.join_schedules(
+      [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, max(total - start, 1))],
+      [start])
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam, as pix2pix, for both networks."""
+  return optax.adam(learning_rate_schedule(config), b1=config.optimizer.b1,
+                    b2=config.optimizer.b2)
+
+
+def create_train_state(config: ml_collections.ConfigDict, generator: nn.Module,
+                       discriminator: nn.Module, rng: jax.Array) -> TrainState:
+  """Initialises both networks on a dummy batch of the configured size."""
+  g_rng, d_rng = jax.random.split(rng)
+  shape = (1, config.image_size, config.image_size, 3)
+  photo = jnp.zeros(shape, jnp.float32)
+  g_vars = generator.init({'params': g_rng}, photo, train=False)
+  d_vars = discriminator.init({'params': d_rng}, photo, photo, train=False)
+  tx = create_optimizer(config)
+  g_params, d_params = g_vars['params'], d_vars['params']
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      g_params=g_params,
+      g_batch_stats=g_vars.get('batch_stats', {}),
+      g_opt_state=tx.init(g_params),
+      d_params=d_params,
+      d_batch_stats=d_vars.get('batch_stats', {}),
+      d_opt_state=tx.init(d_params),
+      ema_params=jax.tree.map(jnp.copy, g_params) if config.ema_decay > 0 else {},
+      nonfinite_count=jnp.zeros((), jnp.int32),
+  )

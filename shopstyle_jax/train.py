@@ -1,0 +1,230 @@
+"""The training loop: wires data, state, step, checkpoints and metrics.
+
+`train_and_evaluate(config, workdir)` is the whole job. It does no math of its
+own: numbers come from train_step.py, evaluation.py and the models.
+"""
+
+import json
+import logging
+import signal
+import threading
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from clu import metric_writers
+from clu import periodic_actions
+from etils import epath
+
+from shopstyle_jax import checkpoints
+from shopstyle_jax import config_lib
+from shopstyle_jax import evaluation
+from shopstyle_jax import parallel
+from shopstyle_jax import runtime
+from shopstyle_jax import state as state_lib
+from shopstyle_jax import stylize
+from shopstyle_jax import train_step as train_step_lib
+from shopstyle_jax.data import pipeline
+from shopstyle_jax.models import discriminators
+from shopstyle_jax.models import generators
+
+
+class NonFiniteError(RuntimeError):
+  """Training produced NaN/Inf for too many consecutive steps."""
+
+
+def _dtype(config) -> Any:
+  return jnp.bfloat16 if config.precision == 'bfloat16' else jnp.float32
+
+
+def _perceptual_setup(config, writer) -> tuple[Any, Any, Optional[str]]:
+  """The frozen VGG19 and its params when the perceptual loss is on."""
+  if not config.loss.perceptual_weight:
+    return None, None, None
+  from shopstyle_jax import weights  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
+  params, description = weights.load_vgg19_params(
+      config.loss.vgg_weights, config.loss.vgg_layers, seed=config.seed)
+  logging.info('Perceptual loss VGG19 weights: %s', description)
+  writer.write_texts(0, {'vgg19_weights': description})
+  return vgg_lib.VGG19(layers=tuple(config.loss.vgg_layers), dtype=_dtype(config)), params, \
+      description
+
+
+class _StopSignal:
+  """Turns SIGTERM/SIGINT into a request to save and stop after the current step."""
+
+  def __init__(self):
+    self.signum = None
+    if threading.current_thread() is threading.main_thread():
+      for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, self._handle)
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # A second Ctrl-C stops at once.
+    self.signum = signum
+    logging.warning('Received %s: saving a checkpoint after this step, then exiting.',
+                    signal.Signals(signum).name)
+
+
+def _eval_fn(generator):
+  """Jitted eval over a sharded batch: sums of the scores over valid rows."""
+  def fn(variables, batch):
+    out = stylize.stylize_fn(generator, variables, batch['photo'])
+    scores = evaluation.scores(batch['photo'], batch['target'], out)
+    valid = batch['valid'].astype(jnp.float32)
+    sums = {k: jnp.sum(v * valid) for k, v in scores.items()}
+    sums['count'] = jnp.sum(valid)
+    return sums, out
+  return fn
+
+
+def evaluate(config, eval_fn, variables, eval_batches, mesh) -> tuple[dict, np.ndarray]:
+  """Mean PSNR/SSIM (and baselines) over the eval set, and an image grid."""
+  totals, grid = {}, None
+  for i, local in enumerate(eval_batches):
+    batch = parallel.global_batch(local, mesh)
+    sums, out = eval_fn(variables, batch)
+    for k, v in jax.device_get(sums).items():
+      totals[k] = totals.get(k, 0.0) + float(v)
+    if i == 0:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      photo, target, out = multihost_utils.process_allgather(
+          (batch['photo'], batch['target'], out), tiled=True)
+      grid = evaluation.image_grid(photo, target, out, rows=config.eval.grid_rows)
+  count = max(totals.pop('count', 0.0), 1.0)
+  return {k: v / count for k, v in totals.items()}, grid
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
+  """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the state."""
+  config_lib.validate(config, num_devices=jax.device_count())
+  runtime.enable_compilation_cache()
+  workdir = str(epath.Path(workdir).resolve())
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  is_main = jax.process_index() == 0
+  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  mesh = parallel.create_mesh()
+
+  # Data first: a missing dataset or folder fails before anything compiles.
+  pipeline.prepare(config)
+  train_iter = pipeline.create_train_iterator(config, jax.process_index(), jax.process_count())
+  eval_batches = pipeline.create_eval_batches(config, jax.process_index(), jax.process_count())
+
+  dtype = _dtype(config)
+  generator = generators.create_generator(config.model, dtype=dtype)
+  discriminator = discriminators.create_discriminator(config.model, dtype=dtype)
+  vgg, vgg_params, vgg_description = _perceptual_setup(config, writer)
+
+  run_facts = {'run': {'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
+                       'devices': jax.device_count(), 'processes': jax.process_count(),
+                       'platform': jax.default_backend()}}
+  if is_main:
+    config_lib.write_config(config, workdir, run_facts)
+    writer.write_hparams({k: v for k, v in config_lib.flatten(
+        json.loads(config.to_json_best_effort())).items() if not isinstance(v, list)})
+
+  replicated = parallel.replicated(mesh)
+  init = jax.jit(lambda rng: state_lib.create_train_state(config, generator, discriminator, rng),
+                 out_shardings=replicated)
+  abstract_state = jax.eval_shape(init, jax.random.key(config.seed))
+  abstract_state = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
+  manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
+  if manager.latest_step() is not None:
+    state, data_state, step = checkpoints.restore(manager, abstract_state)
+    if data_state is not None:
+      train_iter.set_state(data_state)
+    logging.info('Resumed from the checkpoint at step %d.', step)
+  else:
+    state = init(jax.random.key(config.seed))
+    logging.info('Initialised a new run; generator has %d parameters.',
+                 sum(x.size for x in jax.tree.leaves(state.g_params)))
+  start_step = int(jax.device_get(state.step))
+  if vgg_params is not None:
+    vgg_params = jax.device_put(vgg_params, replicated)
+
+  step_fn = parallel.jit_data_parallel(
+      train_step_lib.make_train_step(config, generator, discriminator, vgg), mesh)
+  eval_fn = jax.jit(_eval_fn(generator))
+
+  def run_eval(step, state):
+    t0 = time.time()
+    scores, grid = evaluate(config, eval_fn, state.generator_variables(), eval_batches, mesh)
+    writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
+    if grid is not None:
+      writer.write_images(step, {'eval/input_target_output': grid[None]})
+    logging.info('Eval at step %d (%.1fs): psnr %.2f ssim %.4f (identity %.2f/%.4f, blank '
+                 '%.2f/%.4f)', step, time.time() - t0, scores['psnr'], scores['ssim'],
+                 scores['identity_psnr'], scores['identity_ssim'], scores['blank_psnr'],
+                 scores['blank_ssim'])
+    return scores
+
+  def save(step, state):
+    checkpoints.save(manager, step, state, train_iter.get_state())
+
+  report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                           writer=writer, every_steps=config.log_every_steps)
+  stop = _StopSignal()
+  history, nonfinite, pending = [], 0, None
+  step, last_log = start_step, time.time()
+
+  def consume(step_done, metrics):
+    """Handles one finished step's metrics (fetched one step late)."""
+    nonlocal nonfinite
+    metrics = jax.device_get(metrics)
+    if metrics['finite'] < 1:
+      nonfinite += 1
+      bad = [k for k, v in metrics.items() if not np.isfinite(v)] or ['gradients']
+      logging.warning('Step %d: non-finite %s; D and G updates skipped (%d in a row).',
+                      step_done, ', '.join(bad), nonfinite)
+      if nonfinite >= config.max_nonfinite_steps:
+        raise NonFiniteError(
+            f'{nonfinite} consecutive non-finite steps (last at step {step_done}: '
+            f'{", ".join(bad)}). The last saved checkpoint is intact. Lower the learning rate, '
+            'use float32, or check the data; config.max_nonfinite_steps sets the limit.')
+    else:
+      nonfinite = 0
+      history.append(metrics)
+
+  logging.info('Training from step %d to %d.', start_step, config.num_train_steps)
+  try:
+    while step < config.num_train_steps:
+      batch = parallel.global_batch(next(train_iter), mesh)
+      state, metrics = step_fn(state, batch, vgg_params)
+      if pending is not None:
+        consume(step, pending)
+      pending, step = metrics, step + 1
+      report(step)
+      is_last = step == config.num_train_steps
+      stopping = stop.signum is not None
+      if step % config.log_every_steps == 0 or is_last or stopping:
+        consume(step, pending)
+        pending = None
+        if history:
+          means = {f'train/{k}': float(np.mean([h[k] for h in history])) for k in history[0]}
+          means['train/steps_per_second'] = len(history) / max(time.time() - last_log, 1e-9)
+          writer.write_scalars(step, means)
+        history, last_log = [], time.time()
+      if step % config.eval_every_steps == 0 or is_last:
+        run_eval(step, state)
+      if step % config.checkpoint_every_steps == 0 or is_last or stopping:
+        save(step, state)
+      if stopping:
+        break
+    if pending is not None:
+      consume(step, pending)
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.flush()
+  if stop.signum is not None:
+    logging.warning('Stopped at step %d by %s; checkpoint saved.', step,
+                    signal.Signals(stop.signum).name)
+    raise SystemExit(130 if stop.signum == signal.SIGINT else 0)
+  return state

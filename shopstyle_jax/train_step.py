@@ -1,0 +1,116 @@
+"""One training step, pure: (state, batch, vgg_params) -> (state, metrics).
+
+A step is pix2pix's `optimize_parameters`: one generator forward, a
+discriminator update on (photo, target) vs (photo, G(photo)), then a generator
+update against the updated discriminator that reuses the same forward pass
+(`jax.vjp`), so no network runs twice. If any loss term or gradient is NaN/Inf
+the step's D and G updates are both skipped and `nonfinite_count` counts it.
+"""
+
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from shopstyle_jax import losses
+from shopstyle_jax import state as state_lib
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+StepFn = Callable[[state_lib.TrainState, Batch, Any], tuple[state_lib.TrainState, Metrics]]
+
+
+def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
+                    discriminator: nn.Module, vgg: Optional[nn.Module] = None) -> StepFn:
+  """Builds the step for these models and loss weights (weights are static)."""
+  lc = config.loss
+  tx = state_lib.create_optimizer(config)
+  lr_schedule = state_lib.learning_rate_schedule(config)
+  base_rng = jax.random.key(config.seed)
+  if lc.perceptual_weight and vgg is None:
+    raise ValueError('config.loss.perceptual_weight > 0 needs the VGG19 module.')
+
+  def d_apply(params, stats, photo, image):
+    """D in training mode; returns logits and the updated batch stats."""
+    logits, mutated = discriminator.apply(state_lib.variables(params, stats), photo, image,
+                                          train=True, mutable=['batch_stats'])
+    return logits, mutated.get('batch_stats', {})
+
+  def step(state: state_lib.TrainState, batch: Batch, vgg_params=None):
+    photo, target = batch['photo'], batch['target']
+    rng = jax.random.fold_in(base_rng, state.step)
+    dropout_rng, noise_rng = jax.random.split(rng)
+
+    def g_forward(g_params):
+      fake, mutated = generator.apply(
+          state_lib.variables(g_params, state.g_batch_stats), photo, train=True,
+          rngs={'dropout': dropout_rng, 'noise': noise_rng}, mutable=['batch_stats'])
+      return fake, mutated.get('batch_stats', {})
+
+    fake, g_vjp, g_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
+
+    # Discriminator update. pix2pix scores fake and real pairs in separate
+    # calls, which matters for batch norm statistics.
+    def d_loss_fn(d_params):
+      fake_logits, stats = d_apply(d_params, state.d_batch_stats, photo,
+                                   jax.lax.stop_gradient(fake))
+      real_logits, stats = d_apply(d_params, stats, photo, target)
+      loss = losses.discriminator_loss(lc.gan, real_logits, fake_logits)
+      return loss, (stats, real_logits.mean(), fake_logits.mean())
+
+    (d_loss, (d_stats, d_real, d_fake)), d_grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True)(state.d_params)
+    d_updates, d_opt_state = tx.update(d_grads, state.d_opt_state, state.d_params)
+    d_params = optax.apply_updates(state.d_params, d_updates)
+
+    # Generator update against the updated discriminator.
+    def g_loss_fn(fake):
+      terms, stats = {}, d_stats
+      if lc.adversarial_weight:
+        logits, stats = d_apply(d_params, d_stats, photo, fake)
+        terms['adversarial'] = (lc.adversarial_weight,
+                                losses.generator_adversarial_loss(lc.gan, logits))
+      if lc.mse_weight:
+        terms['mse'] = (lc.mse_weight, losses.mse(fake, target))
+      if lc.l1_weight:
+        terms['l1'] = (lc.l1_weight, losses.l1(fake, target))
+      if lc.perceptual_weight:
+        features = lambda x: vgg.apply({'params': vgg_params}, x)
+        terms['perceptual'] = (lc.perceptual_weight, losses.perceptual(
+            features, fake, target, lc.vgg_layers, lc.vgg_layer_weights))
+      total = sum(w * value for w, value in terms.values())
+      return total, ({k: v for k, (_, v) in terms.items()}, stats)
+
+    (g_loss, (g_terms, d_stats)), g_fake_grad = jax.value_and_grad(
+        g_loss_fn, has_aux=True)(fake)
+    (g_grads,) = g_vjp(g_fake_grad)
+    g_updates, g_opt_state = tx.update(g_grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, g_updates)
+
+    ema_params = state.ema_params
+    if config.ema_decay > 0:
+      ema_params = optax.incremental_update(g_params, state.ema_params, 1.0 - config.ema_decay)
+
+    g_grad_norm, d_grad_norm = optax.global_norm(g_grads), optax.global_norm(d_grads)
+    watched = [d_loss, g_loss, g_grad_norm, d_grad_norm, *g_terms.values()]
+    finite = jnp.all(jnp.stack([jnp.isfinite(x) for x in watched]))
+    updated = state.replace(
+        step=state.step + 1, g_params=g_params, g_batch_stats=g_stats,
+        g_opt_state=g_opt_state, d_params=d_params, d_batch_stats=d_stats,
+        d_opt_state=d_opt_state, ema_params=ema_params, nonfinite_count=jnp.zeros_like(
+            state.nonfinite_count))
+    skipped = state.replace(step=state.step + 1, nonfinite_count=state.nonfinite_count + 1)
+    new_state = jax.tree.map(lambda u, s: jnp.where(finite, u, s), updated, skipped)
+
+    metrics = {
+        'd_loss': d_loss, 'd_real_logit': d_real, 'd_fake_logit': d_fake,
+        'g_loss': g_loss, **{f'g_{k}': v for k, v in g_terms.items()},
+        'g_grad_norm': g_grad_norm, 'd_grad_norm': d_grad_norm,
+        'learning_rate': lr_schedule(state.step), 'finite': finite.astype(jnp.float32),
+    }
+    return new_state, metrics
+
+  return step

@@ -1,0 +1,68 @@
+"""Test set-up: 8 simulated CPU devices, one compilation cache and one tiny
+catalogue per session (shared with the subprocesses tests start)."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+# Must precede the first `import jax` anywhere in the test session.
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=8').strip()
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(name: str = 'tiny', arg: str = ''):
+  """configs/<name>.py's get_config(arg), loaded by path as config_flags does."""
+  spec = importlib.util.spec_from_file_location(f'configs.{name}',
+                                                os.path.join(ROOT, 'configs', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+@pytest.fixture(scope='session', autouse=True)
+def compilation_cache(tmp_path_factory):
+  """One persistent compilation cache for the session and its subprocesses."""
+  path = os.environ.get('JAX_COMPILATION_CACHE_DIR') or str(tmp_path_factory.mktemp('jax_cache'))
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = path
+  from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
+  runtime.enable_compilation_cache()
+  return path
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  """A TFDS data dir holding the tiny synthetic catalogue, built once."""
+  path = str(tmp_path_factory.mktemp('tfds'))
+  from shopstyle_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  config = load_config('tiny')
+  config.data.data_dir = path
+  pipeline.prepare(config)
+  return path
+
+
+@pytest.fixture
+def tiny_config(data_dir):
+  config = load_config('tiny')
+  config.data.data_dir = data_dir
+  return config
+
+
+def run_main(workdir, data_dir, *overrides, config='configs/tiny.py', env=None, timeout=600,
+             check=True):
+  """Runs `python main.py` in a real subprocess; returns the CompletedProcess."""
+  cmd = [sys.executable, os.path.join(ROOT, 'main.py'), f'--config={os.path.join(ROOT, config)}',
+         f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', *overrides]
+  full_env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='', **(env or {}))
+  proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True,
+                        timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f'main.py failed ({proc.returncode}):\n{proc.stderr[-5000:]}')
+  return proc

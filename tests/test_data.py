@@ -1,0 +1,284 @@
+"""Tests of the synthetic catalogue, the styles and the grain input pipeline."""
+
+import hashlib
+import importlib.util
+import json
+import pathlib
+
+import ml_collections
+import numpy as np
+import pytest
+
+from shopstyle_jax import styles
+from shopstyle_jax.data import catalog
+from shopstyle_jax.data import pipeline
+
+_ROOT = pathlib.Path(__file__).resolve().parents[1]
+_TINY = 'synthetic_catalog/tiny'
+_NUM_TRAIN, _NUM_TEST, _STORED_SIZE = 64, 16, 64
+
+
+def _default_config() -> ml_collections.ConfigDict:
+  spec = importlib.util.spec_from_file_location(
+      'default_config', _ROOT / 'configs' / 'default.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory) -> pathlib.Path:
+  path = tmp_path_factory.mktemp('tfds')
+  config = _default_config()
+  config.data.name, config.data.data_dir = _TINY, str(path)
+  pipeline.prepare(config)
+  return path
+
+
+def _config(data_dir: pathlib.Path, **data) -> ml_collections.ConfigDict:
+  config = _default_config()
+  config.seed = 3
+  config.image_size = 32
+  config.batch_size = 8
+  config.data.name = _TINY
+  config.data.data_dir = str(data_dir)
+  config.data.prefetch = 2
+  config.eval.num_examples = 12
+  config.eval.batch_size = 8
+  for key, value in data.items():
+    setattr(config.data, key, value)
+  return config
+
+
+def _take(iterator, steps: int) -> list[dict[str, np.ndarray]]:
+  return [next(iterator) for _ in range(steps)]
+
+
+def _to_uint8(images: np.ndarray) -> np.ndarray:
+  return np.round((images + 1.0) * 127.5).astype(np.uint8)
+
+
+def _digest(image: np.ndarray) -> str:
+  return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+# --- Styles -------------------------------------------------------------------
+
+
+def test_sketch_is_a_pure_rgb_renderer():
+  photo = np.random.default_rng(0).integers(0, 256, (40, 50, 3), np.uint8)
+  out = styles.render('sketch', photo)
+  assert out.shape == photo.shape and out.dtype == np.uint8
+  np.testing.assert_array_equal(out, styles.sketch(photo.copy()))
+  white = np.full((32, 32, 3), 250, np.uint8)
+  assert styles.sketch(white).min() == 255  # Light background: bare paper.
+
+
+def test_unknown_style_lists_allowed():
+  with pytest.raises(ValueError, match='sketch'):
+    styles.render('crayon', np.zeros((8, 8, 3), np.uint8))
+
+
+# --- Catalogue ----------------------------------------------------------------
+
+
+def test_catalog_splits_and_features(data_dir):
+  config = _config(data_dir)
+  train, test = pipeline._source(config, 'train'), pipeline._source(
+      config, 'test')
+  assert (len(train), len(test)) == (_NUM_TRAIN, _NUM_TEST)
+  files = list((data_dir / 'synthetic_catalog' / 'tiny').rglob('*'))
+  assert any('array_record' in f.name for f in files)
+  categories = set()
+  for index in range(_NUM_TEST):
+    example = test[index]
+    photo = example['photo']
+    sketch = styles.sketch(photo)  # The stored target is this, losslessly.
+    assert photo.shape == (_STORED_SIZE, _STORED_SIZE, 3)
+    assert photo.dtype == np.uint8
+    assert example['id'] == index
+    categories.add(example['category'])
+    assert photo.std() > 10  # A product, not a blank frame.
+    assert (sketch.min(axis=-1) >= 240).mean() > 0.55  # Mostly white paper.
+    assert sketch.min() < 120  # With dark pencil lines.
+  assert len(categories) == len(catalog.CATEGORIES)
+
+
+def test_stored_sketch_is_the_sketch_of_the_photo(data_dir):
+  config = _config(data_dir)
+  builder = pipeline._builder(config)
+  example = builder.as_data_source(split='train')[5]
+  np.testing.assert_array_equal(example['sketch'],
+                                styles.sketch(example['photo']))
+
+
+def test_builds_are_identical(data_dir, tmp_path):
+  config = _config(tmp_path)
+  pipeline.prepare(config)
+  for split in ('train', 'test'):
+    name = f'synthetic_catalog-{split}.array_record-00000-of-00001'
+    first = (data_dir / 'synthetic_catalog/tiny/1.0.0' / name).read_bytes()
+    second = (tmp_path / 'synthetic_catalog/tiny/1.0.0' / name).read_bytes()
+    assert first == second
+
+
+def test_example_seed_depends_only_on_split_and_index():
+  a = catalog.render_photo(catalog.example_seed('test', 3), 64, 'mug')
+  b = catalog.render_photo(catalog.example_seed('test', 3), 64, 'mug')
+  c = catalog.render_photo(catalog.example_seed('train', 3), 64, 'mug')
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+
+
+# --- Train pipeline -----------------------------------------------------------
+
+
+def test_train_batches_shapes_and_ranges(data_dir):
+  config = _config(data_dir)
+  batch = next(pipeline.create_train_iterator(config, 0, 1))
+  assert set(batch) == {'photo', 'target'}
+  for images in batch.values():
+    assert images.shape == (8, 32, 32, 3) and images.dtype == np.float32
+    assert images.min() >= -1.0 and images.max() <= 1.0
+  # Targets are sketches: mostly white.
+  assert (batch['target'] > 0.85).mean() > 0.5
+
+
+@pytest.mark.parametrize('process_count', [2, 4])
+def test_topology_independence(data_dir, process_count):
+  config = _config(data_dir)
+  steps = 5
+  global_batches = _take(pipeline.create_train_iterator(config, 0, 1), steps)
+  local = [_take(pipeline.create_train_iterator(config, p, process_count),
+                 steps) for p in range(process_count)]
+  for t in range(steps):
+    for key in ('photo', 'target'):
+      assert local[0][t][key].shape[0] == 8 // process_count
+      joined = np.concatenate([local[p][t][key]
+                               for p in range(process_count)])
+      np.testing.assert_array_equal(joined, global_batches[t][key])
+
+
+@pytest.mark.parametrize('process_count', [1, 2, 4])
+def test_shares_are_disjoint_and_cover_each_epoch(data_dir, process_count):
+  # No crop and no flip, so every row is a stored photo we can identify.
+  config = _config(data_dir, load_size=_STORED_SIZE, flip=False)
+  config.image_size = _STORED_SIZE
+  source = pipeline._source(config, 'train')
+  ids = {_digest(source[i]['photo']): i for i in range(_NUM_TRAIN)}
+  steps_per_epoch = _NUM_TRAIN // config.batch_size
+  iterators = [pipeline.create_train_iterator(config, p, process_count)
+               for p in range(process_count)]
+  epochs = []
+  for _ in range(2):
+    seen = [[] for _ in range(process_count)]
+    for _ in range(steps_per_epoch):
+      for p, iterator in enumerate(iterators):
+        seen[p] += [ids[_digest(image)] for image in
+                    _to_uint8(next(iterator)['photo'])]
+    for p in range(process_count):
+      for q in range(p):
+        assert not set(seen[p]) & set(seen[q])
+    epoch = sum(seen, [])
+    assert sorted(epoch) == list(range(_NUM_TRAIN))
+    epochs.append(epoch)
+  assert epochs[0] != epochs[1]  # Reshuffled each epoch.
+
+
+def test_exact_resume(data_dir):
+  config = _config(data_dir)
+  first = pipeline.create_train_iterator(config, 1, 2)
+  _take(first, 3)
+  state = first.get_state()
+  json.dumps(state)  # Checkpointable as JSON.
+  expected = _take(first, 4)
+  second = pipeline.create_train_iterator(config, 1, 2)
+  second.set_state(state)
+  for want, got in zip(expected, _take(second, 4)):
+    for key in want:
+      np.testing.assert_array_equal(want[key], got[key])
+
+
+def test_flip_applies_to_photo_and_target_alike(data_dir):
+  config = _config(data_dir, load_size=_STORED_SIZE, flip=True)
+  config.image_size = _STORED_SIZE
+  source = pipeline._source(config, 'train')
+  by_digest = {}
+  for i in range(_NUM_TRAIN):
+    example = source[i]
+    by_digest[_digest(example['photo'])] = (example['sketch'], False)
+    by_digest[_digest(example['photo'][:, ::-1])] = (
+        example['sketch'][:, ::-1], True)
+  flips = []
+  for batch in _take(pipeline.create_train_iterator(config, 0, 1), 4):
+    for photo, target in zip(_to_uint8(batch['photo']),
+                             _to_uint8(batch['target'])):
+      sketch, flipped = by_digest[_digest(photo)]
+      np.testing.assert_array_equal(target, sketch)
+      flips.append(flipped)
+  assert any(flips) and not all(flips)
+
+
+def test_crop_applies_to_photo_and_target_alike():
+  image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), np.uint8)
+  rng = np.random.default_rng(2)
+  for _ in range(5):
+    out = pipeline._augment({'photo': image, 'sketch': image.copy()}, rng,
+                            style='sketch', load_size=72, image_size=48,
+                            flip=True)
+    assert out['photo'].shape == (48, 48, 3)
+    np.testing.assert_array_equal(out['photo'], out['target'])
+
+
+# --- Eval batches -------------------------------------------------------------
+
+
+@pytest.mark.parametrize('process_count', [1, 2, 4])
+def test_eval_batches(data_dir, process_count):
+  config = _config(data_dir)
+  config.image_size = _STORED_SIZE  # No resize: rows are the stored photos.
+  source = pipeline._source(config, 'test')
+  shares = [pipeline.create_eval_batches(config, p, process_count)
+            for p in range(process_count)]
+  assert {len(s) for s in shares} == {2}  # ceil(12 / 8) global batches.
+  rows = []
+  for k in range(2):
+    batch = {key: np.concatenate([s[k][key] for s in shares])
+             for key in ('photo', 'target', 'valid')}
+    assert batch['photo'].shape == (8, _STORED_SIZE, _STORED_SIZE, 3)
+    assert batch['photo'].dtype == np.float32
+    assert batch['valid'].dtype == np.bool_
+    rows += [(p, t) for p, t, v in zip(batch['photo'], batch['target'],
+                                       batch['valid']) if v]
+    assert batch['valid'].sum() == (8 if k == 0 else 4)
+  assert len(rows) == 12
+  for index, (photo, target) in enumerate(rows):
+    np.testing.assert_array_equal(_to_uint8(photo), source[index]['photo'])
+    np.testing.assert_array_equal(_to_uint8(target), source[index]['sketch'])
+
+
+# --- Errors -------------------------------------------------------------------
+
+
+def test_unknown_dataset_lists_allowed(data_dir):
+  config = _config(data_dir)
+  config.data.name = 'imagenet'
+  with pytest.raises(ValueError, match='synthetic_catalog'):
+    pipeline.prepare(config)
+  config.data.name = 'synthetic_catalog/huge'
+  with pytest.raises(ValueError, match='tiny'):
+    pipeline.prepare(config)
+
+
+def test_batch_must_divide_over_processes(data_dir):
+  config = _config(data_dir)
+  with pytest.raises(ValueError, match='divisible'):
+    pipeline.create_train_iterator(config, 0, 3)
+  with pytest.raises(ValueError, match='divisible'):
+    pipeline.create_eval_batches(config, 0, 3)
+
+
+def test_unknown_style_in_dataset(data_dir):
+  config = _config(data_dir, style='oil')
+  with pytest.raises(ValueError, match='sketch'):
+    pipeline.create_train_iterator(config, 0, 1)
