@@ -11,6 +11,16 @@ import optax
 
 Params = Any
 
+# JAX's 'rbg' PRNG draws bits with XLA's RngBitGenerator: one op instead of
+# threefry's unrolled rounds, which compiles ~5x faster on XLA:CPU and runs
+# faster on TPU; its bits do not depend on how arrays are sharded.
+PRNG_IMPL = 'rbg'
+
+
+def prng_key(seed: int) -> jax.Array:
+  """The run's root key (parameter init, dropout, noise)."""
+  return jax.random.key(seed, impl=PRNG_IMPL)
+
 
 @flax.struct.dataclass
 class TrainState:

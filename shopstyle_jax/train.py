@@ -132,7 +132,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   replicated = parallel.replicated(mesh)
   init = jax.jit(lambda rng: state_lib.create_train_state(config, generator, discriminator, rng),
                  out_shardings=replicated)
-  abstract_state = jax.eval_shape(init, jax.random.key(config.seed))
+  abstract_state = jax.eval_shape(init, state_lib.prng_key(config.seed))
   abstract_state = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
   manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
@@ -142,7 +142,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
       train_iter.set_state(data_state)
     logging.info('Resumed from the checkpoint at step %d.', step)
   else:
-    state = init(jax.random.key(config.seed))
+    state = init(state_lib.prng_key(config.seed))
     logging.info('Initialised a new run; generator has %d parameters.',
                  sum(x.size for x in jax.tree.leaves(state.g_params)))
   start_step = int(jax.device_get(state.step))

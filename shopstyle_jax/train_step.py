@@ -29,7 +29,7 @@ def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
   lc = config.loss
   tx = state_lib.create_optimizer(config)
   lr_schedule = state_lib.learning_rate_schedule(config)
-  base_rng = jax.random.key(config.seed)
+  base_rng = state_lib.prng_key(config.seed)
   if lc.perceptual_weight and vgg is None:
     raise ValueError('config.loss.perceptual_weight > 0 needs the VGG19 module.')
 
@@ -94,7 +94,7 @@ def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
     if config.ema_decay > 0:
       ema_params = optax.incremental_update(g_params, state.ema_params, 1.0 - config.ema_decay)
 
-    g_grad_norm, d_grad_norm = optax.global_norm(g_grads), optax.global_norm(d_grads)
+    g_grad_norm, d_grad_norm = optax.tree.norm(g_grads), optax.tree.norm(d_grads)
     watched = [d_loss, g_loss, g_grad_norm, d_grad_norm, *g_terms.values()]
     finite = jnp.all(jnp.stack([jnp.isfinite(x) for x in watched]))
     updated = state.replace(

@@ -30,7 +30,14 @@ def load_config(name: str = 'tiny', arg: str = ''):
 @pytest.fixture(scope='session', autouse=True)
 def compilation_cache(tmp_path_factory):
   """One persistent compilation cache for the session and its subprocesses."""
-  path = os.environ.get('JAX_COMPILATION_CACHE_DIR') or str(tmp_path_factory.mktemp('jax_cache'))
+  path = os.environ.get('JAX_COMPILATION_CACHE_DIR')
+  if not path:
+    # Shared by pytest-xdist workers (JAX writes cache entries atomically).
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+      root = root.parent
+    path = str(root / 'jax_cache')
+    os.makedirs(path, exist_ok=True)
   os.environ['JAX_COMPILATION_CACHE_DIR'] = path
   from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
   runtime.enable_compilation_cache()
@@ -66,3 +73,11 @@ def run_main(workdir, data_dir, *overrides, config='configs/tiny.py', env=None, 
   if check and proc.returncode != 0:
     raise AssertionError(f'main.py failed ({proc.returncode}):\n{proc.stderr[-5000:]}')
   return proc
+
+
+@pytest.fixture(scope='session')
+def trained_workdir(tmp_path_factory, data_dir):
+  """A workdir trained for the tiny config's 4 steps (shared, read-only)."""
+  workdir = str(tmp_path_factory.mktemp('trained'))
+  run_main(workdir, data_dir)
+  return workdir

@@ -768,6 +768,8 @@ class SyntheticCatalog(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {'1.0.0': 'Photos with pencil sketches.'}
   BUILDER_CONFIGS = [
       CatalogConfig(name='default', description='256x256, 4000/200.'),
+      CatalogConfig(name='small', description='128x128, 4000/200, for CPU training.',
+                    image_size=128),
       CatalogConfig(name='tiny', description='64x64, 64/16, for tests.',
                     image_size=64, num_train=64, num_test=16),
   ]

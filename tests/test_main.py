@@ -1,0 +1,87 @@
+"""main.py end to end in real subprocesses: outputs, resume, exactness."""
+
+import glob
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import run_main
+from shopstyle_jax import checkpoints
+
+
+def tensorboard_tags(workdir):
+  """{tag: [steps]} from the TensorBoard event files in workdir."""
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  tags = {}
+  for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
+    acc = event_accumulator.EventAccumulator(path, size_guidance={'tensors': 0, 'images': 0})
+    acc.Reload()
+    for kind in ('tensors', 'images', 'scalars'):
+      for tag in acc.Tags().get(kind, []):
+        events = getattr(acc, {'tensors': 'Tensors', 'images': 'Images',
+                               'scalars': 'Scalars'}[kind])(tag)
+        tags.setdefault(tag, []).extend(e.step for e in events)
+  return tags
+
+
+CONSTANT_LR = ('--config.optimizer.decay_start_fraction=1.0',)
+
+
+def g_params(workdir, step):
+  tree, _ = checkpoints.restore_subtree(workdir, ('g_params',), step)
+  return tree['g_params']
+
+
+@pytest.fixture(scope='module')
+def run_4_then_8(tmp_path_factory, data_dir):
+  workdir = str(tmp_path_factory.mktemp('resume'))
+  # A constant learning rate, so that 4 steps then 8 is comparable with 8 at once
+  # (pix2pix's decay depends on the total number of steps).
+  first = run_main(workdir, data_dir, *CONSTANT_LR)  # tiny: 4 steps, checkpoints every 2
+  second = run_main(workdir, data_dir, '--config.num_train_steps=8', *CONSTANT_LR)
+  return workdir, first, second
+
+
+def test_run_writes_config_checkpoints_and_events(run_4_then_8):
+  workdir, first, _ = run_4_then_8
+  with open(os.path.join(workdir, 'config.json')) as f:
+    config = json.load(f)
+  assert config['image_size'] == 32 and config['model']['generator'] == 'unet'
+  assert config['run']['devices'] >= 1
+  tags = tensorboard_tags(workdir)
+  for tag in ('eval/psnr', 'eval/ssim', 'train/g_loss', 'train/d_loss', 'train/g_mse',
+              'train/learning_rate', 'train/steps_per_second'):
+    assert tag in tags, (tag, sorted(tags))
+  assert 'eval/input_target_output' in tags
+  assert max(tags['eval/psnr']) == 8 and 4 in tags['eval/psnr']
+  assert 'Training from step 0 to 4' in first.stderr
+
+
+def test_rerun_resumes_at_the_saved_step(run_4_then_8):
+  workdir, _, second = run_4_then_8
+  assert 'Resumed from the checkpoint at step 4' in second.stderr
+  assert 'Training from step 4 to 8' in second.stderr
+  # keep_checkpoints=3, every 2 steps: 4, 6, 8 remain.
+  assert checkpoints.available_steps(workdir) == [4, 6, 8]
+
+
+def test_resumed_run_equals_an_uninterrupted_run(run_4_then_8, tmp_path, data_dir):
+  workdir, _, _ = run_4_then_8
+  straight = str(tmp_path / 'straight')
+  run_main(straight, data_dir, '--config.num_train_steps=8', *CONSTANT_LR)
+  a, b = g_params(workdir, 8), g_params(straight, 8)
+  diffs = [float(np.max(np.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+  # Same data batches (iterator state restored), same optimizer state.
+  assert max(diffs) == 0.0
+
+
+def test_changed_model_shape_is_refused(run_4_then_8, data_dir):
+  workdir, _, _ = run_4_then_8
+  proc = run_main(workdir, data_dir, '--config.num_train_steps=10', '--config.model.width=16',
+                  *CONSTANT_LR, check=False)
+  assert proc.returncode != 0
+  assert 'config.model.width: 8 -> 16' in proc.stderr
+  assert checkpoints.available_steps(workdir) == [4, 6, 8]

@@ -1,0 +1,84 @@
+"""stylize_fn and load_stylizer: shapes, dtypes, padding and determinism."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from shopstyle_jax import images as image_lib
+from shopstyle_jax import load_stylizer
+from shopstyle_jax import stylize_fn
+from shopstyle_jax.models import generators
+
+
+def test_stylize_fn_is_pure_and_deterministic(tiny_config):
+  m = tiny_config.model
+  m.update(depth=3, width=4, dropout=0.5, noise_channels=1)
+  g = generators.create_generator(m)
+  x = jax.random.uniform(jax.random.key(0), (3, 24, 40, 3), minval=-1, maxval=1)
+  v = jax.jit(g.init, static_argnames='train')(jax.random.key(1), x, train=False)
+  a, b = stylize_fn(g, v, x), stylize_fn(g, v, x)
+  assert a.shape == x.shape and a.dtype == jnp.float32
+  assert float(jnp.abs(a).max()) <= 1.0
+  np.testing.assert_array_equal(a, b)  # dropout off, noise zero
+
+
+@pytest.mark.parametrize('shape', [(37, 53, 3), (64, 32, 3), (1, 5, 3)])
+def test_load_stylizer_any_size(trained_workdir, shape):
+  stylizer = load_stylizer(trained_workdir)
+  photo = np.random.RandomState(0).randint(0, 256, shape, dtype=np.uint8)
+  out = stylizer(photo)
+  assert out.shape == shape and out.dtype == np.uint8
+  np.testing.assert_array_equal(out, stylizer(photo))
+  # A batch gives the same image as single photos, up to float rounding in the
+  # convolutions (a different batch size can pick another algorithm).
+  batch = stylizer(np.stack([photo, photo]))
+  assert batch.shape == (2,) + shape
+  assert np.abs(batch[1].astype(int) - out).max() <= 1
+
+
+def test_load_stylizer_converts_gray_alpha_and_float(trained_workdir):
+  stylizer = load_stylizer(trained_workdir)
+  rgb = np.random.RandomState(1).randint(0, 256, (20, 30, 3), dtype=np.uint8)
+  gray = rgb[..., 0]
+  expected_gray = stylizer(np.repeat(gray[..., None], 3, axis=-1))
+  np.testing.assert_array_equal(stylizer(gray), expected_gray)
+  np.testing.assert_array_equal(stylizer(gray[..., None]), expected_gray)
+  rgba = np.concatenate([rgb, np.zeros((20, 30, 1), np.uint8)], axis=-1)
+  np.testing.assert_array_equal(stylizer(rgba), stylizer(rgb))
+  np.testing.assert_array_equal(stylizer(rgb.astype(np.float32) / 255.0), stylizer(rgb))
+  np.testing.assert_array_equal(stylizer(rgb.astype(np.uint16) * 257), stylizer(rgb))
+
+
+def test_post_processing_brightness_and_contrast(trained_workdir):
+  stylizer = load_stylizer(trained_workdir)
+  photo = np.random.RandomState(2).randint(0, 256, (32, 32, 3), dtype=np.uint8)
+  base = stylizer(photo).astype(np.int32)
+  brighter = stylizer(photo, brightness=0.2).astype(np.int32)
+  inside = (base > 10) & (base < 220)
+  # +0.2 in [-1, 1] is +25.5 levels.
+  np.testing.assert_allclose((brighter - base)[inside], 25.5, atol=1.0)
+  flat = stylizer(photo, contrast=0.0)
+  np.testing.assert_array_equal(flat, np.full_like(flat, 128))  # mid-grey
+
+
+def test_stylizer_matches_stylize_fn_on_padded_input(trained_workdir):
+  stylizer = load_stylizer(trained_workdir)
+  photo = np.random.RandomState(3).randint(0, 256, (30, 45, 3), dtype=np.uint8)
+  padded, pad = image_lib.pad_to_multiple(image_lib.uint8_to_model(photo[None]), stylizer.factor)
+  assert padded.shape[1] % stylizer.factor == 0 and padded.shape[2] % stylizer.factor == 0
+  raw = stylize_fn(stylizer.generator, stylizer.variables, jnp.asarray(padded))
+  expected = image_lib.model_to_uint8(image_lib.crop(np.asarray(raw), pad))[0]
+  np.testing.assert_array_equal(stylizer(photo), expected)
+
+
+def test_load_stylizer_errors(tmp_path, trained_workdir):
+  with pytest.raises(FileNotFoundError, match='not a shopstyle_jax workdir'):
+    load_stylizer(str(tmp_path))
+  with pytest.raises(FileNotFoundError, match='available steps'):
+    load_stylizer(trained_workdir, step=12345)
+  stylizer = load_stylizer(trained_workdir)
+  with pytest.raises(ValueError, match='zero size'):
+    stylizer(np.zeros((0, 10, 3), np.uint8))
+  with pytest.raises(ValueError, match=r'\[0, 1\]'):
+    stylizer(np.full((4, 4, 3), 2.0, np.float32))
