@@ -8,6 +8,7 @@ that a resume would pick.
 """
 
 import os
+import shutil
 from typing import Any, Optional
 
 import jax
@@ -71,6 +72,41 @@ def available_steps(workdir: str) -> list[int]:
   return sorted(ocp.utils.checkpoint_steps(directory))
 
 
+def resolve(path: str) -> tuple[str, Optional[int]]:
+  """A workdir, its checkpoints/ folder or one step folder -> (workdir, step or None)."""
+  path = os.path.abspath(path.rstrip(os.sep))
+  name = os.path.basename(path)
+  if name.isdigit() and os.path.basename(os.path.dirname(path)) == CHECKPOINT_DIR:
+    return os.path.dirname(os.path.dirname(path)), int(name)
+  if name == CHECKPOINT_DIR:
+    return os.path.dirname(path), None
+  return path, None
+
+
+def state_bytes(state: Any) -> int:
+  """Bytes a checkpoint of `state` takes before compression."""
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+
+
+def check_workdir(workdir: str, needed_bytes: int) -> None:
+  """Fails fast, before training, on a workdir we could not checkpoint into."""
+  probe = os.path.join(workdir, f'.write_test.{os.getpid()}')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise PermissionError(f'Workdir {workdir} is not writable ({e.strerror}). Pick another '
+                          '--workdir or fix its permissions.') from e
+  free = shutil.disk_usage(workdir).free
+  # Orbax writes a new step before deleting the oldest: room for two.
+  if free < 2 * needed_bytes:
+    raise OSError(f'Only {free / 2**20:.0f} MiB free under {workdir}; a checkpoint needs about '
+                  f'{needed_bytes / 2**20:.0f} MiB and two must fit while the oldest is '
+                  'replaced. Free some space or pick another --workdir.')
+
+
 def restore_subtree(workdir: str, keys: tuple[str, ...], step: Optional[int] = None
                     ) -> tuple[dict, int]:
   """Restores only `keys` of the saved state as host NumPy arrays, in this process.
@@ -90,17 +126,17 @@ def restore_subtree(workdir: str, keys: tuple[str, ...], step: Optional[int] = N
                             f'available steps: {steps}.')
   path = os.path.join(checkpoint_dir(workdir), str(step), 'state')
   checkpointer = ocp.PyTreeCheckpointer()
-  metadata = checkpointer.metadata(path).item_metadata.tree
-  missing = [k for k in keys if k not in metadata]
-  if missing:
-    raise ValueError(f'Checkpoint {path} has no {missing}; it holds {sorted(metadata)}.')
-  item = {k: metadata[k] for k in keys}
-  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
-                              item)
   try:
+    metadata = checkpointer.metadata(path).item_metadata.tree
+    missing = [k for k in keys if k not in metadata]
+    if missing:
+      raise ValueError(f'it has no {missing}, only {sorted(metadata)}')
+    item = {k: metadata[k] for k in keys}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
     tree = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
         item=item, restore_args=restore_args, partial_restore=True))
   except Exception as e:  # Orbax raises many types for damaged files.
     raise ValueError(f'Checkpoint {path} could not be read ({type(e).__name__}: {e}). It may '
-                     f'be corrupt: pass --step with another of {steps}.') from e
+                     f'be corrupt or from another program: pass --step with another of '
+                     f'{steps}, or retrain.') from e
   return tree, step

@@ -18,6 +18,7 @@ import numpy as np
 from clu import metric_writers
 from clu import periodic_actions
 from etils import epath
+from jax.experimental import multihost_utils
 
 from shopstyle_jax import checkpoints
 from shopstyle_jax import config_lib
@@ -30,6 +31,9 @@ from shopstyle_jax import train_step as train_step_lib
 from shopstyle_jax.data import pipeline
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
+
+# What a fine-tuning run (config.init_from) takes from another run.
+_TRANSFERRED = ('g_params', 'g_batch_stats', 'd_params', 'd_batch_stats')
 
 
 class NonFiniteError(RuntimeError):
@@ -50,12 +54,16 @@ def _perceptual_setup(config, writer) -> tuple[Any, Any, Optional[str]]:
       config.loss.vgg_weights, config.loss.vgg_layers, seed=config.seed)
   logging.info('Perceptual loss VGG19 weights: %s', description)
   writer.write_texts(0, {'vgg19_weights': description})
-  return vgg_lib.VGG19(layers=tuple(config.loss.vgg_layers), dtype=_dtype(config)), params, \
-      description
+  vgg = vgg_lib.VGG19(layers=tuple(config.loss.vgg_layers), dtype=_dtype(config))
+  return vgg, params, description
 
 
-class _StopSignal:
-  """Turns SIGTERM/SIGINT into a request to save and stop after the current step."""
+class _StopRequest:
+  """Turns SIGTERM/SIGINT into "save a checkpoint after this step, then exit".
+
+  With several processes, every process must stop at the same step (they all
+  take part in the checkpoint), so the request is agreed on by an all-gather.
+  """
 
   def __init__(self):
     self.signum = None
@@ -65,15 +73,29 @@ class _StopSignal:
 
   def _handle(self, signum, frame):
     del frame
-    if self.signum is not None and signum == signal.SIGINT:
+    if self.signum == signal.SIGINT and signum == signal.SIGINT:
       raise KeyboardInterrupt  # A second Ctrl-C stops at once.
     self.signum = signum
     logging.warning('Received %s: saving a checkpoint after this step, then exiting.',
                     signal.Signals(signum).name)
 
+  def agreed(self) -> Optional[int]:
+    """The signal to stop on, if any process received one."""
+    if jax.process_count() == 1:
+      return self.signum
+    signals = multihost_utils.process_allgather(np.int32(self.signum or 0))
+    received = [int(s) for s in np.ravel(signals) if s]
+    if received and self.signum is None:
+      self.signum = received[0]
+    return self.signum
+
+  @staticmethod
+  def exit_code(signum: int) -> int:
+    return 130 if signum == signal.SIGINT else 0
+
 
 def _eval_fn(generator):
-  """Jitted eval over a sharded batch: sums of the scores over valid rows."""
+  """Eval over a sharded batch: sums of the scores over valid rows."""
   def fn(variables, batch):
     out = stylize.stylize_fn(generator, variables, batch['photo'])
     scores = evaluation.scores(batch['photo'], batch['target'], out)
@@ -81,7 +103,7 @@ def _eval_fn(generator):
     sums = {k: jnp.sum(v * valid) for k, v in scores.items()}
     sums['count'] = jnp.sum(valid)
     return sums, out
-  return fn
+  return jax.jit(fn)
 
 
 def evaluate(config, eval_fn, variables, eval_batches, mesh) -> tuple[dict, np.ndarray]:
@@ -93,7 +115,6 @@ def evaluate(config, eval_fn, variables, eval_batches, mesh) -> tuple[dict, np.n
     for k, v in jax.device_get(sums).items():
       totals[k] = totals.get(k, 0.0) + float(v)
     if i == 0:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       photo, target, out = multihost_utils.process_allgather(
           (batch['photo'], batch['target'], out), tiled=True)
       grid = evaluation.image_grid(photo, target, out, rows=config.eval.grid_rows)
@@ -101,38 +122,72 @@ def evaluate(config, eval_fn, variables, eval_batches, mesh) -> tuple[dict, np.n
   return {k: v / count for k, v in totals.items()}, grid
 
 
+def _checksum(tree) -> float:
+  """A fingerprint of parameters, logged on resume so that tests can check it."""
+  return float(sum(jnp.sum(jnp.abs(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
+def _init_from(config, state: state_lib.TrainState) -> state_lib.TrainState:
+  """Replaces both networks' weights with another run's (fine-tuning)."""
+  source, step = checkpoints.resolve(config.init_from)
+  tree, step = checkpoints.restore_subtree(source, _TRANSFERRED, step)
+  mismatches = []
+  for key in _TRANSFERRED:
+    ours = jax.tree_util.tree_flatten_with_path(getattr(state, key))[0]
+    theirs = dict(jax.tree_util.tree_flatten_with_path(tree[key])[0])
+    for path, leaf in ours:
+      other = theirs.get(path)
+      if other is None or other.shape != leaf.shape:
+        mismatches.append(f'{key}{jax.tree_util.keystr(path)}: ours {leaf.shape}, '
+                          f'theirs {None if other is None else other.shape}')
+    if len(theirs) != len(ours):
+      mismatches.append(f'{key}: {len(ours)} arrays here, {len(theirs)} in {source}')
+  if mismatches:
+    raise ValueError(
+        f'config.init_from={config.init_from}: the networks do not match this config '
+        f'({len(mismatches)} differences, e.g. {"; ".join(mismatches[:3])}). Use the same '
+        'config.model.* as the run you start from.')
+  loaded = {k: jax.tree.map(lambda ours, v: jnp.asarray(v, ours.dtype), getattr(state, k),
+                            tree[k]) for k in _TRANSFERRED}
+  state = state.replace(**loaded)
+  if config.ema_decay > 0:
+    state = state.replace(ema_params=loaded['g_params'])
+  logging.info('Initialised both networks from %s (step %d).', source, step)
+  return state
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
   """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the state."""
   config_lib.validate(config, num_devices=jax.device_count())
   runtime.enable_compilation_cache()
   workdir = str(epath.Path(workdir).resolve())
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
   mesh = parallel.create_mesh()
-
-  # Data first: a missing dataset or folder fails before anything compiles.
-  pipeline.prepare(config)
-  train_iter = pipeline.create_train_iterator(config, jax.process_index(), jax.process_count())
-  eval_batches = pipeline.create_eval_batches(config, jax.process_index(), jax.process_count())
 
   dtype = _dtype(config)
   generator = generators.create_generator(config.model, dtype=dtype)
   discriminator = discriminators.create_discriminator(config.model, dtype=dtype)
-  vgg, vgg_params, vgg_description = _perceptual_setup(config, writer)
-
-  run_facts = {'run': {'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
-                       'devices': jax.device_count(), 'processes': jax.process_count(),
-                       'platform': jax.default_backend()}}
-  if is_main:
-    config_lib.write_config(config, workdir, run_facts)
-    writer.write_hparams({k: v for k, v in config_lib.flatten(
-        json.loads(config.to_json_best_effort())).items() if not isinstance(v, list)})
-
   replicated = parallel.replicated(mesh)
   init = jax.jit(lambda rng: state_lib.create_train_state(config, generator, discriminator, rng),
                  out_shardings=replicated)
   abstract_state = jax.eval_shape(init, state_lib.prng_key(config.seed))
+  checkpoints.check_workdir(workdir, checkpoints.state_bytes(abstract_state))
+
+  # Data next: a missing dataset or folder fails before anything compiles.
+  pipeline.prepare(config)
+  train_iter = pipeline.create_train_iterator(config, jax.process_index(), jax.process_count())
+  eval_batches = pipeline.create_eval_batches(config, jax.process_index(), jax.process_count())
+
+  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  vgg, vgg_params, vgg_description = _perceptual_setup(config, writer)
+  if is_main:
+    config_lib.write_config(config, workdir, {'run': {
+        'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
+        'devices': jax.device_count(), 'processes': jax.process_count(),
+        'platform': jax.default_backend()}})
+    writer.write_hparams({k: v for k, v in config_lib.flatten(
+        json.loads(config.to_json_best_effort())).items() if not isinstance(v, list)})
+
   abstract_state = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
   manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
@@ -140,9 +195,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     state, data_state, step = checkpoints.restore(manager, abstract_state)
     if data_state is not None:
       train_iter.set_state(data_state)
-    logging.info('Resumed from the checkpoint at step %d.', step)
+    logging.info('Resumed from the checkpoint at step %d (g_params checksum %.6e).', step,
+                 _checksum(state.g_params))
   else:
     state = init(state_lib.prng_key(config.seed))
+    if config.init_from:
+      state = jax.device_put(_init_from(config, state), replicated)
     logging.info('Initialised a new run; generator has %d parameters.',
                  sum(x.size for x in jax.tree.leaves(state.g_params)))
   start_step = int(jax.device_get(state.step))
@@ -151,7 +209,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
 
   step_fn = parallel.jit_data_parallel(
       train_step_lib.make_train_step(config, generator, discriminator, vgg), mesh)
-  eval_fn = jax.jit(_eval_fn(generator))
+  eval_fn = _eval_fn(generator)
 
   def run_eval(step, state):
     t0 = time.time()
@@ -163,20 +221,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
                  '%.2f/%.4f)', step, time.time() - t0, scores['psnr'], scores['ssim'],
                  scores['identity_psnr'], scores['identity_ssim'], scores['blank_psnr'],
                  scores['blank_ssim'])
-    return scores
-
-  def save(step, state):
-    checkpoints.save(manager, step, state, train_iter.get_state())
 
   report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                            writer=writer, every_steps=config.log_every_steps)
-  stop = _StopSignal()
+  stop = _StopRequest()
   history, nonfinite, pending = [], 0, None
   step, last_log = start_step, time.time()
 
-  def consume(step_done, metrics):
-    """Handles one finished step's metrics (fetched one step late)."""
-    nonlocal nonfinite
+  def consume():
+    """Handles the finished step's metrics (fetched one step late, so the
+    device never waits for the host)."""
+    nonlocal nonfinite, pending
+    if pending is None:
+      return
+    step_done, metrics = pending
+    pending = None
     metrics = jax.device_get(metrics)
     if metrics['finite'] < 1:
       nonfinite += 1
@@ -185,9 +244,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
                       step_done, ', '.join(bad), nonfinite)
       if nonfinite >= config.max_nonfinite_steps:
         raise NonFiniteError(
-            f'{nonfinite} consecutive non-finite steps (last at step {step_done}: '
-            f'{", ".join(bad)}). The last saved checkpoint is intact. Lower the learning rate, '
-            'use float32, or check the data; config.max_nonfinite_steps sets the limit.')
+            f'{nonfinite} consecutive non-finite steps, the last at step {step_done} '
+            f'(non-finite: {", ".join(bad)}). The checkpoints in {workdir} hold only finite '
+            'states. Lower config.optimizer.learning_rate, use config.precision=float32 or '
+            'check the data; config.max_nonfinite_steps sets this limit.')
     else:
       nonfinite = 0
       history.append(metrics)
@@ -197,16 +257,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     while step < config.num_train_steps:
       batch = parallel.global_batch(next(train_iter), mesh)
       state, metrics = step_fn(state, batch, vgg_params)
-      if pending is not None:
-        consume(step, pending)
-      pending, step = metrics, step + 1
+      consume()
+      pending, step = (step + 1, metrics), step + 1
       report(step)
       is_last = step == config.num_train_steps
-      stopping = stop.signum is not None
+      stopping = stop.agreed() is not None
       if step % config.log_every_steps == 0 or is_last or stopping:
-        consume(step, pending)
-        pending = None
-        if history:
+        consume()
+        if history and is_main:
           means = {f'train/{k}': float(np.mean([h[k] for h in history])) for k in history[0]}
           means['train/steps_per_second'] = len(history) / max(time.time() - last_log, 1e-9)
           writer.write_scalars(step, means)
@@ -214,11 +272,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
       if step % config.eval_every_steps == 0 or is_last:
         run_eval(step, state)
       if step % config.checkpoint_every_steps == 0 or is_last or stopping:
-        save(step, state)
+        consume()
+        if nonfinite:
+          logging.warning('Not checkpointing step %d: it was skipped as non-finite.', step)
+        else:
+          checkpoints.save(manager, step, state, train_iter.get_state())
       if stopping:
         break
-    if pending is not None:
-      consume(step, pending)
+    consume()
   finally:
     manager.wait_until_finished()
     manager.close()
@@ -226,5 +287,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   if stop.signum is not None:
     logging.warning('Stopped at step %d by %s; checkpoint saved.', step,
                     signal.Signals(stop.signum).name)
-    raise SystemExit(130 if stop.signum == signal.SIGINT else 0)
+    raise SystemExit(stop.exit_code(stop.signum))
   return state

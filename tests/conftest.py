@@ -67,7 +67,7 @@ def run_main(workdir, data_dir, *overrides, config='configs/tiny.py', env=None, 
   """Runs `python main.py` in a real subprocess; returns the CompletedProcess."""
   cmd = [sys.executable, os.path.join(ROOT, 'main.py'), f'--config={os.path.join(ROOT, config)}',
          f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', *overrides]
-  full_env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='', **(env or {}))
+  full_env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'XLA_FLAGS': '', **(env or {})}
   proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True,
                         timeout=timeout)
   if check and proc.returncode != 0:

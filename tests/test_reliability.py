@@ -1,0 +1,185 @@
+"""Failure behaviour with real processes: signals, kill -9, NaNs, bad settings."""
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_main
+from shopstyle_jax import checkpoints
+from shopstyle_jax import load_stylizer
+
+RESUMED = re.compile(r'Resumed from the checkpoint at step (\d+) \(g_params checksum ([0-9.e+-]+)\)')
+
+
+def start_main(workdir, data_dir, *overrides, log_path):
+  cmd = [sys.executable, os.path.join(ROOT, 'main.py'),
+         f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={workdir}',
+         f'--config.data.data_dir={data_dir}', *overrides]
+  env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='')
+  log = open(log_path, 'w')
+  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
+
+
+def wait_for(log_path, pattern, proc, timeout=180):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    with open(log_path) as f:
+      if re.search(pattern, f.read()):
+        return
+    if proc.poll() is not None:
+      raise AssertionError(f'exited {proc.returncode} before {pattern!r}:\n'
+                           + open(log_path).read()[-3000:])
+    time.sleep(0.05)
+  raise AssertionError(f'timed out waiting for {pattern!r}')
+
+
+def checksum(workdir, step):
+  tree, _ = checkpoints.restore_subtree(workdir, ('g_params',), step)
+  return float(sum(np.abs(x.astype(np.float32)).sum() for x in jax.tree.leaves(tree['g_params'])))
+
+
+LONG = ('--config.num_train_steps=100000', '--config.checkpoint_every_steps=100000',
+        '--config.eval_every_steps=100000', '--config.log_every_steps=1')
+
+
+@pytest.mark.parametrize('sig,code', [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_signal_saves_current_step_and_exits(tmp_path, data_dir, sig, code):
+  workdir, log_path = str(tmp_path / 'w'), str(tmp_path / 'log.txt')
+  proc, log = start_main(workdir, data_dir, *LONG, log_path=log_path)
+  wait_for(log_path, r'\] \[3\] train/', proc)  # a few steps done
+  proc.send_signal(sig)
+  assert proc.wait(timeout=120) == code
+  log.close()
+  text = open(log_path).read()
+  stopped = int(re.search(r'Stopped at step (\d+) by ' + sig.name, text).group(1))
+  assert stopped >= 3
+  assert checkpoints.available_steps(workdir) == [stopped]
+  # The rerun resumes at exactly that step and that state.
+  proc2 = run_main(workdir, data_dir, f'--config.num_train_steps={stopped + 2}')
+  step, value = RESUMED.search(proc2.stderr).groups()
+  assert int(step) == stopped
+  assert checksum(workdir, stopped) == pytest.approx(float(value), rel=1e-6)
+
+
+def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path, data_dir):
+  """SIGKILL, often in the middle of a checkpoint write (one every step)."""
+  workdir = str(tmp_path / 'w')
+  rng = random.Random(0)
+  frequent = ('--config.num_train_steps=40', '--config.checkpoint_every_steps=1',
+              '--config.eval_every_steps=1000', '--config.keep_checkpoints=2',
+              '--config.log_every_steps=1')
+  resumes = 0
+  for trial in range(5):
+    log_path = str(tmp_path / f'log{trial}.txt')
+    before = checkpoints.available_steps(workdir)
+    proc, log = start_main(workdir, data_dir, *frequent, log_path=log_path)
+    wait_for(log_path, r'\] \[\d+\] train/', proc)  # compiled and stepping
+    time.sleep(rng.uniform(0.0, 1.5))
+    proc.kill()
+    proc.wait()
+    log.close()
+    text = open(log_path).read()
+    if before:
+      # The run resumed from the latest complete checkpoint, with its exact state.
+      step, value = RESUMED.search(text).groups()
+      assert int(step) == before[-1]
+      assert saved_checksums[int(step)] == pytest.approx(float(value), rel=1e-6)
+      resumes += 1
+    after = checkpoints.available_steps(workdir)
+    # Every listed checkpoint is complete and restorable; none went backwards.
+    saved_checksums = {s: checksum(workdir, s) for s in after}
+    if before:
+      assert after and after[-1] >= before[-1]
+  assert resumes >= 3
+  final = run_main(workdir, data_dir, *frequent)
+  assert 'Training from step' in final.stderr
+  assert checkpoints.available_steps(workdir)[-1] == 40
+
+
+def test_nonfinite_training_stops_without_checkpointing_bad_state(tmp_path, data_dir):
+  workdir = str(tmp_path / 'w')
+  run_main(workdir, data_dir, '--config.num_train_steps=2', '--config.eval_every_steps=1000')
+  good = checksum(workdir, 2)
+  # Resumed with a learning rate this large, the first D update blows D up and
+  # every step from then on is non-finite and skipped.
+  proc = run_main(workdir, data_dir, '--config.optimizer.learning_rate=1e30',
+                  '--config.max_nonfinite_steps=3', '--config.num_train_steps=50',
+                  '--config.checkpoint_every_steps=1', '--config.eval_every_steps=1000',
+                  check=False)
+  assert proc.returncode == 1
+  match = re.search(r'NonFiniteError: 3 consecutive non-finite steps, the last at step (\d+) '
+                    r'\(non-finite: ([a-z_, ]+)\)', proc.stderr)
+  assert match, proc.stderr[-2000:]
+  assert int(match.group(1)) == 5  # steps 3, 4 and 5
+  assert 'g_loss' in match.group(2)
+  assert 'Not checkpointing step 3' in proc.stderr
+  assert checkpoints.available_steps(workdir) == [2]
+  assert checksum(workdir, 2) == good
+  for key in ('g_params', 'd_params'):
+    tree, _ = checkpoints.restore_subtree(workdir, (key,), 2)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize('override,message', [
+    ('--config.image_size=100', 'config.image_size=100 must be a multiple of 32'),
+    ('--config.loss.gan=wgan', "config.loss.gan='wgan' is not allowed"),
+    ('--config.model.widht=16', 'Did you mean config.model.width?'),
+    ('--config.model.generator=vit', "config.model.generator='vit' is not allowed"),
+    ('--config.data.name=imagenet', "Unknown dataset 'imagenet'"),
+    ('--config.loss.mse_weight=0 --config.loss.adversarial_weight=0', 'All loss weights are 0'),
+])
+def test_config_errors_fail_fast_naming_the_key(tmp_path, data_dir, override, message):
+  workdir = str(tmp_path / 'w')
+  t0 = time.time()
+  proc = run_main(workdir, data_dir, *override.split(), check=False)
+  assert proc.returncode != 0
+  assert message in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  assert time.time() - t0 < 60
+  assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
+
+
+def test_batch_not_divisible_by_devices_fails_before_compiling(tmp_path, data_dir):
+  proc = run_main(str(tmp_path / 'w'), data_dir, '--config.batch_size=3', check=False,
+                  env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+  assert proc.returncode == 2
+  assert 'config.batch_size=3 is not divisible by the number of devices (2)' in proc.stderr
+
+
+def test_unusable_workdir_is_refused(tmp_path, data_dir):
+  blocker = tmp_path / 'file'
+  blocker.write_text('not a directory')
+  proc = run_main(str(blocker / 'w'), data_dir, check=False)
+  assert proc.returncode == 1 and 'FATAL' in proc.stderr and str(blocker) in proc.stderr
+
+
+def test_too_little_disk_is_refused(tmp_path, monkeypatch):
+  monkeypatch.setattr(shutil, 'disk_usage', lambda _: shutil._ntuple_diskusage(10, 9, 1))
+  with pytest.raises(OSError, match='MiB free'):
+    checkpoints.check_workdir(str(tmp_path), 10 * 2**20)
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path, trained_workdir):
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(trained_workdir, workdir)
+  step = checkpoints.available_steps(workdir)[-1]
+  state_dir = os.path.join(workdir, 'checkpoints', str(step), 'state')
+  for root, _, files in os.walk(state_dir):
+    for name in files:
+      if name not in ('_METADATA', '_CHECKPOINT_METADATA', 'commit_success.txt'):
+        with open(os.path.join(root, name), 'wb') as f:
+          f.write(b'garbage')
+  with pytest.raises(ValueError, match='could not be read'):
+    load_stylizer(workdir)
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['model']['generator'] == 'unet'  # nothing else touched
