@@ -178,7 +178,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   train_iter = pipeline.create_train_iterator(config, jax.process_index(), jax.process_count())
   eval_batches = pipeline.create_eval_batches(config, jax.process_index(), jax.process_count())
 
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  # Only process 0 writes events and console progress; the others write nothing.
+  writer = (metric_writers.create_default_writer(workdir) if is_main
+            else metric_writers.MultiWriter([]))
   vgg, vgg_params, vgg_description = _perceptual_setup(config, writer)
   if is_main:
     config_lib.write_config(config, workdir, {'run': {
@@ -217,13 +219,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
     if grid is not None:
       writer.write_images(step, {'eval/input_target_output': grid[None]})
-    logging.info('Eval at step %d (%.1fs): psnr %.2f ssim %.4f (identity %.2f/%.4f, blank '
-                 '%.2f/%.4f)', step, time.time() - t0, scores['psnr'], scores['ssim'],
-                 scores['identity_psnr'], scores['identity_ssim'], scores['blank_psnr'],
-                 scores['blank_ssim'])
+    if is_main:
+      logging.info('Eval at step %d (%.1fs): psnr %.2f ssim %.4f (identity %.2f/%.4f, blank '
+                   '%.2f/%.4f)', step, time.time() - t0, scores['psnr'], scores['ssim'],
+                   scores['identity_psnr'], scores['identity_ssim'], scores['blank_psnr'],
+                   scores['blank_ssim'])
 
-  report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
-                                           writer=writer, every_steps=config.log_every_steps)
+  report = (periodic_actions.ReportProgress(
+      num_train_steps=config.num_train_steps, writer=writer,
+      every_steps=config.log_every_steps) if is_main else lambda step: None)
   stop = _StopRequest()
   history, nonfinite, pending = [], 0, None
   step, last_log = start_step, time.time()
@@ -284,6 +288,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     manager.wait_until_finished()
     manager.close()
     writer.flush()
+  logging.info('Process %d of %d finished at step %d.', jax.process_index(),
+               jax.process_count(), step)
   if stop.signum is not None:
     logging.warning('Stopped at step %d by %s; checkpoint saved.', step,
                     signal.Signals(stop.signum).name)

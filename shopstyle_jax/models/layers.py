@@ -31,8 +31,11 @@ def make_norm(norm: str, train: bool, dtype: Dtype) -> Callable[[jax.Array], jax
 
 
 def uses_bias(norm: str) -> bool:
-  """pix2pix drops conv biases before batch norm (it would cancel them)."""
-  return norm != 'batch'
+  """Convolutions before a norm layer have no bias: the norm subtracts the
+  mean and cancels it (pix2pix does this for batch norm; we also do it for
+  instance norm, where a bias would get only rounding noise as gradient, which
+  Adam then amplifies into random updates)."""
+  return norm == 'none'
 
 
 class ConvTranspose4x4(nn.Module):
