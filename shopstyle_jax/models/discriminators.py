@@ -30,11 +30,9 @@ class PatchDiscriminator(nn.Module):
     for n in range(1, self.num_layers + 1):
       features = self.width * min(2 ** n, 8)
       stride = 2 if n < self.num_layers else 1
-      h = nn.Conv(features, (4, 4), strides=(stride, stride), padding=((1, 1), (1, 1)),
-                  use_bias=bias, kernel_init=layers.conv_init, dtype=self.dtype)(h)
+      h = layers.conv(features, 4, stride, ((1, 1), (1, 1)), use_bias=bias, dtype=self.dtype)(h)
       h = nn.leaky_relu(layers.make_norm(self.norm, train, self.dtype)(h), 0.2)
-    h = nn.Conv(1, (4, 4), padding=((1, 1), (1, 1)), kernel_init=layers.conv_init,
-                dtype=self.dtype)(h)
+    h = layers.conv(1, 4, 1, ((1, 1), (1, 1)), dtype=self.dtype)(h)
     return h.astype(jnp.float32)
 
 

@@ -82,9 +82,8 @@ class ResnetGenerator(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     bias = layers.uses_bias(self.norm)
     norm = lambda: layers.make_norm(self.norm, train, self.dtype)
-    conv = lambda f, k, s=1, pad=0: nn.Conv(
-        f, (k, k), strides=(s, s), padding=pad, use_bias=bias,
-        kernel_init=layers.conv_init, dtype=self.dtype)
+    conv = lambda f, k, s=1, pad=((0, 0), (0, 0)): layers.conv(
+        f, k, s, pad, use_bias=bias, dtype=self.dtype)
     x = add_noise(self, x, train).astype(self.dtype)
     h = nn.relu(norm()(conv(self.width, 7)(reflect_pad(x, 3))))
     for i in (1, 2):
@@ -98,8 +97,8 @@ class ResnetGenerator(nn.Module):
     for i in (1, 0):
       h = layers.make_upsample(self.upsample, self.width * 2 ** i, bias, self.dtype)(h)
       h = nn.relu(norm()(h))
-    h = nn.Conv(self.out_channels, (7, 7), padding=0, kernel_init=layers.conv_init,
-                dtype=self.dtype)(reflect_pad(h, 3))
+    h = layers.conv(self.out_channels, 7, 1, ((0, 0), (0, 0)), dtype=self.dtype)(
+        reflect_pad(h, 3))
     return jnp.tanh(h.astype(jnp.float32))
 
 
