@@ -1,10 +1,26 @@
 """shopstyle_jax: product photos -> styled images with a conditional GAN (JAX/Flax).
 
-The public face is inference: `stylize_fn` (jitted, pure) and `load_stylizer`
-(a trained workdir -> a callable on uint8 photos of any size).
+The public face is inference: `stylize_fn` (jitted, pure), `load_stylizer`
+(a trained workdir -> a callable on uint8 photos of any size) and
+`load_exported` (the same callable from a file written by
+`python -m shopstyle_jax.export`, needing only jax and numpy). They are
+imported on first use, so `import shopstyle_jax` stays light.
 """
 
-from shopstyle_jax.stylize import load_stylizer
-from shopstyle_jax.stylize import stylize_fn
+import importlib
+from typing import Any
 
-__all__ = ['load_stylizer', 'stylize_fn']
+_LAZY = {'load_stylizer': 'shopstyle_jax.stylize', 'stylize_fn': 'shopstyle_jax.stylize',
+         'load_exported': 'shopstyle_jax.export'}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__() -> list[str]:
+  return sorted(list(globals()) + __all__)

@@ -82,3 +82,21 @@ def test_load_stylizer_errors(tmp_path, trained_workdir):
     stylizer(np.zeros((0, 10, 3), np.uint8))
   with pytest.raises(ValueError, match=r'\[0, 1\]'):
     stylizer(np.full((4, 4, 3), 2.0, np.float32))
+
+
+def test_max_side_and_post_processing_checks(trained_workdir):
+  stylizer = load_stylizer(trained_workdir)
+  photo = np.random.RandomState(4).randint(0, 256, (90, 150, 3), dtype=np.uint8)
+  out = stylizer(photo, max_side=64)
+  assert out.shape == photo.shape and out.dtype == np.uint8
+  # Stylized at 38x64, then resized back: by hand, the same pixels.
+  small = image_lib.resize(image_lib.uint8_to_model(photo[None]), 38, 64)
+  padded, pad = image_lib.pad_to_multiple(small, stylizer.factor)
+  raw = image_lib.crop(np.asarray(stylize_fn(stylizer.generator, stylizer.variables,
+                                             jnp.asarray(padded))), pad)
+  np.testing.assert_array_equal(out, image_lib.model_to_uint8(image_lib.resize(raw, 90, 150))[0])
+  np.testing.assert_array_equal(stylizer(photo, max_side=150), stylizer(photo))  # fits already
+  with pytest.raises(ValueError, match='brightness'):
+    stylizer(photo, brightness=1.5)
+  with pytest.raises(ValueError, match='contrast'):
+    stylizer(photo, contrast=-1.0)

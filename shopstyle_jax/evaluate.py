@@ -1,0 +1,252 @@
+"""PSNR and SSIM of a checkpoint on a dataset's test split or a folder of pairs.
+
+  python -m shopstyle_jax.evaluate --workdir=runs/ [--step=N] [--grid=out.png] \
+      [--num_examples=N] [--config.data.KEY=VALUE ...]
+
+The config is the workdir's config.json with the `--config.*` overrides
+applied (e.g. `--config.data.folder=pairs/` or `--config.data.name=...`), and
+the data comes through the training input pipeline, test split, resized to
+`config.image_size`: the numbers are those training logs as eval/*, over the
+whole split by default. Prints a table (the model, the identity baseline: the
+photo itself, and a blank white page) and writes it as JSON; `--grid` writes
+photo | target | output rows as one PNG.
+"""
+
+import functools
+import importlib.util
+import json
+import logging
+import os
+import re
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from ml_collections import config_dict
+
+from shopstyle_jax import evaluation
+from shopstyle_jax import parallel
+from shopstyle_jax import stylize
+from shopstyle_jax.data import pipeline
+
+METRICS = ('psnr', 'ssim', 'identity_psnr', 'identity_ssim', 'blank_psnr', 'blank_ssim')
+_ALL = 2**31 - 1
+
+
+def overridable(config: Any) -> ml_collections.ConfigDict:
+  """A config loaded from JSON, made overridable by ml_collections' config flags:
+  unset fields become untyped placeholders and lists tuples."""
+  if isinstance(config, (dict, ml_collections.ConfigDict)):
+    items = config.items()
+    return ml_collections.ConfigDict({k: overridable(v) for k, v in items})
+  if config is None:
+    return config_dict.placeholder(object)
+  if isinstance(config, list):
+    return tuple(overridable(v) for v in config)
+  return config
+
+
+def _default_config() -> ml_collections.ConfigDict:
+  """configs/default.py's config, when this is a source checkout; else empty."""
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs',
+                      'default.py')
+  if not os.path.exists(path):
+    return ml_collections.ConfigDict()
+  spec = importlib.util.spec_from_file_location('_shopstyle_jax_default_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _merge(base: ml_collections.ConfigDict, loaded: dict[str, Any]) -> None:
+  for key, value in loaded.items():
+    if key in base and isinstance(base[key], ml_collections.ConfigDict) and isinstance(
+        value, dict):
+      _merge(base[key], value)
+      continue
+    if key in base and value is None and base[key] is not None:
+      value = config_dict.placeholder(type(base[key]))
+    try:
+      base[key] = overridable(value)
+    except TypeError:  # The default's type changed since the run: the run's wins.
+      del base[key]
+      base[key] = overridable(value)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """A workdir's config.json over the current defaults (configs/default.py), so
+  that keys added since the run have their default values, ready for
+  `--config.*` overrides."""
+  config = _default_config()
+  _merge(config, stylize.read_config(workdir).to_dict())
+  return config
+
+
+@functools.partial(jax.jit, static_argnames=('generator',))
+def _batch_scores(generator, variables, photo, target, valid):
+  """Sums of the per-image scores over the valid rows, their count, and the outputs."""
+  out = stylize.stylize_fn(generator, variables, photo)
+  weights = valid.astype(jnp.float32)
+  sums = {k: jnp.sum(v * weights) for k, v in evaluation.scores(photo, target, out).items()}
+  return sums, jnp.sum(weights), out
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        step: Optional[int] = None, *, num_examples: Optional[int] = None,
+                        grid_rows: int = 0, precision: Optional[str] = None
+                        ) -> tuple[dict[str, Any], Optional[np.ndarray]]:
+  """Scores a checkpoint on `config`'s test data.
+
+  Args:
+    config: the run's config (data and eval settings may differ from training).
+    workdir: the training workdir holding the checkpoint.
+    step: the checkpoint; the latest by default.
+    num_examples: the first this many test examples; all by default.
+    grid_rows: rows of the photo | target | output grid; 0 for none.
+    precision: activations dtype; by default the run's `config.precision`.
+  Returns:
+    (results: mean of each of METRICS plus facts about the run, grid or None).
+  """
+  precision = precision or config.get('precision') or 'float32'
+  stylizer = stylize.load_stylizer(workdir, step, precision=precision)
+  if config.image_size % stylizer.factor:
+    raise ValueError(f'config.image_size={config.image_size} must be a multiple of '
+                     f'{stylizer.factor}, the generator\'s factor.')
+  config = ml_collections.ConfigDict(config.to_dict())
+  devices = jax.local_devices()
+  config.eval.num_examples = num_examples or _ALL
+  # Whole batches per device; the pipeline marks the padding rows invalid.
+  config.eval.batch_size = -(-config.eval.batch_size // len(devices)) * len(devices)
+  mesh = parallel.create_mesh(devices)
+  variables = jax.device_put(stylizer.variables, parallel.replicated(mesh))
+
+  start = time.time()
+  pipeline.prepare(config)
+  batches = pipeline.create_eval_batches(config, 0, 1)
+  totals, count, shown = {k: 0.0 for k in METRICS}, 0.0, []
+  for local in batches:
+    batch = parallel.global_batch(local, mesh)
+    sums, n, out = _batch_scores(stylizer.generator, variables, batch['photo'],
+                                 batch['target'], batch['valid'])
+    for k, v in jax.device_get(sums).items():
+      totals[k] += float(v)
+    count += float(n)
+    if sum(len(s[0]) for s in shown) < grid_rows:
+      valid = local['valid']
+      shown.append((local['photo'][valid], local['target'][valid], np.asarray(out)[valid]))
+  if not count:
+    raise ValueError(f'The test split of {_dataset(config)} is empty.')
+  results = {k: v / count for k, v in totals.items()}
+  results.update(
+      num_examples=int(count), step=stylizer.step, workdir=os.path.abspath(workdir),
+      dataset=_dataset(config), style=config.data.style, split='test',
+      image_size=config.image_size, precision=precision,
+      seconds=round(time.time() - start, 2))
+  grid = None
+  if grid_rows and shown:
+    photo, target, out = (np.concatenate(c) for c in zip(*shown))
+    grid = evaluation.image_grid(photo, target, out, rows=grid_rows)
+  return results, grid
+
+
+def _dataset(config: ml_collections.ConfigDict) -> str:
+  return config.data.get('folder') or config.data.name
+
+
+def format_table(results: dict[str, Any]) -> str:
+  """The results as a small text table."""
+  lines = [f'Step {results["step"]} of {results["workdir"]} on {results["dataset"]} '
+           f'({results["style"]}, {results["split"]} split): {results["num_examples"]} examples '
+           f'at {results["image_size"]}x{results["image_size"]}',
+           f'  {"":<18}{"PSNR (dB)":>10}{"SSIM":>9}']
+  for label, prefix in (('model', ''), ('identity (photo)', 'identity_'),
+                        ('blank page', 'blank_')):
+    lines.append(f'  {label:<18}{results[prefix + "psnr"]:>10.2f}'
+                 f'{results[prefix + "ssim"]:>9.4f}')
+  return '\n'.join(lines)
+
+
+def default_output(results: dict[str, Any]) -> str:
+  """<workdir>/evaluation/step_<N>_<dataset>_<style>.json"""
+  name = re.sub(r'[^A-Za-z0-9]+', '_', f'{os.path.basename(results["dataset"].rstrip("/"))}'
+                f'_{results["style"]}').strip('_')
+  return os.path.join(results['workdir'], 'evaluation', f'step_{results["step"]}_{name}.json')
+
+
+def _define_flags(argv: Sequence[str]) -> None:
+  """Defines the flags; `--config` is the workdir's config.json (read from
+  `--workdir` in `argv`), so that any of its fields can be overridden."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  pre = flags.FlagValues()
+  flags.DEFINE_string('workdir', None, '', flag_values=pre)
+  try:
+    pre(list(argv), known_only=True)
+  except flags.Error:
+    pass
+  template = ml_collections.ConfigDict()
+  if pre.workdir and os.path.exists(os.path.join(pre.workdir, stylize.CONFIG_FILE)):
+    template = load_config(pre.workdir)
+  flags.DEFINE_string('workdir', None, 'Training workdir (config.json + checkpoints/).')
+  flags.DEFINE_integer('step', None, 'Checkpoint step; the latest by default.')
+  config_flags.DEFINE_config_dict(
+      'config', template, 'The workdir\'s config.json; override fields with '
+      '--config.KEY=VALUE (e.g. --config.data.folder=pairs/).')
+  flags.DEFINE_integer('num_examples', None, 'Score only the first N test examples.',
+                       lower_bound=1)
+  flags.DEFINE_string('output', None, 'JSON file to write; default '
+                      '<workdir>/evaluation/step_<N>_<dataset>_<style>.json.')
+  flags.DEFINE_string('grid', None, 'Also write photo | target | output rows to this PNG.')
+  flags.DEFINE_integer('grid_rows', 8, 'Rows of --grid.', lower_bound=1)
+  flags.DEFINE_enum('precision', None, ['float32', 'bfloat16'],
+                    'Activations dtype; default the run\'s config.precision.')
+  flags.mark_flags_as_required(['workdir'])
+
+
+def main(argv: Sequence[str]) -> int:
+  """The CLI; see the module docstring. Returns the exit status."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
+  runtime.quiet_library_logs()
+  runtime.enable_compilation_cache()
+  stylize.read_config(f.workdir)  # A clear error for a folder that is no workdir.
+  overrides = config_flags.get_override_values(f['config'])
+  model_keys = sorted(k for k in overrides if k.startswith('model.'))
+  if model_keys:
+    print(f'Error: {", ".join(model_keys)}: the model comes from the checkpoint and cannot '
+          'be overridden.', file=sys.stderr)
+    return 2
+  if overrides:
+    logging.info('Config overrides: %s', overrides)
+  results, grid = evaluate_checkpoint(f.config, f.workdir, f.step, num_examples=f.num_examples,
+                                      grid_rows=f.grid_rows if f.grid else 0,
+                                      precision=f.precision)
+  results['overrides'] = {k: v for k, v in overrides.items()}
+  print(format_table(results))
+  output = f.output or default_output(results)
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  with open(output, 'w') as fp:
+    json.dump(results, fp, indent=2, sort_keys=True, default=str)
+  print(f'Wrote {output}')
+  if f.grid:
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    os.makedirs(os.path.dirname(os.path.abspath(f.grid)), exist_ok=True)
+    Image.fromarray(grid).save(f.grid)
+    print(f'Wrote {f.grid} ({min(f.grid_rows, results["num_examples"])} rows: '
+          'photo | target | output)')
+  return 0
+
+
+if __name__ == '__main__':
+  from absl import app as _app  # pylint: disable=g-import-not-at-top
+  _define_flags(sys.argv)
+  _app.run(main)

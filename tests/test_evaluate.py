@@ -1,0 +1,116 @@
+"""python -m shopstyle_jax.evaluate: the metrics, the JSON, the grid, config overrides."""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shopstyle_jax import evaluate
+from shopstyle_jax import evaluation
+from shopstyle_jax import load_stylizer
+from shopstyle_jax import stylize
+from shopstyle_jax.data import pipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args, check=True) -> subprocess.CompletedProcess:
+  env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='')
+  proc = subprocess.run([sys.executable, '-m', 'shopstyle_jax.evaluate', *args], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=300)
+  if check and proc.returncode != 0:
+    raise AssertionError(f'evaluate failed ({proc.returncode}):\n{proc.stderr[-5000:]}')
+  return proc
+
+
+def test_cli_table_json_and_grid(tmp_path, trained_workdir, data_dir):
+  out, grid = tmp_path / 'eval.json', tmp_path / 'grid.png'
+  proc = _run(f'--workdir={trained_workdir}', f'--config.data.data_dir={data_dir}',
+              f'--output={out}', f'--grid={grid}', '--grid_rows=3')
+  results = json.loads(out.read_text())
+  for key in evaluate.METRICS:
+    assert np.isfinite(results[key]), key
+  assert results['num_examples'] == 16  # The whole test split of the tiny catalogue.
+  assert results['step'] == 4 and results['workdir'] == trained_workdir
+  assert results['dataset'] == 'synthetic_catalog/tiny' and results['style'] == 'sketch'
+  assert results['overrides'] == {'data.data_dir': data_dir}
+  assert 'PSNR (dB)' in proc.stdout and 'identity (photo)' in proc.stdout
+  assert f'{results["psnr"]:.2f}' in proc.stdout
+  image = np.asarray(Image.open(grid))
+  assert image.shape == (3 * (32 + 2), 3 * (32 + 2), 3)  # 3 rows of photo | target | output
+
+
+def test_model_overrides_are_refused(trained_workdir):
+  proc = _run(f'--workdir={trained_workdir}', '--config.model.width=4', check=False)
+  assert proc.returncode == 2 and 'model.width' in proc.stderr
+
+
+def test_metrics_match_a_direct_computation(trained_workdir):
+  config = evaluate.load_config(trained_workdir)
+  results, grid = evaluate.evaluate_checkpoint(config, trained_workdir, num_examples=12,
+                                               grid_rows=2)
+  assert results['num_examples'] == 12 and grid.shape == (2 * 34, 3 * 34, 3)
+
+  stylizer = load_stylizer(trained_workdir)
+  config.eval.num_examples = 12
+  scores = {k: [] for k in evaluate.METRICS}
+  for batch in pipeline.create_eval_batches(config, 0, 1):
+    valid = batch['valid']
+    photo, target = batch['photo'][valid], batch['target'][valid]
+    out = stylize.stylize_fn(stylizer.generator, stylizer.variables, photo)
+    for k, v in evaluation.scores(photo, target, out).items():
+      scores[k].extend(np.asarray(v).tolist())
+  assert len(scores['psnr']) == 12
+  for k in evaluate.METRICS:
+    assert results[k] == pytest.approx(np.mean(scores[k]), rel=1e-5, abs=1e-5), k
+
+
+def test_load_config_fills_keys_added_since_the_run(tmp_path, trained_workdir):
+  with open(os.path.join(trained_workdir, 'config.json')) as f:
+    old = json.load(f)
+  del old['data']['test_fraction']
+  old['data'].pop('manual_dir', None)
+  (tmp_path / 'config.json').write_text(json.dumps(old))
+  config = evaluate.load_config(str(tmp_path))
+  assert config.data.test_fraction == 0.1  # configs/default.py's
+  assert config.data.name == old['data']['name']
+  assert config.data.folder is None
+  config.data.folder = '/some/folder'  # A typed placeholder, so overridable.
+  assert isinstance(config.loss.vgg_layers, tuple)
+
+
+def test_overridable_types():
+  config = evaluate.overridable({'a': None, 'b': [1, 2], 'c': {'d': None, 'e': 1.5}})
+  assert config.a is None and config.b == (1, 2) and config.c.e == 1.5
+  config.a = 'x'
+  config.c.d = 3
+  assert (config.a, config.c.d) == ('x', 3)
+
+
+@pytest.mark.skipif(importlib.util.find_spec('shopstyle_jax.data.folder') is None,
+                    reason='config.data.folder is not supported by this pipeline yet')
+def test_folder_of_pairs(tmp_path, trained_workdir):
+  pairs = tmp_path / 'pairs'
+  rs = np.random.RandomState(0)
+  for i in range(8):
+    for sub in ('photos', 'targets'):
+      os.makedirs(pairs / sub, exist_ok=True)
+    photo = rs.randint(0, 256, (40, 40, 3), np.uint8)
+    Image.fromarray(photo).save(pairs / 'photos' / f'{i}.jpg', quality=95)
+    Image.fromarray(255 - photo[..., :1].repeat(3, -1)).save(pairs / 'targets' / f'{i}.png')
+  config = evaluate.load_config(trained_workdir)
+  config.data.folder = str(pairs)
+  config.data.cache_dir = str(tmp_path / 'cache')
+  config.data.test_fraction = 0.5
+  results, _ = evaluate.evaluate_checkpoint(config, trained_workdir)
+  assert results['dataset'] == str(pairs)
+  assert 1 <= results['num_examples'] < 8
+  for key in evaluate.METRICS:
+    assert np.isfinite(results[key]), key
+  shutil.rmtree(tmp_path / 'cache')

@@ -1,0 +1,294 @@
+"""The batch CLI (python -m shopstyle_jax.stylize) and image file reading."""
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from PIL import ImageOps
+
+from shopstyle_jax import images as image_lib
+from shopstyle_jax import load_stylizer
+from shopstyle_jax import stylize
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+  """A smooth, product-photo-like RGB image."""
+  y, x = np.mgrid[0:h, 0:w] / max(h, w)
+  phase = np.random.RandomState(seed).uniform(0, 6, 3)
+  channels = [127.5 + 120 * np.sin(6 * x + 4 * y + p) for p in phase]
+  return np.stack(channels, -1).round().astype(np.uint8)
+
+
+def _write_catalogue(folder) -> dict[str, tuple[int, int]]:
+  """Writes photos of several kinds; returns {readable name: upright (H, W)}."""
+  os.makedirs(folder / 'shoes' / 'red', exist_ok=True)
+  Image.fromarray(_photo(40, 60, 1)).save(folder / 'bag.jpg', quality=92)
+  Image.fromarray(_photo(33, 47, 2)).save(folder / 'shoes' / 'boot.png')
+  Image.fromarray(_photo(70, 24, 3)).save(folder / 'shoes' / 'red' / 'heel.webp', quality=90)
+  Image.fromarray(_photo(32, 32, 4)[..., 0]).save(folder / 'gray.png')
+  rgba = np.concatenate([_photo(20, 70, 5), np.full((20, 70, 1), 200, np.uint8)], -1)
+  Image.fromarray(rgba).save(folder / 'cutout.png')
+  Image.fromarray(_photo(25, 30, 6)[..., 1].astype(np.uint16) * 257).save(folder / 'gray16.png')
+  # Stored 24 wide and 36 high, shown rotated a quarter turn: upright it is 36 x 24.
+  rotated = Image.fromarray(_photo(24, 36, 7))
+  exif = rotated.getexif()
+  exif[0x0112] = 6
+  rotated.save(folder / 'rotated.jpg', exif=exif.tobytes(), quality=92)
+  whole = io.BytesIO()
+  Image.fromarray(_photo(48, 48, 8)).save(whole, format='JPEG')
+  (folder / 'broken.jpg').write_bytes(whole.getvalue()[:400])  # Truncated.
+  (folder / 'notes.txt').write_text('not a photo')
+  Image.fromarray(_photo(8, 8)).save(folder / '.hidden.png')
+  return {'bag.jpg': (40, 60), 'shoes/boot.png': (33, 47), 'shoes/red/heel.webp': (70, 24),
+          'gray.png': (32, 32), 'cutout.png': (20, 70), 'gray16.png': (25, 30),
+          'rotated.jpg': (36, 24)}
+
+
+def _digests(folder) -> dict[str, str]:
+  return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+          for p in sorted(folder.rglob('*')) if p.is_file()}
+
+
+def _run_cli(module: str, *args, check: bool = True) -> subprocess.CompletedProcess:
+  env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='')
+  proc = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+  if check and proc.returncode != 0:
+    raise AssertionError(f'{module} failed ({proc.returncode}):\n{proc.stdout}\n'
+                         f'{proc.stderr[-5000:]}')
+  return proc
+
+
+def _output(out_dir, name: str, fmt: str = 'png'):
+  return out_dir / f'{os.path.splitext(name)[0]}.{fmt}'
+
+
+def test_cli_stylizes_a_catalogue_and_a_rerun_rewrites_nothing(tmp_path, trained_workdir):
+  photos, out = tmp_path / 'photos', tmp_path / 'out'
+  sizes = _write_catalogue(photos)
+  before = _digests(photos)
+  args = (f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}')
+  proc = _run_cli('shopstyle_jax.stylize', *args)
+  log = proc.stdout + proc.stderr
+  assert '7 done, 0 skipped (output already there), 1 failed' in proc.stdout
+  assert 'broken.jpg' in proc.stdout and 'FAILED broken.jpg' in proc.stderr
+  assert 'images/s' in proc.stderr and 'ETA' in proc.stderr, log
+  written = sorted(str(p.relative_to(out)) for p in out.rglob('*') if p.is_file())
+  assert written == sorted(str(_output(out, n).relative_to(out)) for n in sizes)
+  assert _digests(photos) == before  # Inputs untouched.
+
+  stylizer = load_stylizer(trained_workdir)
+  for name, size in sizes.items():
+    result = np.asarray(Image.open(_output(out, name)))
+    assert result.shape == size + (3,), name
+    # The same pixels as the Python API on the same file.
+    expected = stylizer(image_lib.read_image(str(photos / name)))
+    np.testing.assert_array_equal(result, expected, err_msg=name)
+
+  mtimes = {p: p.stat().st_mtime_ns for p in out.rglob('*')}
+  proc = _run_cli('shopstyle_jax.stylize', *args, '--strict', check=False)
+  assert proc.returncode == 1  # --strict: a failed file fails the run.
+  assert '0 done, 7 skipped (output already there), 1 failed' in proc.stdout
+  assert {p: p.stat().st_mtime_ns for p in out.rglob('*')} == mtimes
+  assert _digests(photos) == before
+
+
+def test_cli_never_writes_into_its_input(tmp_path, trained_workdir):
+  photos = tmp_path / 'photos'
+  photos.mkdir()
+  Image.fromarray(_photo(20, 20)).save(photos / 'a.png')
+  before = _digests(photos)
+  proc = _run_cli('shopstyle_jax.stylize', f'--workdir={trained_workdir}',
+                  f'--input={photos}', f'--output={photos}', check=False)
+  assert proc.returncode == 2 and '--output is the input folder' in proc.stderr
+  # A single file whose output would be itself.
+  proc = _run_cli('shopstyle_jax.stylize', f'--workdir={trained_workdir}',
+                  f'--input={photos / "a.png"}', f'--output={photos}', check=False)
+  assert proc.returncode == 2 and 'would be overwritten' in proc.stderr
+  assert _digests(photos) == before
+
+
+def test_find_inputs_folder_list_and_file(tmp_path):
+  photos = tmp_path / 'photos'
+  _write_catalogue(photos)
+  out = photos / 'styled'  # An output inside the input folder is not walked.
+  out.mkdir()
+  Image.fromarray(_photo(8, 8)).save(out / 'old.png')
+  root, paths = stylize.find_inputs(str(photos), exclude=str(out))
+  assert root == str(photos)
+  assert [os.path.relpath(p, photos) for p in paths] == [
+      'bag.jpg', 'broken.jpg', 'cutout.png', 'gray.png', 'gray16.png', 'rotated.jpg',
+      'shoes/boot.png', 'shoes/red/heel.webp']
+
+  listing = tmp_path / 'list.txt'
+  listing.write_text('# catalogue\nphotos/shoes/boot.png\n\n  photos/shoes/red/heel.webp \n'
+                     f'{photos / "shoes" / "boot.png"}\nphotos/missing.png\n')
+  root, paths = stylize.find_inputs(str(listing))
+  assert root == str(photos)
+  assert paths == [str(photos / 'shoes' / 'boot.png'), str(photos / 'shoes/red/heel.webp'),
+                   str(photos / 'missing.png')]
+
+  root, paths = stylize.find_inputs(str(photos / 'bag.jpg'))
+  assert (root, paths) == (str(photos), [str(photos / 'bag.jpg')])
+  with pytest.raises(ValueError, match='does not exist'):
+    stylize.find_inputs(str(tmp_path / 'nowhere'))
+  (tmp_path / 'binary.dat').write_bytes(b'\xff\xfe\x00\x81')
+  with pytest.raises(ValueError, match='neither an image'):
+    stylize.find_inputs(str(tmp_path / 'binary.dat'))
+
+
+def test_plan_jobs_keeps_paths_and_separates_same_stems(tmp_path):
+  root = str(tmp_path)
+  paths = [str(tmp_path / 'a.jpg'), str(tmp_path / 'a.png'), str(tmp_path / 'x' / 'b.jpeg')]
+  jobs = stylize.plan_jobs(root, paths, str(tmp_path / 'out'), 'png')
+  assert [os.path.relpath(j.dst, tmp_path / 'out') for j in jobs] == [
+      'a.png', 'a.png.png', 'x/b.png']
+  assert [j.name for j in jobs] == ['a.jpg', 'a.png', 'x/b.jpeg']
+  with pytest.raises(ValueError, match='would be overwritten'):
+    stylize.plan_jobs(root, paths, root, 'png')
+
+
+def test_stylize_files_groups_shapes_over_devices(tmp_path, trained_workdir):
+  """In-process, on the 8 test devices: photos of different sizes but equal
+  padded shapes run together, and give the single-photo API's pixels."""
+  import jax  # pylint: disable=g-import-not-at-top
+  stylizer = load_stylizer(trained_workdir)
+  sizes = [(30, 40), (32, 33), (20, 64), (31, 40), (40, 30), (64, 20), (5, 7), (30, 40),
+           (33, 60), (17, 17)]
+  jobs = []
+  for i, size in enumerate(sizes):
+    src = tmp_path / 'in' / f'{i}.png'
+    src.parent.mkdir(exist_ok=True)
+    Image.fromarray(_photo(*size, seed=i)).save(src)
+    jobs.append(stylize.Job(str(src), str(tmp_path / 'out' / f'{i}.png'), f'{i}.png'))
+  jobs.append(stylize.Job(str(tmp_path / 'in' / 'gone.png'), str(tmp_path / 'out' / 'gone.png'),
+                          'gone.png'))
+  expected = [stylizer(image_lib.read_image(j.src), brightness=0.1, contrast=1.2)
+              for j in jobs[:-1]]
+  reports = []
+  summary = stylize.stylize_files(stylizer, jobs, devices=jax.local_devices(), brightness=0.1,
+                                  contrast=1.2, workers=2, report=reports.append)
+  assert summary.done == len(sizes) and summary.failed == [('gone.png', 'file not found')]
+  assert reports == ['FAILED gone.png: file not found']
+  for job, size, want in zip(jobs, sizes, expected):
+    out = np.asarray(Image.open(job.dst))
+    assert out.shape == size + (3,)
+    np.testing.assert_array_equal(out, want)  # One photo per device: bit-exact.
+
+  # Two photos per device: float rounding may move a level.
+  summary = stylize.stylize_files(stylizer, jobs[:-1], batch_size=16,
+                                  devices=jax.local_devices(), brightness=0.1, contrast=1.2)
+  assert summary.done == len(sizes) and not summary.failed
+  for job, want in zip(jobs, expected):
+    assert np.abs(np.asarray(Image.open(job.dst)).astype(int) - want).max() <= 1
+
+
+def test_call_sizes_are_few():
+  assert [stylize._call_size(n, 8, 64) for n in (1, 8, 9, 17, 33, 64)] == [8, 8, 16, 32, 64, 64]
+  assert [stylize._call_size(n, 1, 1) for n in (1,)] == [1]
+  assert stylize._call_size(5, 2, 6) == 6
+
+
+def test_max_side_shrinks_then_restores_size(tmp_path, trained_workdir):
+  stylizer = load_stylizer(trained_workdir)
+  src = tmp_path / 'big.png'
+  Image.fromarray(_photo(90, 150)).save(src)
+  job = stylize.Job(str(src), str(tmp_path / 'big_out.png'), 'big.png')
+  summary = stylize.stylize_files(stylizer, [job], max_side=64, workers=1)
+  assert summary.done == 1
+  out = np.asarray(Image.open(job.dst))
+  assert out.shape == (90, 150, 3)
+  np.testing.assert_array_equal(out, stylizer(image_lib.read_image(str(src)), max_side=64))
+
+
+def test_progress_line(tmp_path):
+  stream = io.StringIO()
+  progress = stylize.Progress(4, stream=stream, interval=0.0)
+  progress.update(2)
+  progress.message('FAILED x.jpg: broken')
+  progress.update(2)
+  progress.close()
+  text = stream.getvalue()
+  assert '2/4 images (50%)' in text and '4/4 images (100%)' in text
+  assert 'images/s' in text and 'ETA' in text and 'FAILED x.jpg: broken\n' in text
+
+
+# --- Reading files -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_read_image_applies_exif_orientation_as_pillow(tmp_path, orientation):
+  image = Image.fromarray(_photo(6, 10))
+  exif = image.getexif()
+  exif[0x0112] = orientation
+  path = str(tmp_path / 'o.png')
+  image.save(path, exif=exif.tobytes())
+  expected = np.asarray(ImageOps.exif_transpose(Image.open(path)))
+  np.testing.assert_array_equal(image_lib.read_image(path), expected)
+
+
+def test_read_image_modes(tmp_path):
+  rgb = _photo(12, 20)
+  rgb16 = rgb.astype(np.uint16) * 256 + np.arange(20, dtype=np.uint16)[:, None]
+  cv2.imwrite(str(tmp_path / 'rgb16.png'), rgb16[..., ::-1])
+  got = image_lib.read_image(str(tmp_path / 'rgb16.png'))
+  assert got.dtype == np.uint16
+  np.testing.assert_array_equal(got, rgb16)  # Full 16 bits, not Pillow's 8.
+  rgba16 = np.concatenate([rgb16, np.full((12, 20, 1), 65535, np.uint16)], -1)
+  rgba16[:, :10, 3] = 0  # left half transparent: white after compositing
+  cv2.imwrite(str(tmp_path / 'rgba16.png'), rgba16[..., [2, 1, 0, 3]])
+  expected = rgb16.copy()
+  expected[:, :10] = 65535
+  np.testing.assert_array_equal(image_lib.read_image(str(tmp_path / 'rgba16.png')), expected)
+
+  gray16 = rgb16[..., 0]
+  Image.fromarray(gray16).save(tmp_path / 'gray16.png')
+  np.testing.assert_array_equal(image_lib.read_image(str(tmp_path / 'gray16.png')), gray16)
+
+  palette = Image.fromarray(rgb).convert('P', palette=Image.Palette.ADAPTIVE, colors=16)
+  palette.save(tmp_path / 'palette.png')
+  np.testing.assert_array_equal(image_lib.read_image(str(tmp_path / 'palette.png')),
+                                np.asarray(palette.convert('RGB')))
+  palette.save(tmp_path / 'transparent.png', transparency=0)
+  transparent = image_lib.read_image(str(tmp_path / 'transparent.png'))
+  assert transparent.shape == (12, 20, 3)
+  index0 = np.asarray(palette) == 0
+  assert index0.any() and (transparent[index0] == 255).all()
+
+  Image.fromarray(rgb).convert('CMYK').save(tmp_path / 'cmyk.jpg')
+  assert image_lib.read_image(str(tmp_path / 'cmyk.jpg')).shape == (12, 20, 3)
+  Image.fromarray(rgb[..., 0] > 128).save(tmp_path / 'bits.png')
+  bits = image_lib.read_image(str(tmp_path / 'bits.png'))
+  assert bits.dtype == np.uint8 and set(np.unique(bits)) <= {0, 255}
+  Image.fromarray(rgb).save(tmp_path / 'x.webp', lossless=True)
+  np.testing.assert_array_equal(image_lib.read_image(str(tmp_path / 'x.webp')), rgb)
+
+
+def test_read_image_rejects_bad_files(tmp_path):
+  (tmp_path / 'text.png').write_text('hello')
+  with pytest.raises(image_lib.ImageReadError, match='text.png: not a readable image'):
+    image_lib.read_image(str(tmp_path / 'text.png'))
+  with pytest.raises(image_lib.ImageReadError, match='file not found'):
+    image_lib.read_image(str(tmp_path / 'missing.jpg'))
+  whole = io.BytesIO()
+  Image.fromarray(_photo(64, 64)).save(whole, format='JPEG')
+  (tmp_path / 'cut.jpg').write_bytes(whole.getvalue()[:600])
+  with pytest.raises(image_lib.ImageReadError, match='cut.jpg'):
+    image_lib.read_image(str(tmp_path / 'cut.jpg'))
+
+
+def test_write_image_is_atomic_and_checks_format(tmp_path):
+  image = _photo(10, 12)
+  image_lib.write_image(image, str(tmp_path / 'sub' / 'a.png'))
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'sub' / 'a.png')), image)
+  with pytest.raises(ValueError, match='Unknown output format'):
+    image_lib.write_image(image, str(tmp_path / 'a.xyz'))
+  assert sorted(os.listdir(tmp_path / 'sub')) == ['a.png']  # No temporary files left.
