@@ -75,12 +75,16 @@ def get_config() -> ml_collections.ConfigDict:
   # 'edges2shoes' or 'edges2handbags'. A '/config' suffix picks a builder config.
   config.data.name = 'synthetic_catalog'
   config.data.data_dir = config_dict.placeholder(str)  # TFDS data dir; unset = TFDS default.
+  # Where edges2shoes.tar.gz / edges2handbags.tar.gz were put by hand (used
+  # instead of downloading); unset = <data_dir>/downloads/manual.
+  config.data.manual_dir = config_dict.placeholder(str)
   config.data.style = 'sketch'  # Target style: sketch, watercolor, oil, cartoon.
   # A folder of the user's own photos; when set it wins over `name`.
   config.data.folder = config_dict.placeholder(str)
   # For `folder`: files are A|B pairs with the photo on the 'photo_right' or 'photo_left'.
   config.data.side_by_side = config_dict.placeholder(str)
-  config.data.cache_dir = config_dict.placeholder(str)  # Where `folder` is converted to array_record.
+  # Where `folder` is converted to array_record; unset = ~/.cache/shopstyle_jax/folders.
+  config.data.cache_dir = config_dict.placeholder(str)
   config.data.test_fraction = 0.1  # Share of `folder` files held out (stable hash of names).
   # Augmentation: resize to load_size, random crop image_size, random flip.
   # Unset = round(image_size * 286 / 256), pix2pix's ratio; = image_size turns crops off.

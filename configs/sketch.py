@@ -23,7 +23,7 @@ def get_config(variant: str = 'cpu'):
   config.data.style = 'sketch'
 
   if variant == 'cpu':
-    config.data.name = 'synthetic_catalog/small'  # 128x128 renders, built in ~1 min.
+    config.data.name = 'synthetic_catalog/small'  # 128x128 renders, built once (~3 min).
     config.image_size = 128
     config.batch_size = 8
     config.num_train_steps = 1500

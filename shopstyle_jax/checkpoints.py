@@ -18,6 +18,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 CHECKPOINT_DIR = 'checkpoints'
+# Old steps are renamed into this subfolder (atomic) before they are deleted,
+# so a kill during a deletion never leaves a half-deleted step that looks
+# complete. Its contents are removed before each save.
+TRASH_DIR = '.deleted'
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -28,18 +32,33 @@ def create_manager(workdir: str, keep: int = 3, async_save: bool = True,
                    create: bool = True) -> ocp.CheckpointManager:
   """An Orbax manager for `<workdir>/checkpoints` keeping the `keep` latest steps."""
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, create=create, enable_async_checkpointing=async_save)
+      max_to_keep=keep, create=create, enable_async_checkpointing=async_save,
+      todelete_subdir=TRASH_DIR)
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
                                item_names=('state', 'data'))
+
+
+def _empty_trash(manager: ocp.CheckpointManager) -> None:
+  if jax.process_index() == 0:
+    shutil.rmtree(os.path.join(str(manager.directory), TRASH_DIR), ignore_errors=True)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
          data_state: Optional[dict] = None) -> None:
   """Saves (asynchronously) the state and the iterator position at `step`."""
+  manager.wait_until_finished()  # The previous save, and its deletions, are done.
+  _empty_trash(manager)
   items = {'state': ocp.args.StandardSave(state)}
   if data_state is not None:
     items['data'] = ocp.args.JsonSave(data_state)
   manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+
+def close(manager: ocp.CheckpointManager) -> None:
+  """Waits for pending saves, deletes the replaced steps and closes."""
+  manager.wait_until_finished()
+  _empty_trash(manager)
+  manager.close()
 
 
 def restore(manager: ocp.CheckpointManager, abstract_state: Any,

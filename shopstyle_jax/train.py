@@ -285,8 +285,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
         break
     consume()
   finally:
-    manager.wait_until_finished()
-    manager.close()
+    checkpoints.close(manager)
     writer.flush()
   logging.info('Process %d of %d finished at step %d.', jax.process_index(),
                jax.process_count(), step)

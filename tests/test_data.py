@@ -1,4 +1,4 @@
-"""Tests of the synthetic catalogue, the styles and the grain input pipeline."""
+"""Tests of the synthetic catalogue and the grain input pipeline."""
 
 import hashlib
 import importlib.util
@@ -62,30 +62,13 @@ def _digest(image: np.ndarray) -> str:
   return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
 
 
-# --- Styles -------------------------------------------------------------------
-
-
-def test_sketch_is_a_pure_rgb_renderer():
-  photo = np.random.default_rng(0).integers(0, 256, (40, 50, 3), np.uint8)
-  out = styles.render('sketch', photo)
-  assert out.shape == photo.shape and out.dtype == np.uint8
-  np.testing.assert_array_equal(out, styles.sketch(photo.copy()))
-  white = np.full((32, 32, 3), 250, np.uint8)
-  assert styles.sketch(white).min() == 255  # Light background: bare paper.
-
-
-def test_unknown_style_lists_allowed():
-  with pytest.raises(ValueError, match='sketch'):
-    styles.render('crayon', np.zeros((8, 8, 3), np.uint8))
-
-
 # --- Catalogue ----------------------------------------------------------------
 
 
 def test_catalog_splits_and_features(data_dir):
-  config = _config(data_dir)
-  train, test = pipeline._source(config, 'train'), pipeline._source(
-      config, 'test')
+  builder = pipeline._builder(_config(data_dir))
+  train = builder.as_data_source(split='train')
+  test = builder.as_data_source(split='test')
   assert (len(train), len(test)) == (_NUM_TRAIN, _NUM_TEST)
   files = list((data_dir / 'synthetic_catalog' / 'tiny').rglob('*'))
   assert any('array_record' in f.name for f in files)
@@ -104,21 +87,32 @@ def test_catalog_splits_and_features(data_dir):
   assert len(categories) == len(catalog.CATEGORIES)
 
 
-def test_stored_sketch_is_the_sketch_of_the_photo(data_dir):
-  config = _config(data_dir)
-  builder = pipeline._builder(config)
+def test_every_style_is_stored_as_rendered(data_dir):
+  builder = pipeline._builder(_config(data_dir))
   example = builder.as_data_source(split='train')[5]
-  np.testing.assert_array_equal(example['sketch'],
-                                styles.sketch(example['photo']))
+  assert set(styles.RENDERERS) <= set(example)
+  for style in styles.RENDERERS:
+    np.testing.assert_array_equal(example[style],
+                                  styles.render(style, example['photo']))
+
+
+@pytest.mark.parametrize('style', sorted(styles.RENDERERS))
+def test_source_serves_the_configured_style(data_dir, style):
+  source = pipeline._source(_config(data_dir, style=style), 'test')
+  example = source[2]
+  assert set(example) == {'photo', 'target'}
+  np.testing.assert_array_equal(example['target'],
+                                styles.render(style, example['photo']))
 
 
 def test_builds_are_identical(data_dir, tmp_path):
   config = _config(tmp_path)
   pipeline.prepare(config)
+  version = str(catalog.SyntheticCatalog.VERSION)
   for split in ('train', 'test'):
     name = f'synthetic_catalog-{split}.array_record-00000-of-00001'
-    first = (data_dir / 'synthetic_catalog/tiny/1.0.0' / name).read_bytes()
-    second = (tmp_path / 'synthetic_catalog/tiny/1.0.0' / name).read_bytes()
+    first = (data_dir / 'synthetic_catalog/tiny' / version / name).read_bytes()
+    second = (tmp_path / 'synthetic_catalog/tiny' / version / name).read_bytes()
     assert first == second
 
 
@@ -206,9 +200,9 @@ def test_flip_applies_to_photo_and_target_alike(data_dir):
   by_digest = {}
   for i in range(_NUM_TRAIN):
     example = source[i]
-    by_digest[_digest(example['photo'])] = (example['sketch'], False)
+    by_digest[_digest(example['photo'])] = (example['target'], False)
     by_digest[_digest(example['photo'][:, ::-1])] = (
-        example['sketch'][:, ::-1], True)
+        example['target'][:, ::-1], True)
   flips = []
   for batch in _take(pipeline.create_train_iterator(config, 0, 1), 4):
     for photo, target in zip(_to_uint8(batch['photo']),
@@ -223,9 +217,8 @@ def test_crop_applies_to_photo_and_target_alike():
   image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), np.uint8)
   rng = np.random.default_rng(2)
   for _ in range(5):
-    out = pipeline._augment({'photo': image, 'sketch': image.copy()}, rng,
-                            style='sketch', load_size=72, image_size=48,
-                            flip=True)
+    out = pipeline._augment({'photo': image, 'target': image.copy()}, rng,
+                            load_size=72, image_size=48, flip=True)
     assert out['photo'].shape == (48, 48, 3)
     np.testing.assert_array_equal(out['photo'], out['target'])
 
@@ -254,7 +247,7 @@ def test_eval_batches(data_dir, process_count):
   assert len(rows) == 12
   for index, (photo, target) in enumerate(rows):
     np.testing.assert_array_equal(_to_uint8(photo), source[index]['photo'])
-    np.testing.assert_array_equal(_to_uint8(target), source[index]['sketch'])
+    np.testing.assert_array_equal(_to_uint8(target), source[index]['target'])
 
 
 # --- Errors -------------------------------------------------------------------
@@ -279,6 +272,6 @@ def test_batch_must_divide_over_processes(data_dir):
 
 
 def test_unknown_style_in_dataset(data_dir):
-  config = _config(data_dir, style='oil')
-  with pytest.raises(ValueError, match='sketch'):
+  config = _config(data_dir, style='crayon')
+  with pytest.raises(ValueError, match='cartoon, oil, sketch, watercolor'):
     pipeline.create_train_iterator(config, 0, 1)

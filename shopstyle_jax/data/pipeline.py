@@ -1,4 +1,9 @@
-"""Grain input pipeline: TFDS array_record source -> augmented, sharded batches.
+"""Grain input pipeline: array_record source -> augmented, sharded batches.
+
+The source is a TFDS dataset (`config.data.name`: the synthetic catalogue,
+edges2shoes, edges2handbags) or the user's folder (`config.data.folder`,
+converted once by `folder.py`); either way it is random access to
+{'photo', 'target'} uint8 pairs, and everything below is the same.
 
 The pipeline is defined over the GLOBAL example stream, and each process only
 reads its own slice of it, so the data a run sees does not depend on how many
@@ -24,20 +29,22 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from shopstyle_jax.data import catalog
+from shopstyle_jax.data import folder as folder_lib
+from shopstyle_jax.data import pix2pix_datasets
 
 # Datasets `config.data.name` may name (before an optional '/builder_config').
-DATASETS = {'synthetic_catalog': catalog.SyntheticCatalog}
-
-# Features that are not style targets.
-_NON_STYLE_FEATURES = ('photo', 'id', 'category')
+# Each builder's STYLE_FEATURES maps the styles it holds to their features.
+DATASETS = {
+    'synthetic_catalog': catalog.SyntheticCatalog,
+    'edges2shoes': pix2pix_datasets.Edges2shoes,
+    'edges2handbags': pix2pix_datasets.Edges2handbags,
+}
 
 Batch = dict[str, np.ndarray]
 
 
 def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """The TFDS builder named by `config.data.name`, validated."""
-  if config.data.get('folder'):
-    raise NotImplementedError('config.data.folder is not supported yet.')
   name = config.data.name
   base, _, variant = name.partition('/')
   if base not in DATASETS:
@@ -52,35 +59,79 @@ def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
                       file_format='array_record')
 
 
+def _folder_spec(config: ml_collections.ConfigDict) -> folder_lib.FolderSpec:
+  """The user's folder, stored at the load size (the pipeline only crops)."""
+  return folder_lib.FolderSpec(
+      folder=config.data.folder, size=_load_size(config),
+      style=config.data.style, side_by_side=config.data.side_by_side,
+      test_fraction=config.data.test_fraction,
+      cache_dir=config.data.cache_dir)
+
+
 def prepare(config: ml_collections.ConfigDict) -> None:
-  """Builds the dataset `config.data.name` in `config.data.data_dir` if missing.
+  """Makes the data source ready: builds or converts it if missing.
 
-  Call it once (on every process, or on one with a shared data_dir) before the
-  iterators; a dataset already prepared is reused.
+  `config.data.folder` (if set) is converted into `config.data.cache_dir`;
+  otherwise the TFDS dataset `config.data.name` is built (downloaded, for the
+  pix2pix ones) in `config.data.data_dir`. Call it before the iterators, on
+  every process (or on one with a shared directory); what is ready is reused.
+  Fails fast, before any download: an unknown style, a missing or empty
+  folder.
   """
+  if config.data.folder:
+    folder_lib.prepare(_folder_spec(config))
+    return
   builder = _builder(config)
-  builder.download_and_prepare(file_format='array_record')
-  _check_style(builder.info.features, config.data.style)
+  _style_feature(builder, config.data.style)
+  builder.download_and_prepare(
+      file_format='array_record',
+      download_config=tfds.download.DownloadConfig(
+          manual_dir=config.data.manual_dir))
 
 
-def _check_style(features: tfds.features.FeaturesDict, style: str) -> None:
-  available = sorted(k for k in features.keys()
-                     if k not in _NON_STYLE_FEATURES)
-  if style not in available:
-    raise ValueError(
-        f'Style {style!r} is not in this dataset; it has: '
-        f'{", ".join(available)}. (A style added to shopstyle_jax.styles needs '
-        'a new dataset version: bump SyntheticCatalog.VERSION.)')
+def _style_feature(builder: tfds.core.DatasetBuilder, style: str) -> str:
+  """The feature holding `style` in this dataset."""
+  features = type(builder).STYLE_FEATURES
+  if style not in features:
+    if isinstance(builder, catalog.SyntheticCatalog):
+      hint = ('A style added to shopstyle_jax.styles needs a new catalogue '
+              'version: bump SyntheticCatalog.VERSION.')
+    else:
+      hint = ('Other styles can be rendered from its photos with '
+              'config.data.folder.')
+    raise ValueError(f'Style {style!r} is not in {builder.name}; it has: '
+                     f'{", ".join(sorted(features))}. {hint}')
+  return features[style]
+
+
+class _TfdsPairs:
+  """A TFDS split as random access to {'photo', 'target'}."""
+
+  def __init__(self, source, target_feature: str):
+    self._source = source
+    self._target = target_feature
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    example = self._source[index]
+    return {'photo': example['photo'], 'target': example[self._target]}
+
+  def __repr__(self) -> str:
+    return f'_TfdsPairs({self._source!r}, {self._target!r})'
 
 
 def _source(config: ml_collections.ConfigDict, split: str):
-  """Random-access source of a prepared split; decodes only photo and target."""
+  """Random access to a prepared split's {'photo', 'target'} uint8 pairs."""
+  if config.data.folder:
+    path = folder_lib.prepare(_folder_spec(config), verbose=False)
+    return folder_lib.FolderSource(path, split)
   builder = _builder(config)
-  features = builder.info.features
-  _check_style(features, config.data.style)
-  skip = {k: tfds.decode.SkipDecoding() for k in features.keys()
-          if k not in ('photo', config.data.style)}
-  return builder.as_data_source(split=split, decoders=skip)
+  target = _style_feature(builder, config.data.style)
+  skip = {k: tfds.decode.SkipDecoding() for k in builder.info.features.keys()
+          if k not in ('photo', target)}
+  return _TfdsPairs(builder.as_data_source(split=split, decoders=skip), target)
 
 
 def _local_size(global_size: int, process_count: int, field: str) -> int:
@@ -102,11 +153,11 @@ def _to_float(image: np.ndarray) -> np.ndarray:
   return image.astype(np.float32) / 127.5 - 1.0
 
 
-def _augment(example: dict[str, Any], rng: np.random.Generator, *, style: str,
+def _augment(example: dict[str, Any], rng: np.random.Generator, *,
              load_size: int, image_size: int, flip: bool) -> Batch:
   """pix2pix jitter, the same for photo and target: resize, crop, flip."""
   photo = _resize(example['photo'], load_size)
-  target = _resize(example[style], load_size)
+  target = _resize(example['target'], load_size)
   top, left = rng.integers(0, load_size - image_size + 1, size=2)
   window = (slice(top, top + image_size), slice(left, left + image_size))
   photo, target = photo[window], target[window]
@@ -147,8 +198,8 @@ def create_train_iterator(config: ml_collections.ConfigDict,
   local_batch = _local_size(config.batch_size, process_count,
                             'config.batch_size')
   augment = functools.partial(
-      _augment, style=config.data.style, load_size=_load_size(config),
-      image_size=config.image_size, flip=config.data.flip)
+      _augment, load_size=_load_size(config), image_size=config.image_size,
+      flip=config.data.flip)
   ds = (grain.MapDataset.source(_source(config, 'train'))
         .shuffle(seed=config.seed)
         .repeat()  # Infinite; the shuffle above reseeds each epoch.
@@ -162,7 +213,7 @@ def create_train_iterator(config: ml_collections.ConfigDict,
   return iter(iter_ds)
 
 
-def _eval_example(index: int, *, source, num_valid: int, style: str,
+def _eval_example(index: int, *, source, num_valid: int,
                   image_size: int) -> Batch:
   """Test example `index` resized to image_size, or padding past the end."""
   if index >= num_valid:
@@ -170,7 +221,7 @@ def _eval_example(index: int, *, source, num_valid: int, style: str,
     return {'photo': blank, 'target': blank, 'valid': np.bool_(False)}
   example = source[index]
   return {'photo': _to_float(_resize(example['photo'], image_size)),
-          'target': _to_float(_resize(example[style], image_size)),
+          'target': _to_float(_resize(example['target'], image_size)),
           'valid': np.bool_(True)}
 
 
@@ -190,7 +241,6 @@ def create_eval_batches(config: ml_collections.ConfigDict, process_index: int,
   num_valid = min(config.eval.num_examples, len(source))
   num_batches = -(-num_valid // global_batch)
   load = functools.partial(_eval_example, source=source, num_valid=num_valid,
-                           style=config.data.style,
                            image_size=config.image_size)
   ds = (grain.MapDataset.range(num_batches * global_batch).map(load)
         .batch(local_batch))

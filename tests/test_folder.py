@@ -1,0 +1,323 @@
+"""Tests of the user-folder source: layouts, bad files, cache, split, pipeline."""
+
+import concurrent.futures
+import logging
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import load_config
+from conftest import run_main
+from shopstyle_jax import styles
+from shopstyle_jax.data import folder
+from shopstyle_jax.data import pipeline
+
+
+def _photo(seed: int, height: int = 48, width: int = 64) -> np.ndarray:
+  """A smooth 'product' on a light backdrop (JPEG-friendly)."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:height, 0:width]
+  image = np.full((height, width, 3), 235, np.uint8)
+  cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
+  inside = ((yy - cy) / (0.3 * height)) ** 2 + ((xx - cx) / (0.3 * width)) ** 2 < 1
+  image[inside] = rng.integers(20, 200, 3)
+  return image
+
+
+def _save(path: pathlib.Path, image, **kwargs) -> pathlib.Path:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  if isinstance(image, np.ndarray):
+    image = Image.fromarray(image)
+  image.save(path, **kwargs)
+  return path
+
+
+def _mixed_folder(root: pathlib.Path) -> pathlib.Path:
+  """Good photos of every kind plus a truncated JPEG and a text '.jpg'."""
+  for i in range(6):
+    _save(root / f'shoe_{i}.jpg', _photo(i), quality=95)
+  _save(root / 'bags' / 'bag.webp', _photo(10, 70, 50), lossless=True)
+  rgba = np.dstack([_photo(11), np.full((48, 64), 255, np.uint8)])
+  rgba[:, :8, 3] = 0  # Transparent strip: becomes white.
+  _save(root / 'cutout.png', Image.fromarray(rgba, 'RGBA'))
+  _save(root / 'gray.png', Image.fromarray(_photo(12)[..., 0], 'L'))
+  _save(root / 'palette.png', Image.fromarray(_photo(13)).convert(
+      'P', palette=Image.Palette.ADAPTIVE, colors=16))
+  _save(root / 'wide.jpg', _photo(14, 40, 120))
+  data = (root / 'shoe_0.jpg').read_bytes()
+  (root / 'broken.jpg').write_bytes(data[:len(data) // 2])
+  (root / 'notes.jpg').write_text('not an image\n')
+  (root / '.DS_Store').write_bytes(b'\0\1')  # Hidden: ignored.
+  return root
+
+
+def _spec(path, tmp_path, **kwargs) -> folder.FolderSpec:
+  kwargs.setdefault('size', 36)
+  kwargs.setdefault('cache_dir', str(tmp_path / 'cache'))
+  return folder.FolderSpec(folder=str(path), **kwargs)
+
+
+def _records(path: str) -> dict[str, list]:
+  return {split: [folder.FolderSource(path, split)[i]
+                  for i in range(len(folder.FolderSource(path, split)))]
+          for split in ('train', 'test')}
+
+
+# --- Reading images -----------------------------------------------------------
+
+
+def test_to_rgb_converts_every_mode():
+  rgba = Image.fromarray(np.dstack([np.zeros((4, 4, 3), np.uint8),
+                                    np.zeros((4, 4), np.uint8)]), 'RGBA')
+  np.testing.assert_array_equal(folder.to_rgb(rgba), 255)  # Clear -> white.
+  gray = folder.to_rgb(Image.fromarray(np.full((3, 5), 7, np.uint8), 'L'))
+  assert gray.shape == (3, 5, 3) and (gray == 7).all()
+  deep = folder.to_rgb(Image.fromarray(np.full((2, 2), 65535, np.uint16)))
+  assert deep.shape == (2, 2, 3) and (deep == 255).all()
+  palette = Image.fromarray(np.full((2, 2, 3), 9, np.uint8)).convert('P')
+  assert folder.to_rgb(palette).shape == (2, 2, 3)
+
+
+def test_center_square():
+  image = np.arange(40 * 120 * 3, dtype=np.uint8).reshape(40, 120, 3)
+  out = folder.center_square(image, 20)
+  assert out.shape == (20, 20, 3)
+  same = folder.center_square(image[:, 40:80], 40)
+  np.testing.assert_array_equal(same, image[:, 40:80])
+
+
+def test_read_rgb_rejects_bad_files(tmp_path):
+  (tmp_path / 'a.jpg').write_text('hello')
+  with pytest.raises(folder.BadImage):
+    folder.read_rgb(str(tmp_path / 'a.jpg'))
+
+
+# --- Conversion ---------------------------------------------------------------
+
+
+def test_mixed_folder_skips_bad_files_and_logs_them(tmp_path, caplog):
+  root = _mixed_folder(tmp_path / 'photos_in')
+  with caplog.at_level(logging.INFO):
+    path = folder.prepare(_spec(root, tmp_path, style='watercolor'))
+  info = folder.read_info(path)
+  assert sorted(n for n, _ in info['skipped']) == ['broken.jpg', 'notes.jpg']
+  assert info['files'] == 13 and len(info['names']) == 11
+  assert 'bags/bag.webp' in info['names']
+  warnings = ' '.join(r.getMessage() for r in caplog.records
+                      if r.levelno == logging.WARNING)
+  assert 'skipped 2 of 13' in warnings
+  assert 'broken.jpg' in warnings and 'notes.jpg' in warnings
+  assert not str(path).startswith(str(root))
+  records = _records(path)
+  assert len(records['train']) + len(records['test']) == 11
+  assert records['test']  # Some held out.
+  for example in records['train'] + records['test']:
+    assert example['photo'].shape == example['target'].shape == (36, 36, 3)
+    assert example['photo'].dtype == np.uint8
+    np.testing.assert_array_equal(example['target'],
+                                  styles.watercolor(example['photo']))
+
+
+def test_transparent_pixels_become_white(tmp_path):
+  rgba = np.zeros((40, 40, 4), np.uint8)  # Fully transparent black.
+  _save(tmp_path / 'in' / 'a.png', Image.fromarray(rgba, 'RGBA'))
+  _save(tmp_path / 'in' / 'b.png', _photo(1))
+  path = folder.prepare(_spec(tmp_path / 'in', tmp_path, size=16))
+  photos = [e['photo'] for r in _records(path).values() for e in r]
+  assert any((p == 255).all() for p in photos)
+
+
+def test_empty_and_missing_folders_fail_clearly(tmp_path):
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(ValueError, match='holds no files'):
+    folder.prepare(_spec(tmp_path / 'empty', tmp_path))
+  junk = tmp_path / 'junk'
+  junk.mkdir()
+  (junk / 'a.jpg').write_text('text')
+  (junk / 'b.txt').write_text('text')
+  with pytest.raises(ValueError, match='no readable image.*a.jpg'):
+    folder.prepare(_spec(junk, tmp_path))
+  with pytest.raises(FileNotFoundError, match='does not exist'):
+    folder.prepare(_spec(tmp_path / 'nowhere', tmp_path))
+  assert not list((tmp_path / 'cache').glob('*junk*'))  # Nothing half-built.
+
+
+def test_bad_settings_fail_clearly(tmp_path):
+  root = _mixed_folder(tmp_path / 'in')
+  with pytest.raises(ValueError, match='side_by_side'):
+    folder.prepare(_spec(root, tmp_path, side_by_side='left'))
+  with pytest.raises(ValueError, match='test_fraction'):
+    folder.prepare(_spec(root, tmp_path, test_fraction=1.0))
+  with pytest.raises(ValueError, match='inside'):
+    folder.prepare(_spec(root, tmp_path, cache_dir=str(root / 'cache')))
+
+
+def test_paired_layout(tmp_path):
+  root = tmp_path / 'in'
+  for i in range(4):
+    _save(root / 'photos' / f'p{i}.jpg', _photo(i), quality=98)
+    _save(root / 'targets' / f'p{i}.png', 255 - _photo(i))
+  _save(root / 'photos' / 'lonely.png', _photo(9))
+  _save(root / 'targets' / 'odd.png', _photo(8, 48, 20))
+  _save(root / 'photos' / 'odd.png', _photo(8))  # Other aspect: skipped.
+  path = folder.prepare(_spec(root, tmp_path, size=32, test_fraction=0.3))
+  info = folder.read_info(path)
+  assert info['layout'] == 'pairs'
+  assert info['names'] == ['p0', 'p1', 'p2', 'p3']
+  reasons = dict(info['skipped'])
+  assert 'no matching file' in reasons['photos/lonely.png']
+  assert 'aspect ratio' in reasons['odd']
+  for example in _records(path)['train']:
+    diff = np.abs(example['target'].astype(int) -
+                  (255 - example['photo'].astype(int)))
+    assert diff.mean() < 4  # The target is the inverted photo (JPEG noise).
+
+
+@pytest.mark.parametrize('side', ['photo_right', 'photo_left'])
+def test_side_by_side_layout(tmp_path, side):
+  root = tmp_path / 'in'
+  for i in range(3):
+    photo, drawing = _photo(i, 40, 40), np.full((40, 40, 3), 250, np.uint8)
+    pair = [drawing, photo] if side == 'photo_right' else [photo, drawing]
+    _save(root / f'{i}.png', np.concatenate(pair, axis=1))
+  path = folder.prepare(_spec(root, tmp_path, size=40, side_by_side=side))
+  for example in _records(path)['train'] + _records(path)['test']:
+    assert (example['target'] == 250).all()
+    assert example['photo'].std() > 10
+
+
+def test_cache_is_reused_and_rebuilt_on_change(tmp_path):
+  root = _mixed_folder(tmp_path / 'in')
+  spec = _spec(root, tmp_path)
+  first = folder.prepare(spec)
+  mtime = os.path.getmtime(os.path.join(first, 'info.json'))
+  assert folder.prepare(spec) == first
+  assert os.path.getmtime(os.path.join(first, 'info.json')) == mtime
+  _save(root / 'new.png', _photo(20))
+  second = folder.prepare(spec)
+  assert second != first and len(folder.read_info(second)['names']) == 12
+  assert folder.prepare(_spec(root, tmp_path, style='oil')) != second
+  assert folder.prepare(_spec(root, tmp_path, size=40)) != second
+
+
+def test_home_relative_folder(tmp_path, monkeypatch):
+  _mixed_folder(tmp_path / 'home' / 'shop')
+  monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+  path = folder.prepare(_spec('~/shop', tmp_path))
+  assert folder.read_info(path)['folder'] == os.path.realpath(
+      tmp_path / 'home' / 'shop')
+
+
+def test_concurrent_conversions_agree(tmp_path):
+  root = _mixed_folder(tmp_path / 'in')
+  spec = _spec(root, tmp_path, style='cartoon')
+  with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    paths = list(pool.map(lambda _: folder.prepare(spec, verbose=False),
+                          range(3)))
+  assert len(set(paths)) == 1
+  entries = os.listdir(tmp_path / 'cache')
+  assert entries == [os.path.basename(paths[0])]  # No temporary leftovers.
+  assert len(_records(paths[0])['train']) > 0
+
+
+def test_split_is_a_stable_hash_of_names():
+  names = [f'img_{i}.jpg' for i in range(400)]
+  splits = folder.split_indices(names, 0.1)
+  assert sorted(splits['train'] + splits['test']) == list(range(400))
+  assert 20 < len(splits['test']) < 60
+  # The same name goes to the same split whatever else is in the folder.
+  test_names = {names[i] for i in splits['test']}
+  subset = names[::3]
+  sub = folder.split_indices(subset, 0.1)
+  assert {subset[i] for i in sub['test']} == test_names & set(subset)
+  # Both splits are never empty.
+  assert folder.split_indices(['a', 'b'], 0.0)['test']
+  assert all(folder.split_indices(['a'], 0.5).values())
+  few = folder.split_indices(['a', 'b', 'c'], 0.99)
+  assert few['train'] and few['test']
+
+
+# --- Through the pipeline -----------------------------------------------------
+
+
+def _folder_config(root, tmp_path):
+  config = load_config('tiny')
+  config.data.folder = str(root)
+  config.data.cache_dir = str(tmp_path / 'cache')
+  config.data.style = 'oil'
+  config.batch_size = 4
+  config.eval.batch_size = 4
+  return config
+
+
+def test_pipeline_reads_the_folder(tmp_path):
+  root = _mixed_folder(tmp_path / 'in')
+  config = _folder_config(root, tmp_path)
+  pipeline.prepare(config)
+  batch = next(pipeline.create_train_iterator(config, 0, 1))
+  assert batch['photo'].shape == (4, 32, 32, 3)
+  assert batch['target'].dtype == np.float32
+  evals = pipeline.create_eval_batches(config, 0, 1)
+  assert sum(int(b['valid'].sum()) for b in evals) == len(
+      pipeline._source(config, 'test'))
+
+
+@pytest.mark.parametrize('process_count', [2, 4])
+def test_folder_batches_are_topology_independent(tmp_path, process_count):
+  root = _mixed_folder(tmp_path / 'in')
+  config = _folder_config(root, tmp_path)
+  pipeline.prepare(config)
+  whole = pipeline.create_train_iterator(config, 0, 1)
+  parts = [pipeline.create_train_iterator(config, p, process_count)
+           for p in range(process_count)]
+  for _ in range(4):
+    want = next(whole)
+    got = [next(it) for it in parts]
+    for key in want:
+      np.testing.assert_array_equal(
+          np.concatenate([g[key] for g in got]), want[key])
+
+
+def test_folder_iterator_resumes_exactly(tmp_path):
+  root = _mixed_folder(tmp_path / 'in')
+  config = _folder_config(root, tmp_path)
+  pipeline.prepare(config)
+  first = pipeline.create_train_iterator(config, 0, 1)
+  for _ in range(3):
+    next(first)
+  state = first.get_state()
+  expected = [next(first) for _ in range(3)]
+  second = pipeline.create_train_iterator(config, 0, 1)
+  second.set_state(state)
+  for want in expected:
+    got = next(second)
+    for key in want:
+      np.testing.assert_array_equal(want[key], got[key])
+
+
+# --- End to end ---------------------------------------------------------------
+
+
+def test_main_trains_on_a_folder_with_bad_files(tmp_path):
+  root = _mixed_folder(tmp_path / 'in')
+  proc = run_main(str(tmp_path / 'work'), str(tmp_path / 'tfds'),
+                  f'--config.data.folder={root}',
+                  f'--config.data.cache_dir={tmp_path / "cache"}',
+                  '--config.data.style=cartoon')  # tiny: 4 steps, eval at 4.
+  assert 'skipped 2 of 13 files' in proc.stderr
+  assert 'broken.jpg' in proc.stderr and 'notes.jpg' in proc.stderr
+  assert 'Eval at step 4' in proc.stderr
+
+
+def test_train_refuses_an_empty_folder_before_compiling(tmp_path):
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'empty').mkdir()
+  config = load_config('tiny')
+  config.data.folder = str(tmp_path / 'empty')
+  config.data.cache_dir = str(tmp_path / 'cache')
+  with pytest.raises(ValueError, match='holds no files'):
+    train.train_and_evaluate(config, str(tmp_path / 'work'))
+  assert not (tmp_path / 'work' / 'checkpoints').exists()
