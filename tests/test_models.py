@@ -20,8 +20,10 @@ def test_conv_transpose_4x4_equals_the_transposed_convolution():
   x = jax.random.normal(jax.random.key(0), (2, 5, 7, 3))
   layer = layers.ConvTranspose4x4(4)
   v = jax.jit(layer.init)(jax.random.key(1), x)
-  kernel, bias = v['params']['kernel'], v['params']['bias']
-  v = {'params': {'kernel': kernel, 'bias': bias + 0.1}}
+  assert v['params']['kernel'].shape == (2, 2, 3, 16)  # phase layout, 4*4*3*4 weights
+  kernel = layers.transposed_kernel(v['params']['kernel'])
+  np.testing.assert_array_equal(layers.phase_kernel(kernel), v['params']['kernel'])
+  v = {'params': {'kernel': v['params']['kernel'], 'bias': v['params']['bias'] + 0.1}}
   # PyTorch's ConvTranspose2d(k=4, s=2, p=1) by definition: dilate the input
   # by 2, pad by k-1-p = 2, correlate with the spatially flipped kernel.
   ref = jax.lax.conv_general_dilated(
@@ -39,7 +41,7 @@ def test_conv_transpose_4x4_matches_flax_conv_transpose():
   theirs = nn.ConvTranspose(3, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
                             use_bias=False, transpose_kernel=True)
   # flax's transpose_kernel=True uses the forward conv's kernel (HWOI): swap I/O.
-  k = jnp.swapaxes(v['params']['kernel'], 2, 3)
+  k = jnp.swapaxes(layers.transposed_kernel(v['params']['kernel']), 2, 3)
   np.testing.assert_allclose(ours.apply(v, x), theirs.apply({'params': {'kernel': k}}, x),
                              atol=1e-5)
 
@@ -110,18 +112,23 @@ def test_bfloat16_generator_runs_in_bfloat16_with_float32_params():
   assert 'bf16' in jaxpr
 
 
-@pytest.mark.parametrize('kernel,stride,pad', [(4, 2, 1), (4, 1, 1), (2, 1, 0), (3, 1, 1), (7, 1, 0)])
-def test_cpu_conv_weight_gradient_equals_xla(kernel, stride, pad):
-  """The GEMM-per-tap weight gradient used on CPU is the same maths as XLA's."""
-  x = jax.random.normal(jax.random.key(0), (2, 11, 9, 5))
-  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 6))
+@pytest.mark.parametrize('kernel,stride,pad,size', [
+    (4, 2, 1, 11), (4, 1, 1, 11), (2, 1, 0, 11), (3, 1, 1, 11), (7, 1, 0, 11),
+    (4, 2, 1, 40), (2, 1, 0, 20)])  # size 40, 20: outputs large enough for XLA's forward
+def test_cpu_conv_equals_xla(kernel, stride, pad, size):
+  """The CPU paths (im2col GEMM; GEMM-per-tap weight gradient) are XLA's maths."""
+  x = jax.random.normal(jax.random.key(0), (2, size, size - 2, 5))
+  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 8))
   padding = ((pad, pad), (pad, pad))
 
   def loss(conv, x, w):
     y = conv(x, w, (stride, stride), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     return jnp.sum(jnp.sin(y))
 
-  ours = jax.jit(jax.grad(lambda x, w: loss(layers.conv_general_dilated, x, w), (0, 1)))(x, w)
-  ref = jax.jit(jax.grad(lambda x, w: loss(jax.lax.conv_general_dilated, x, w), (0, 1)))(x, w)
-  for a, b in zip(ours, ref):
+  ours = jax.jit(jax.value_and_grad(lambda x, w: loss(layers.conv_general_dilated, x, w),
+                                    (0, 1)))(x, w)
+  ref = jax.jit(jax.value_and_grad(lambda x, w: loss(jax.lax.conv_general_dilated, x, w),
+                                   (0, 1)))(x, w)
+  np.testing.assert_allclose(ours[0], ref[0], rtol=1e-4)
+  for a, b in zip(ours[1], ref[1]):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

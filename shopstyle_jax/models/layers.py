@@ -6,6 +6,7 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Dtype = Any
@@ -20,22 +21,45 @@ UPSAMPLES = ('conv_transpose', 'resize_conv')
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
+# Below this many output pixels per image, XLA:CPU's convolution gradients are
+# slower than an im2col GEMM's (measured on pix2pix's inner layers: up to 4x).
+_SMALL_OUTPUT_PIXELS = 256
+
+
+def _conv_im2col(x, w, strides, padding):
+  """The convolution as one GEMM over im2col patches; autodiff gives GEMMs too."""
+  kh, kw, cin, cout = w.shape
+  (sh, sw) = strides
+  xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  ho, wo = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+  patches = jnp.concatenate(
+      [xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+       for i in range(kh) for j in range(kw)], axis=-1)  # [n, ho, wo, kh*kw*cin]
+  y = jnp.dot(patches.reshape(-1, kh * kw * cin), w.reshape(kh * kw * cin, cout),
+              preferred_element_type=jnp.float32)
+  return y.reshape(x.shape[0], ho, wo, cout).astype(x.dtype)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_gemm_wgrad(x, w, strides, padding):
+def _conv_cpu(x, w, strides, padding):
   return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC)
 
 
-def _conv_gemm_wgrad_fwd(x, w, strides, padding):
-  return _conv_gemm_wgrad(x, w, strides, padding), (x, w)
+def _conv_cpu_fwd(x, w, strides, padding):
+  return _conv_cpu(x, w, strides, padding), (x, w)
 
 
-def _conv_gemm_wgrad_bwd(strides, padding, residuals, g):
+def _conv_cpu_bwd(strides, padding, residuals, g):
   x, w = residuals
+  kh, kw, cin, cout = w.shape
+  (sh, sw), (ho, wo) = strides, g.shape[1:3]
+  if ho * wo <= _SMALL_OUTPUT_PIXELS and cout >= 8:
+    # Small outputs (the U-Net's inner layers): both gradients as GEMMs.
+    _, vjp = jax.vjp(lambda x, w: _conv_im2col(x, w, strides, padding), x, w)
+    return vjp(g)
   _, vjp_x = jax.vjp(
       lambda x: lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC), x)
   (dx,) = vjp_x(g)
-  kh, kw, cin, cout = w.shape
-  (sh, sw), (ho, wo) = strides, g.shape[1:3]
   xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   # dW[i, j] = sum over batch and output pixels of input tap (i, j) x output
   # gradient: one GEMM per kernel tap.
@@ -46,19 +70,21 @@ def _conv_gemm_wgrad_bwd(strides, padding, residuals, g):
   return dx, dw.reshape(kh, kw, cin, cout).astype(w.dtype)
 
 
-_conv_gemm_wgrad.defvjp(_conv_gemm_wgrad_fwd, _conv_gemm_wgrad_bwd)
+_conv_cpu.defvjp(_conv_cpu_fwd, _conv_cpu_bwd)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None, **kwargs):
-  """`lax.conv_general_dilated`, with a faster weight gradient on XLA:CPU.
+  """`lax.conv_general_dilated`, made faster on XLA:CPU. Same maths either way.
 
-  XLA:CPU computes convolution weight gradients 2-4x slower than a GEMM per
-  kernel tap does (and than PyTorch's oneDNN). On CPU, plain NHWC
-  convolutions therefore take their weight gradient that way; the forward
-  pass and the input gradient stay XLA's. Elsewhere (GPU/TPU) this is exactly
-  `lax.conv_general_dilated`. Same maths either way.
+  On CPU, plain NHWC convolutions keep XLA's forward pass (so training,
+  inference and exported functions compute identical pixels) but get their
+  gradients from GEMMs, which XLA:CPU's own convolution kernels are 2-4x slower
+  than (PyTorch's oneDNN does not have that gap): a GEMM per kernel tap for
+  the weight gradient, and for small outputs (the U-Net's inner layers) both
+  gradients through an im2col GEMM. Elsewhere (GPU/TPU) this is exactly
+  `lax.conv_general_dilated`.
   """
   simple = (jax.default_backend() == 'cpu' and feature_group_count == 1
             and not kwargs and precision is None
@@ -71,7 +97,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
         feature_group_count=feature_group_count, precision=precision, **kwargs)
-  return _conv_gemm_wgrad(lhs, rhs, tuple(window_strides), tuple(tuple(p) for p in padding))
+  return _conv_cpu(lhs, rhs, tuple(window_strides), tuple(tuple(p) for p in padding))
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: Any = 'SAME',
@@ -105,18 +131,40 @@ def uses_bias(norm: str) -> bool:
   return norm == 'none'
 
 
+# Output phase r of a 4x4 stride-2 transposed convolution (padding 1) along an
+# axis sees input pixels (m-1, m) through kernel taps (3, 1) when r = 0, and
+# (m, m+1) through taps (2, 0) when r = 1.
+_PHASE_TAPS = np.array([[3, 1], [2, 0]])
+
+
+def phase_kernel(kernel: jax.Array) -> jax.Array:
+  """A transposed-conv kernel [4, 4, cin, cout] (PyTorch's ConvTranspose2d
+  weight [cin, cout, 4, 4] moved to HWIO) -> ConvTranspose4x4's [2, 2, cin, 4*cout]."""
+  cin, cout = kernel.shape[2:]
+  pk = kernel[_PHASE_TAPS[:, None, :, None], _PHASE_TAPS[None, :, None, :]]
+  return pk.transpose(2, 3, 4, 0, 1, 5).reshape(2, 2, cin, 4 * cout)
+
+
+def transposed_kernel(pk: jax.Array) -> jax.Array:
+  """The inverse of `phase_kernel`."""
+  cin, cout = pk.shape[2], pk.shape[3] // 4
+  pk = pk.reshape(2, 2, cin, 2, 2, cout).transpose(3, 4, 0, 1, 2, 5)  # [ry, rx, wy, wx, ...]
+  kernel = jnp.zeros((4, 4, cin, cout), pk.dtype)
+  return kernel.at[_PHASE_TAPS[:, None, :, None], _PHASE_TAPS[None, :, None, :]].set(pk)
+
+
 class ConvTranspose4x4(nn.Module):
   """4x4 stride-2 transposed convolution, exactly PyTorch's ConvTranspose2d(4, 2, 1).
 
-  Output pixel 2m+r along an axis only sees input pixels m-1, m (r=0, kernel
-  taps 3, 1) or m, m+1 (r=1, taps 2, 0). So the layer is one 2x2 VALID
-  convolution of the 1-padded input producing all four output phases as
-  channel groups, followed by an interleave. Same FLOPs as the transposed
-  convolution, but its gradient is an ordinary convolution gradient, which
-  XLA:CPU runs ~100x faster than that of `lax.conv_transpose`.
+  Each output pixel sees a 2x2 window of the input (`_PHASE_TAPS`), so the
+  layer is one 2x2 VALID convolution of the 1-padded input that produces the
+  four output phases as channel groups, then an interleave: the transposed
+  convolution's FLOPs, but its gradient is an ordinary convolution gradient,
+  which XLA:CPU runs ~100x faster than `lax.conv_transpose`'s.
 
-  The kernel has PyTorch's layout transposed to HWIO: kernel[ky, kx, cin, cout]
-  multiplies input (i, j) into output (2i - 1 + ky, 2j - 1 + kx).
+  The kernel is stored in that phase layout, [2, 2, cin, 4*cout] (same number
+  of weights, same N(0, 0.02) init), so no call pays for rearranging it;
+  `phase_kernel`/`transposed_kernel` convert from/to PyTorch's layout.
   """
   features: int
   use_bias: bool = True
@@ -125,14 +173,7 @@ class ConvTranspose4x4(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     n, h, w, cin = x.shape
-    kernel = self.param('kernel', conv_init, (4, 4, cin, self.features))
-    # Phase r along an axis takes taps (3, 1) for r=0 and (2, 0) for r=1, in
-    # window order (earlier input pixel first).
-    taps = jnp.array([[3, 1], [2, 0]])
-    # phase_kernels[ry, rx] = kernel[taps[ry]][:, taps[rx]] -> [2, 2, 2, 2, cin, cout]
-    pk = kernel[taps[:, None, :, None], taps[None, :, None, :]]
-    # -> [2(wy), 2(wx), cin, ry, rx, cout] so each phase is a channel group.
-    pk = pk.transpose(2, 3, 4, 0, 1, 5).reshape(2, 2, cin, 4 * self.features)
+    pk = self.param('kernel', conv_init, (2, 2, cin, 4 * self.features))
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     y = conv_general_dilated(xp.astype(self.dtype), pk.astype(self.dtype), (1, 1),
                              ((0, 0), (0, 0)), dimension_numbers=_NHWC)  # [n, h+1, w+1, 4*cout]
