@@ -112,13 +112,16 @@ def test_bfloat16_generator_runs_in_bfloat16_with_float32_params():
   assert 'bf16' in jaxpr
 
 
-@pytest.mark.parametrize('kernel,stride,pad,size', [
-    (4, 2, 1, 11), (4, 1, 1, 11), (2, 1, 0, 11), (3, 1, 1, 11), (7, 1, 0, 11),
-    (4, 2, 1, 40), (2, 1, 0, 20)])  # size 40, 20: outputs large enough for XLA's forward
-def test_cpu_conv_equals_xla(kernel, stride, pad, size):
-  """The CPU paths (im2col GEMM; GEMM-per-tap weight gradient) are XLA's maths."""
+@pytest.mark.parametrize('kernel,stride,pad,size,cout', [
+    (4, 2, 1, 11, 8), (4, 1, 1, 11, 8), (2, 1, 0, 11, 8), (3, 1, 1, 11, 8), (7, 1, 0, 11, 8),
+    # Outputs past the im2col threshold: GEMM per tap for the weight gradient...
+    (4, 2, 1, 40, 8), (2, 1, 0, 20, 16),
+    # ...and XLA's own gradients for few output channels over many pixels.
+    (4, 1, 1, 40, 1), (2, 1, 0, 40, 12)])
+def test_cpu_conv_equals_xla(kernel, stride, pad, size, cout):
+  """Every CPU gradient path (im2col GEMM; GEMM per tap; XLA's) is XLA's maths."""
   x = jax.random.normal(jax.random.key(0), (2, size, size - 2, 5))
-  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 8))
+  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, cout))
   padding = ((pad, pad), (pad, pad))
 
   def loss(conv, x, w):

@@ -24,6 +24,10 @@ _NHWC = ('NHWC', 'HWIO', 'NHWC')
 # Below this many output pixels per image, XLA:CPU's convolution gradients are
 # slower than an im2col GEMM's (measured on pix2pix's inner layers: up to 4x).
 _SMALL_OUTPUT_PIXELS = 256
+# Fewer output channels than this over at least this many output pixels (all
+# images together): XLA:CPU's own convolution gradients are fastest.
+_FEW_OUTPUT_CHANNELS = 16
+_MANY_ROWS = 2048
 
 
 def _conv_im2col(x, w, strides, padding):
@@ -57,15 +61,24 @@ def _conv_cpu_bwd(strides, padding, residuals, g):
     # Small outputs (the U-Net's inner layers): both gradients as GEMMs.
     _, vjp = jax.vjp(lambda x, w: _conv_im2col(x, w, strides, padding), x, w)
     return vjp(g)
-  _, vjp_x = jax.vjp(
-      lambda x: lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC), x)
+  conv = lambda x, w: lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC)
+  m = g.shape[0] * ho * wo
+  if cout < _FEW_OUTPUT_CHANNELS and m >= _MANY_ROWS:
+    # A handful of output channels over many pixels (the logit layer, the
+    # U-Net's RGB output): XLA's own gradient kernels win there.
+    _, vjp = jax.vjp(conv, x, w)
+    return vjp(g)
+  _, vjp_x = jax.vjp(lambda x: conv(x, w), x)
   (dx,) = vjp_x(g)
   xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-  # dW[i, j] = sum over batch and output pixels of input tap (i, j) x output
-  # gradient: one GEMM per kernel tap.
+  # dW[i, j] = (input tap (i, j))^T x (output gradient) over batch and output
+  # pixels: one GEMM per kernel tap, written as g^T x so that its long
+  # contraction is the leading dimension of both operands (1.5-4x faster on
+  # XLA:CPU than the einsum 'nhwc,nhwo->co').
+  g2 = g.reshape(m, cout)
   dw = jnp.stack([
-      jnp.einsum('nhwc,nhwo->co', xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw],
-                 g, preferred_element_type=jnp.float32)
+      jnp.dot(g2.T, xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw].reshape(m, cin),
+              preferred_element_type=jnp.float32).T
       for i in range(kh) for j in range(kw)])
   return dx, dw.reshape(kh, kw, cin, cout).astype(w.dtype)
 
