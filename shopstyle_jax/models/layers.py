@@ -96,8 +96,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   gradients from GEMMs, which XLA:CPU's own convolution kernels are 2-4x slower
   than (PyTorch's oneDNN does not have that gap): a GEMM per kernel tap for
   the weight gradient, and for small outputs (the U-Net's inner layers) both
-  gradients through an im2col GEMM. Elsewhere (GPU/TPU) this is exactly
-  `lax.conv_general_dilated`.
+  gradients through an im2col GEMM; layers with only a few output channels
+  over many pixels keep XLA's gradients, which win there. Elsewhere (GPU/TPU)
+  this is exactly `lax.conv_general_dilated`.
   """
   simple = (jax.default_backend() == 'cpu' and feature_group_count == 1
             and not kwargs and precision is None
