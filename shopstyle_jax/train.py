@@ -62,31 +62,37 @@ class _StopRequest:
   """Turns SIGTERM/SIGINT into "save a checkpoint after this step, then exit".
 
   With several processes, every process must stop at the same step (they all
-  take part in the checkpoint), so the request is agreed on by an all-gather.
+  take part in the checkpoint), so the request is agreed on by an all-gather,
+  and only what the all-gather returned counts: a signal that lands while the
+  all-gather runs waits for the next step on every process alike.
   """
 
   def __init__(self):
-    self.signum = None
+    self.received = None  # The signal this process got, if any.
+    self.signum = None  # The signal every process has agreed to stop on.
     if threading.current_thread() is threading.main_thread():
       for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, self._handle)
 
   def _handle(self, signum, frame):
     del frame
-    if self.signum == signal.SIGINT and signum == signal.SIGINT:
+    if self.received == signal.SIGINT and signum == signal.SIGINT:
       raise KeyboardInterrupt  # A second Ctrl-C stops at once.
-    self.signum = signum
+    self.received = signum
     logging.warning('Received %s: saving a checkpoint after this step, then exiting.',
                     signal.Signals(signum).name)
 
   def agreed(self) -> Optional[int]:
-    """The signal to stop on, if any process received one."""
-    if jax.process_count() == 1:
-      return self.signum
-    signals = multihost_utils.process_allgather(np.int32(self.signum or 0))
-    received = [int(s) for s in np.ravel(signals) if s]
-    if received and self.signum is None:
-      self.signum = received[0]
+    """The signal to stop on, if any process received one (same on all processes)."""
+    local = self.received or 0  # Read once: the handler may run during the all-gather.
+    if self.signum is None:
+      if jax.process_count() == 1:
+        received = [local] if local else []
+      else:
+        signals = multihost_utils.process_allgather(np.int32(local))
+        received = [int(s) for s in np.ravel(signals) if s]
+      if received:
+        self.signum = received[0]
     return self.signum
 
   @staticmethod

@@ -1,9 +1,12 @@
 """Real multi-process training: 2 processes x 2 CPU devices on loopback (gloo)."""
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -22,25 +25,33 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_train_like_one_process_with_four_devices(tmp_path, data_dir):
-  workdir = str(tmp_path / 'multi')
+def start_two_processes(tmp_path, workdir, data_dir, *overrides):
+  """main.py as process 0 and 1 of a 2-process job (2 CPU devices each)."""
   address = f'127.0.0.1:{free_port()}'
   env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'JAX_PLATFORMS': 'cpu',
          'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
-  procs, logs = [], []
+  procs, log_paths = [], []
   for pid in range(2):
-    logs.append(open(tmp_path / f'log{pid}.txt', 'w+'))
-    procs.append(subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, 'main.py'),
-         f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={workdir}',
-         f'--config.data.data_dir={data_dir}', *OVERRIDES, f'--coordinator_address={address}',
-         '--num_processes=2', f'--process_id={pid}'],
-        cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT))
-  codes = [p.wait(timeout=600) for p in procs]
-  texts = []
-  for log in logs:
-    log.seek(0)
-    texts.append(log.read())
+    log_paths.append(str(tmp_path / f'{os.path.basename(workdir)}_log{pid}.txt'))
+    with open(log_paths[-1], 'w') as log:
+      procs.append(subprocess.Popen(
+          [sys.executable, os.path.join(ROOT, 'main.py'),
+           f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={workdir}',
+           f'--config.data.data_dir={data_dir}', *OVERRIDES, *overrides,
+           f'--coordinator_address={address}', '--num_processes=2', f'--process_id={pid}'],
+          cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+  return procs, log_paths
+
+
+def wait_all(procs, log_paths, timeout=600):
+  codes = [p.wait(timeout=timeout) for p in procs]
+  texts = [open(path).read() for path in log_paths]
+  return codes, texts
+
+
+def test_two_processes_train_like_one_process_with_four_devices(tmp_path, data_dir):
+  workdir = str(tmp_path / 'multi')
+  codes, texts = wait_all(*start_two_processes(tmp_path, workdir, data_dir))
   assert codes == [0, 0], texts[0][-3000:] + texts[1][-3000:]
   for pid, text in enumerate(texts):
     assert f'Process {pid} of 2 finished at step 4.' in text
@@ -64,3 +75,28 @@ def test_two_processes_train_like_one_process_with_four_devices(tmp_path, data_d
   b, _ = checkpoints.restore_subtree(single, keys, 4)
   diffs = jax.tree.map(lambda x, y: float(np.max(np.abs(x - y))), a, b)
   assert max(jax.tree.leaves(diffs)) < 1e-5
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir):
+  """A preempted worker (SIGTERM to process 1 only): both processes agree on
+  the step, save it together and exit 0."""
+  workdir = str(tmp_path / 'preempted')
+  procs, log_paths = start_two_processes(
+      tmp_path, workdir, data_dir, '--config.num_train_steps=100000',
+      '--config.checkpoint_every_steps=100000', '--config.eval_every_steps=100000',
+      '--config.log_every_steps=1')
+  deadline = time.time() + 300
+  while not re.search(r'\] \[3\] train/', open(log_paths[0]).read()):
+    assert time.time() < deadline and all(p.poll() is None for p in procs), (
+        open(log_paths[0]).read()[-3000:] + open(log_paths[1]).read()[-3000:])
+    time.sleep(0.05)
+  procs[1].send_signal(signal.SIGTERM)
+  codes, texts = wait_all(procs, log_paths, timeout=120)
+  assert codes == [0, 0], texts[0][-3000:] + texts[1][-3000:]
+  steps = [int(re.search(rf'Process {pid} of 2 finished at step (\d+)\.', text).group(1))
+           for pid, text in enumerate(texts)]
+  assert steps[0] == steps[1] >= 3
+  assert f'Stopped at step {steps[0]} by SIGTERM' in texts[0]
+  assert checkpoints.available_steps(workdir) == [steps[0]]
+  tree, step = checkpoints.restore_subtree(workdir, ('g_params',), None)
+  assert step == steps[0] and jax.tree.leaves(tree)
