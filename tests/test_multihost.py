@@ -44,7 +44,13 @@ def start_two_processes(tmp_path, workdir, data_dir, *overrides):
 
 
 def wait_all(procs, log_paths, timeout=600):
-  codes = [p.wait(timeout=timeout) for p in procs]
+  """Exit codes and logs; on a timeout (a hang) kills both, so nothing outlives the test."""
+  try:
+    codes = [p.wait(timeout=timeout) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
   texts = [open(path).read() for path in log_paths]
   return codes, texts
 
@@ -87,8 +93,10 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir):
       '--config.log_every_steps=1')
   deadline = time.time() + 300
   while not re.search(r'\] \[3\] train/', open(log_paths[0]).read()):
-    assert time.time() < deadline and all(p.poll() is None for p in procs), (
-        open(log_paths[0]).read()[-3000:] + open(log_paths[1]).read()[-3000:])
+    if time.time() > deadline or any(p.poll() is not None for p in procs):
+      for p in procs:
+        p.kill()
+      raise AssertionError(open(log_paths[0]).read()[-3000:] + open(log_paths[1]).read()[-3000:])
     time.sleep(0.05)
   procs[1].send_signal(signal.SIGTERM)
   codes, texts = wait_all(procs, log_paths, timeout=120)
