@@ -3,8 +3,10 @@ catalogue per session (shared with the subprocesses tests start)."""
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
+import time
 
 # Must precede the first `import jax` anywhere in the test session.
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
@@ -73,6 +75,26 @@ def run_main(workdir, data_dir, *overrides, config='configs/tiny.py', env=None, 
   if check and proc.returncode != 0:
     raise AssertionError(f'main.py failed ({proc.returncode}):\n{proc.stderr[-5000:]}')
   return proc
+
+
+# Overrides for a run that only a signal or a kill ends, logging every step.
+LONG = ('--config.num_train_steps=100000', '--config.checkpoint_every_steps=100000',
+        '--config.eval_every_steps=100000', '--config.log_every_steps=1')
+
+
+def wait_for(log_path, pattern, *procs, timeout=180):
+  """Waits until `pattern` appears in the log; fails if any of `procs` exits first."""
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    with open(log_path) as f:
+      if re.search(pattern, f.read()):
+        return
+    for proc in procs:
+      if proc.poll() is not None:
+        raise AssertionError(f'exited {proc.returncode} before {pattern!r}:\n'
+                             + open(log_path).read()[-3000:])
+    time.sleep(0.05)
+  raise AssertionError(f'timed out waiting for {pattern!r}')
 
 
 @pytest.fixture(scope='session')

@@ -6,12 +6,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
 
-from conftest import ROOT, run_main
+from conftest import LONG, ROOT, run_main, wait_for
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
 
@@ -43,14 +42,18 @@ def start_two_processes(tmp_path, workdir, data_dir, *overrides):
   return procs, log_paths
 
 
+def kill_all(procs):
+  for p in procs:
+    if p.poll() is None:
+      p.kill()
+
+
 def wait_all(procs, log_paths, timeout=600):
   """Exit codes and logs; on a timeout (a hang) kills both, so nothing outlives the test."""
   try:
     codes = [p.wait(timeout=timeout) for p in procs]
   finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
+    kill_all(procs)
   texts = [open(path).read() for path in log_paths]
   return codes, texts
 
@@ -87,17 +90,12 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir):
   """A preempted worker (SIGTERM to process 1 only): both processes agree on
   the step, save it together and exit 0."""
   workdir = str(tmp_path / 'preempted')
-  procs, log_paths = start_two_processes(
-      tmp_path, workdir, data_dir, '--config.num_train_steps=100000',
-      '--config.checkpoint_every_steps=100000', '--config.eval_every_steps=100000',
-      '--config.log_every_steps=1')
-  deadline = time.time() + 300
-  while not re.search(r'\] \[3\] train/', open(log_paths[0]).read()):
-    if time.time() > deadline or any(p.poll() is not None for p in procs):
-      for p in procs:
-        p.kill()
-      raise AssertionError(open(log_paths[0]).read()[-3000:] + open(log_paths[1]).read()[-3000:])
-    time.sleep(0.05)
+  procs, log_paths = start_two_processes(tmp_path, workdir, data_dir, *LONG)
+  try:
+    wait_for(log_paths[0], r'\] \[3\] train/', *procs, timeout=300)
+  except AssertionError:
+    kill_all(procs)
+    raise
   procs[1].send_signal(signal.SIGTERM)
   codes, texts = wait_all(procs, log_paths, timeout=120)
   assert codes == [0, 0], texts[0][-3000:] + texts[1][-3000:]

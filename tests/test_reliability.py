@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_main
+from conftest import LONG, ROOT, run_main, wait_for
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
 
@@ -30,26 +30,9 @@ def start_main(workdir, data_dir, *overrides, log_path):
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
 
 
-def wait_for(log_path, pattern, proc, timeout=180):
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    with open(log_path) as f:
-      if re.search(pattern, f.read()):
-        return
-    if proc.poll() is not None:
-      raise AssertionError(f'exited {proc.returncode} before {pattern!r}:\n'
-                           + open(log_path).read()[-3000:])
-    time.sleep(0.05)
-  raise AssertionError(f'timed out waiting for {pattern!r}')
-
-
 def checksum(workdir, step):
   tree, _ = checkpoints.restore_subtree(workdir, ('g_params',), step)
   return float(sum(np.abs(x.astype(np.float32)).sum() for x in jax.tree.leaves(tree['g_params'])))
-
-
-LONG = ('--config.num_train_steps=100000', '--config.checkpoint_every_steps=100000',
-        '--config.eval_every_steps=100000', '--config.log_every_steps=1')
 
 
 @pytest.mark.parametrize('sig,code', [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
