@@ -103,3 +103,20 @@ def trained_workdir(tmp_path_factory, data_dir):
   workdir = str(tmp_path_factory.mktemp('trained'))
   run_main(workdir, data_dir)
   return workdir
+
+
+def assert_pixel_rule(got, want, *, same_program: bool = False):
+  """README's pixel rule: identical where the same program runs on the same backend with
+  the same shapes; otherwise at most one level on at most 0.1% of the pixels."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  got, want = np.asarray(got), np.asarray(want)
+  assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, want.shape)
+  if same_program:
+    np.testing.assert_array_equal(got, want)
+    return
+  diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
+  pixels = diff.reshape(-1, diff.shape[-1]).max(axis=-1) if diff.ndim >= 3 else diff.ravel()
+  changed = int(np.count_nonzero(pixels))
+  assert int(diff.max(initial=0)) <= 1 and changed <= 0.001 * pixels.size, (
+      f'{changed} of {pixels.size} pixels differ, by up to {int(diff.max(initial=0))} levels '
+      '(the rule allows 1 level on 0.1%)')
