@@ -9,8 +9,9 @@ keeps its input's path relative to the input folder (for a list: to the
 deepest folder holding all its entries) and its stem, with the extension of
 `--format`. Existing outputs are skipped (`--overwrite` redoes them), inputs
 are never written, and unreadable files are reported and counted as failed.
-Photos whose padded shapes match are stylized together, sharded over the local
-devices.
+On accelerators, photos whose padded shapes match are stylized together, sharded
+over the local devices; on CPU one photo per call on one device, so that each
+output equals `load_stylizer(...)(photo)` exactly (README's pixel rule).
 """
 
 import collections
@@ -255,7 +256,7 @@ class DeviceRunner:
   """Runs a stylizer's network on batches sharded over devices (batch axis)."""
 
   def __init__(self, stylizer: Stylizer, devices: Optional[Sequence[jax.Device]] = None):
-    self.devices = list(devices or jax.local_devices())
+    self.devices = list(devices or default_devices())
     self.generator = stylizer.generator
     mesh = Mesh(np.asarray(self.devices), ('batch',))
     self.batch_sharding = NamedSharding(mesh, P('batch'))
@@ -267,12 +268,19 @@ class DeviceRunner:
                       jax.device_put(batch, self.batch_sharding))
 
 
+def default_devices() -> list[jax.Device]:
+  """The local devices on accelerators; one device on CPU, where sharding a batch
+  is no faster and compiles another program, whose float rounding may move a level
+  (README's pixel rule)."""
+  devices = jax.local_devices()
+  return devices[:1] if devices[0].platform == 'cpu' else devices
+
+
 def default_batch_size(devices: Sequence[jax.Device]) -> int:
-  """One photo per device on CPU, where larger batches are no faster and would
+  """One photo per call on CPU, where larger batches are no faster and would
   change float rounding (the CLI then matches `load_stylizer` bit for bit); 8 per
   device on accelerators."""
-  per_device = 1 if devices[0].platform == 'cpu' else 8
-  return per_device * len(devices)
+  return 1 if devices[0].platform == 'cpu' else 8 * len(devices)
 
 
 def _call_size(count: int, num_devices: int, batch_size: int) -> int:
@@ -456,7 +464,7 @@ def main(argv: Sequence[str]) -> int:
     return 1
   if todo:
     stylizer = load_stylizer(f.workdir, f.step, precision=f.precision)
-    devices = jax.local_devices()
+    devices = default_devices()
     batch_size = f.batch_size or default_batch_size(devices)
     logging.info('Checkpoint step %d; %d photos to stylize (%d already done) on %d %s '
                  'device(s), batches of %d.', stylizer.step, len(todo), skipped, len(devices),
