@@ -8,6 +8,7 @@ with it, and resumes exactly. `count` is the number of images offered so far
 (not capped at pool_size): it is each image's global stream index, which keys
 that image's randomness. Results therefore depend only on the sequence of
 fakes and the rng, not on how the sequence is cut into batches or sharded.
+(int32 `count` overflows after 2^31 images, far beyond a training run.)
 """
 
 from typing import Dict, Sequence, Tuple
@@ -35,7 +36,9 @@ def query_pool(pool: Pool, fakes: jax.Array, rng: jax.Array) -> Tuple[Pool, jax.
   random slot's image is returned and the new image takes its place, else the
   new image is returned and the pool is unchanged. The draws come from
   jax.random.fold_in(rng, i), so a batch of 8 gives exactly what 8 batches of 1
-  give with the same rng. pool_size 0 returns (pool, fakes) unchanged.
+  give with the same rng. One fixed rng for the whole run suffices (the index
+  makes every draw distinct) and keeps results independent of the batch size
+  and of resumption. pool_size 0 returns (pool, fakes) unchanged.
 
   Images are stored in float32 and returned in the fakes' dtype, without
   gradient (the official code stores `.data`; D's update detaches fakes anyway).
