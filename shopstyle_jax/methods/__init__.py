@@ -1,0 +1,1 @@
+"""Pure pieces of the unpaired training methods (CycleGAN, CUT, neural style)."""
