@@ -218,8 +218,9 @@ def test_concurrent_conversions_agree(tmp_path):
     paths = list(pool.map(lambda _: folder.prepare(spec, verbose=False),
                           range(3)))
   assert len(set(paths)) == 1
-  entries = os.listdir(tmp_path / 'cache')
-  assert entries == [os.path.basename(paths[0])]  # No temporary leftovers.
+  entries = sorted(os.listdir(tmp_path / 'cache'))
+  name = os.path.basename(paths[0])
+  assert entries == [f'.{name}.lock', name]  # No temporary leftovers.
   assert len(_records(paths[0])['train']) > 0
 
 

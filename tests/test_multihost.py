@@ -9,6 +9,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import LONG, ROOT, run_main, wait_for
 from shopstyle_jax import checkpoints
@@ -106,3 +107,19 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir):
   assert checkpoints.available_steps(workdir) == [steps[0]]
   tree, step = checkpoints.restore_subtree(workdir, ('g_params',), None)
   assert step == steps[0] and jax.tree.leaves(tree)
+
+
+@pytest.mark.slow
+def test_two_processes_share_a_fresh_data_dir(tmp_path):
+  """Both processes of a first run find no catalogue in the shared data dir:
+  one builds it, the other waits for it, and both train and exit 0."""
+  data_dir = str(tmp_path / 'fresh_tfds')
+  workdir = str(tmp_path / 'fresh')
+  codes, texts = wait_all(*start_two_processes(tmp_path, workdir, data_dir))
+  assert codes == [0, 0], texts[0][-3000:] + texts[1][-3000:]
+  for pid, text in enumerate(texts):
+    assert f'Process {pid} of 2 finished at step 4.' in text
+  # TFDS prints this when it builds; the waiter logs what it waits for.
+  assert sum('Downloading and preparing dataset' in t for t in texts) == 1
+  assert sum('Waiting for another process to finish building synthetic_catalog/tiny' in t
+             for t in texts) == 1

@@ -18,10 +18,11 @@ has to crop, so reading costs what the catalogue's does.
 The pairs go PNG-encoded into one array_record file in a cache directory whose
 name hashes everything the conversion depends on (file names, sizes and
 mtimes, layout, style and renderer version, size, test fraction), so a changed
-folder is converted afresh. It is written under a temporary name and renamed
-atomically: processes sharing the cache can convert at the same time, and a
-complete cache is reused. Files are assigned to the test split by a stable
-hash of their names.
+folder is converted afresh. Of processes sharing the cache, one converts while
+the others wait on a file lock beside the entry (`build_lock`) and then reuse
+it; the entry is written under a temporary name and renamed when complete, so
+a complete one is all that is ever reused. Files are assigned to the test split
+by a stable hash of their names.
 """
 
 import concurrent.futures
@@ -45,6 +46,7 @@ from PIL import ImageOps
 
 from shopstyle_jax import runtime
 from shopstyle_jax import styles
+from shopstyle_jax.data import build_lock
 
 SIDE_BY_SIDE = ('photo_right', 'photo_left')
 # Bump when the conversion's output changes, so that old caches are not used.
@@ -372,6 +374,27 @@ def _write(path: str, spec: FolderSpec, folder: str, layout: str,
     json.dump(info, f, indent=1)
 
 
+def _write_atomically(path: str, spec: FolderSpec, folder: str, layout: str,
+                      items: list[_Item], unpaired: list) -> None:
+  """`_write` under a temporary name, renamed to `path` when complete.
+
+  A killed conversion leaves no half-written cache entry; and where the build
+  lock cannot work, a process that loses the race uses the winner's copy.
+  """
+  tmp = os.path.join(os.path.dirname(path),
+                     f'.{os.path.basename(path)}.tmp-{os.getpid()}-'
+                     f'{uuid.uuid4().hex[:8]}')
+  try:
+    _write(tmp, spec, folder, layout, items, unpaired)
+    os.rename(tmp, path)
+  except OSError:
+    if not os.path.exists(os.path.join(path, _INFO)):
+      raise
+    # Another process finished the same conversion first: use it.
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def prepare(spec: FolderSpec, verbose: bool = True) -> str:
   """Converts the folder if its cache is missing; returns the cache path.
 
@@ -392,20 +415,14 @@ def prepare(spec: FolderSpec, verbose: bool = True) -> str:
   path = os.path.join(
       root, f'{base}-{_cache_key(spec, folder, layout, items)[:20]}')
   if not os.path.exists(os.path.join(path, _INFO)):
-    if verbose:
-      logging.info('Converting %s (%d files, layout %s) into %s.', folder,
-                   len(items), layout, path)
-    tmp = os.path.join(root, f'.{os.path.basename(path)}.tmp-{os.getpid()}-'
-                       f'{uuid.uuid4().hex[:8]}')
-    try:
-      _write(tmp, spec, folder, layout, items, unpaired)
-      os.rename(tmp, path)
-    except OSError:
+    with build_lock.held(build_lock.lock_path_for(path),
+                         f'converting {folder}'):
+      # The process that held the lock has usually just converted it.
       if not os.path.exists(os.path.join(path, _INFO)):
-        raise
-      # Another process finished the same conversion first: use it.
-    finally:
-      shutil.rmtree(tmp, ignore_errors=True)
+        if verbose:
+          logging.info('Converting %s (%d files, layout %s) into %s.', folder,
+                       len(items), layout, path)
+        _write_atomically(path, spec, folder, layout, items, unpaired)
   info = read_info(path)
   if verbose:
     _log_skipped(folder, info['files'], [tuple(s) for s in info['skipped']])

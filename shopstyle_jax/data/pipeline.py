@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from shopstyle_jax.data import build_lock
 from shopstyle_jax.data import catalog
 from shopstyle_jax.data import folder as folder_lib
 from shopstyle_jax.data import pix2pix_datasets
@@ -74,19 +75,26 @@ def prepare(config: ml_collections.ConfigDict) -> None:
   `config.data.folder` (if set) is converted into `config.data.cache_dir`;
   otherwise the TFDS dataset `config.data.name` is built (downloaded, for the
   pix2pix ones) in `config.data.data_dir`. Call it before the iterators, on
-  every process (or on one with a shared directory); what is ready is reused.
-  Fails fast, before any download: an unknown style, a missing or empty
-  folder.
+  every process, whether the processes share the directory or not: what is
+  ready is reused, and of processes sharing a directory one builds while the
+  others wait on a file lock (`build_lock`), then reuse its copy. Fails fast,
+  before any download: an unknown style, a missing or empty folder.
   """
   if config.data.folder:
     folder_lib.prepare(_folder_spec(config))
     return
   builder = _builder(config)
   _style_feature(builder, config.data.style)
-  builder.download_and_prepare(
-      file_format='array_record',
-      download_config=tfds.download.DownloadConfig(
-          manual_dir=config.data.manual_dir))
+  # TFDS renames a finished build into place: it exists only when complete.
+  if builder.data_path.exists():  # No lock needed (the dir may be read-only).
+    return
+  with build_lock.held(build_lock.lock_path_for(builder.data_path),
+                       f'building {config.data.name} in {builder.data_dir_root}'):
+    # A new builder: the process that held the lock may have built it.
+    _builder(config).download_and_prepare(
+        file_format='array_record',
+        download_config=tfds.download.DownloadConfig(
+            manual_dir=config.data.manual_dir))
 
 
 def _style_feature(builder: tfds.core.DatasetBuilder, style: str) -> str:

@@ -9,6 +9,8 @@ streamed, never extracted to disk.
 
 Offline, put the archive into the TFDS manual dir (`<data_dir>/downloads/manual/`
 or `config.data.manual_dir`): it is then used instead of the download.
+`pipeline.prepare` downloads and builds under a file lock (`build_lock`), so
+processes sharing the data dir do both once.
 
 Importing this module registers both builders with TFDS.
 """
