@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
+from shopstyle_jax import images as image_lib
 from shopstyle_jax import styles
 
 CATEGORIES = ('shoe', 'handbag', 'bottle', 'mug', 't_shirt', 'box', 'lamp',
@@ -715,8 +716,7 @@ def render_photo(seed: tuple[int, ...], size: int,
   backdrop *= 1.0 - _shadow(rng, alpha, light, flat_lay)[..., None]
   exposure = rng.uniform(0.96, 1.06)
   image = backdrop + (rgb * exposure - backdrop) * alpha[..., None]
-  if work != size:
-    image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+  image = image_lib.resize(image, size, size)  # Area averaging: work >= size.
   return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -735,18 +735,11 @@ def render_example(split: str, index: int, size: int) -> dict[str, object]:
   return example
 
 
-def _encode_png(image: np.ndarray) -> bytes:
-  ok, data = cv2.imencode('.png', image[..., ::-1])
-  if not ok:
-    raise RuntimeError('PNG encoding failed.')
-  return data.tobytes()
-
-
 def _encoded_example(split: str, index: int, size: int) -> dict[str, object]:
   """`render_example` with the images PNG-encoded here with OpenCV, which
   spares TFDS its TensorFlow encoder (and importing TensorFlow)."""
   example = render_example(split, index, size)
-  return {k: _encode_png(v) if isinstance(v, np.ndarray) else v
+  return {k: image_lib.encode_png(v) if isinstance(v, np.ndarray) else v
           for k, v in example.items()}
 
 
