@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shopstyle_jax import images as image_lib
+
 
 def to_unit(images: jax.Array) -> jax.Array:
   """[-1, 1] -> [0, 1], clipped: the range PSNR/SSIM are reported in."""
@@ -34,7 +36,7 @@ def image_grid(*columns: np.ndarray, rows: int, gap: int = 2) -> np.ndarray:
   h, w = columns[0].shape[1:3]
   grid = np.full((rows * (h + gap), len(columns) * (w + gap), 3), 255, np.uint8)
   for j, col in enumerate(columns):
-    col = np.round((np.clip(np.asarray(col[:rows], np.float32), -1, 1) + 1) * 127.5)
+    col = image_lib.model_to_uint8(np.asarray(col[:rows]))
     for i in range(rows):
       grid[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = col[i]
   return grid

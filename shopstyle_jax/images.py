@@ -1,12 +1,18 @@
-"""Host-side image conversions shared by training, inference and export.
+"""The one image stack, shared by training, inference and export.
 
 Images live in three forms: uint8 [0, 255] on disk and in user code, float32
-[-1, 1] for the networks, and float32 [0, 1] for metrics. Only NumPy is needed
-at import (Pillow and OpenCV are imported where files or resizing need them),
-so exported stylizers load with jax and numpy alone.
+[-1, 1] for the networks, and float32 [0, 1] for metrics. Every image file or
+archive member the package reads is decoded by `read_image`, every stored
+record is encoded by `encode_png`, every resize goes through `resize` and
+every [-1, 1] <-> uint8 conversion through `uint8_to_model` and
+`model_to_uint8`, so that a file gives the same pixels to training and to the
+stylizers. Only NumPy is needed at import (Pillow and OpenCV are imported
+where files or resizing need them), so exported stylizers load with jax and
+numpy alone.
 """
 
 import dataclasses
+import io
 import os
 import tempfile
 from typing import Optional
@@ -31,7 +37,8 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
   if image.dtype == np.uint8:
     return image
   if image.dtype == np.uint16:
-    return (image.astype(np.uint32) * 255 + 32767) // 65535
+    # Exact rounding to nearest (x / 257 is never halfway): the one 16 -> 8 bit conversion.
+    return ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
   if np.issubdtype(image.dtype, np.floating):
     if not np.all(np.isfinite(image)):
       raise ValueError('Float image contains NaN or Inf.')
@@ -45,15 +52,24 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
   raise ValueError(f'Unsupported image dtype {image.dtype}.')
 
 
-def uint8_to_model(image: np.ndarray) -> np.ndarray:
+# The three conversions below use only array methods, so they work on NumPy and
+# JAX arrays alike (traced code included): the one definition of the mapping.
+
+
+def uint8_to_model(image):
   """uint8 [0, 255] -> float32 [-1, 1]."""
   return image.astype(np.float32) / 127.5 - 1.0
 
 
-def model_to_uint8(image: np.ndarray) -> np.ndarray:
+def model_to_pixels(image):
+  """float [-1, 1] -> float32 [0, 255], neither clipped nor rounded (VGG's input)."""
+  return (image.astype(np.float32) + 1.0) * 127.5
+
+
+def model_to_uint8(image):
   """float [-1, 1] -> uint8, rounding to nearest (values outside are clipped)."""
-  return np.round((np.clip(np.asarray(image, np.float32), -1.0, 1.0) + 1.0) * 127.5).astype(
-      np.uint8)
+  image = image if hasattr(image, 'clip') else np.asarray(image)
+  return model_to_pixels(image.astype(np.float32).clip(-1.0, 1.0)).round().astype(np.uint8)
 
 
 def adjust(image, brightness: float = 0.0, contrast: float = 1.0):
@@ -99,15 +115,20 @@ def check_adjustments(brightness: float, contrast: float) -> None:
 
 
 def resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
-  """Resizes a float32 [N, H, W, C] batch: area averaging to shrink, bicubic to grow."""
-  if images.shape[1:3] == (height, width):
+  """Resizes one image [H, W, C] or a batch [N, H, W, C], uint8 or float32:
+  area averaging to shrink (fewer pixels), bicubic to grow."""
+  if images.shape[-3:-1] == (height, width):
     return images
-  # Imported here: only `max_side` needs OpenCV, and exported stylizers may lack it.
+  # Imported here: stylizers only need OpenCV for `max_side`, and exported ones may lack it.
   import cv2  # pylint: disable=g-import-not-at-top
-  shrink = height * width < images.shape[1] * images.shape[2]
+  shrink = height * width < images.shape[-3] * images.shape[-2]
   interpolation = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
-  return np.stack([cv2.resize(im, (width, height), interpolation=interpolation).reshape(
-      height, width, -1) for im in images])
+
+  def one(image):
+    return cv2.resize(image, (width, height), interpolation=interpolation).reshape(
+        height, width, -1)
+
+  return one(images) if images.ndim == 3 else np.stack([one(im) for im in images])
 
 
 def fit_max_side(height: int, width: int, max_side: Optional[int]) -> tuple[int, int]:
@@ -194,83 +215,144 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.webp', '.bmp', '.gif', '.tif', '.
 WRITE_FORMATS = {'png': 'PNG', 'jpg': 'JPEG', 'jpeg': 'JPEG', 'webp': 'WEBP', 'bmp': 'BMP',
                  'tif': 'TIFF', 'tiff': 'TIFF'}
 
+# Bump when `read_image` decodes some file to other pixels: converted photo
+# folders record it, so caches made by an older reader are rebuilt.
+READER_VERSION = 2
+
 _EXIF_ORIENTATION = 0x0112
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+Source = str | os.PathLike | bytes
 
 
 class ImageReadError(ValueError):
-  """A file that is not a readable image."""
+  """A file that is not a readable (or usable) image; `reason` is the message
+  without the file's name."""
+
+  def __init__(self, message: str, reason: Optional[str] = None):
+    super().__init__(message)
+    self.reason = message if reason is None else reason
 
 
-def orient(image: np.ndarray, orientation: int) -> np.ndarray:
-  """Applies an EXIF orientation (1-8) to [H, W, ...], giving the upright image."""
-  if orientation in (5, 6, 7, 8):
-    # 6 and 8 are quarter turns; 5 and 7 are them mirrored.
-    image = np.rot90(image, k=-1 if orientation in (5, 6) else 1)
-    orientation = {5: 2, 6: 1, 7: 2, 8: 1}[orientation]
-  if orientation == 2:
-    image = image[:, ::-1]
-  elif orientation == 3:
-    image = image[::-1, ::-1]
-  elif orientation == 4:
-    image = image[::-1]
-  return np.ascontiguousarray(image)
+def _error(name: str, reason: str) -> ImageReadError:
+  return ImageReadError(f'{name}: {reason}', reason)
 
 
-def _is_16bit_color_png(path: str) -> bool:
+def _name(source: Source) -> str:
+  return '<bytes>' if isinstance(source, bytes) else os.fspath(source)
+
+
+def _is_16bit_color_png(data: bytes) -> bool:
   """Pillow decodes 16-bit RGB(A) PNGs to 8 bits by truncation; these go to OpenCV."""
-  with open(path, 'rb') as f:
-    header = f.read(26)
   # Signature (8), IHDR length and type (8), width, height (8), bit depth, color type.
-  return (header[:8] == b'\x89PNG\r\n\x1a\n' and header[24] == 16 and header[25] in (2, 6))
+  header = data[:26]
+  return len(header) == 26 and header[:8] == _PNG_SIGNATURE and header[24] == 16 and (
+      header[25] in (2, 6))
 
 
-def read_image(path: str) -> np.ndarray:
-  """Decodes an image file, upright (EXIF orientation applied), as stored,
-  with transparent pixels composited over white (product cut-outs are shot on
-  white, and training reads folders the same way).
+def _upright(array: np.ndarray, im) -> np.ndarray:
+  """`array`, decoded from `im`'s data by OpenCV, turned upright: moved pixel for
+  pixel as `ImageOps.exif_transpose` moves those of `im` (a map of pixel indices
+  is transposed, as Pillow has no 16-bit colour mode)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import ImageOps  # pylint: disable=g-import-not-at-top
+  orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+  if orientation == 1:
+    return array
+  height, width = array.shape[:2]
+  index = Image.fromarray(np.arange(height * width, dtype=np.int32).reshape(height, width))
+  index.getexif()[_EXIF_ORIENTATION] = orientation
+  moved = np.asarray(ImageOps.exif_transpose(index))
+  return array.reshape(height * width, -1)[moved].reshape(moved.shape + array.shape[2:])
+
+
+def _plain_mode(im):
+  """`im` in a mode NumPy takes as is: L, LA, RGB, RGBA, I, F or I;16 (alpha kept,
+  transparency colour keys made alpha, for `over_white`)."""
+  keyed = 'transparency' in im.info
+  if im.mode == 'P':
+    return im.convert('RGBA' if keyed else 'RGB')
+  if im.mode in ('PA', 'RGBa') or (im.mode == 'RGB' and keyed):
+    return im.convert('RGBA')
+  if im.mode == 'La' or (im.mode in ('1', 'L') and keyed):
+    return im.convert('LA')
+  if im.mode == '1':
+    return im.convert('L')
+  if im.mode in ('L', 'LA', 'RGB', 'RGBA', 'I', 'F') or im.mode.startswith('I;16'):
+    return im
+  return im.convert('RGB')  # CMYK, YCbCr, LAB, HSV
+
+
+def read_image(source: Source, *, draft: Optional[tuple[int, int]] = None) -> np.ndarray:
+  """Decodes an image file (a path, or its bytes), upright, as stored, with
+  transparent pixels composited over white (product cut-outs are shot on white).
 
   Returns uint8 or uint16 [H, W] (gray) or [H, W, 3] (RGB): what
   `to_rgb_uint8` and so every stylizer accepts, so
-  `stylizer(read_image(path))` is exactly what the batch CLI writes. Palette
-  images are expanded, CMYK converted, 1-bit made 8-bit; an animation gives its
-  first frame. Raises ImageReadError for missing, truncated or corrupt files.
+  `stylizer(read_image(path))` is exactly what the batch CLI writes, and
+  `read_rgb` is what training stores. EXIF orientation is applied by
+  `PIL.ImageOps.exif_transpose`; 16-bit PNGs keep their 16 bits (RGB ones via
+  OpenCV, which Pillow would cut to 8); palette images are expanded, CMYK
+  converted, 1-bit made 8-bit; an animation gives its first frame.
+
+  Args:
+    source: a path, or the bytes of a file.
+    draft: (width, height) of the upright image: lets JPEGs decode at a reduced
+      scale (Pillow's draft mode: 1/2, 1/4 or 1/8) while both sides stay at
+      least this large. Much faster for large photos, whose pixels then differ
+      from a full decode's; for readers that shrink the image anyway. None
+      (the default) decodes at full size.
+
+  Raises:
+    ImageReadError: for missing, truncated or corrupt files.
   """
   from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import ImageOps  # pylint: disable=g-import-not-at-top
+  name = _name(source)
   try:
-    with Image.open(path) as im:
+    if isinstance(source, bytes):
+      data = source
+    else:
+      with open(source, 'rb') as f:
+        data = f.read()
+    with Image.open(io.BytesIO(data)) as im:
+      if draft and draft[0] > 0 and draft[1] > 0 and im.format == 'JPEG':
+        turned = im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+        im.draft(None, draft[::-1] if turned else tuple(draft))
       im.load()  # Decodes now, so truncated data fails here.
-      orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
-      if im.format == 'PNG' and im.mode in ('RGB', 'RGBA') and _is_16bit_color_png(path):
+      if im.format == 'PNG' and im.mode in ('RGB', 'RGBA') and _is_16bit_color_png(data):
         import cv2  # pylint: disable=g-import-not-at-top
-        array = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if array is None:
-          raise ImageReadError(f'{path}: OpenCV could not decode this 16-bit PNG.')
-        array = array[..., [2, 1, 0, 3][:array.shape[-1]]]  # BGR(A) -> RGB(A)
+          raise _error(name, 'OpenCV could not decode this 16-bit PNG.')
+        array = _upright(array[..., [2, 1, 0, 3][:array.shape[-1]]], im)  # BGR(A) -> RGB(A)
       else:
-        if im.mode == 'P':
-          im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')
-        elif im.mode == 'PA':
-          im = im.convert('RGBA')
-        elif im.mode == '1':
-          im = im.convert('L')
-        elif im.mode not in ('L', 'LA', 'RGB', 'RGBA', 'I', 'F') and not im.mode.startswith(
-            'I;16'):
-          im = im.convert('RGB')  # CMYK, YCbCr, LAB, HSV
-        array = np.asarray(im)
-  except ImageReadError:
+        ImageOps.exif_transpose(im, in_place=True)
+        array = np.asarray(_plain_mode(im))
+  except (ImageReadError, MemoryError):
     raise
   except FileNotFoundError as e:
-    raise ImageReadError(f'{path}: file not found') from e
-  except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
-    # Pillow raises all of these for broken files; OSError covers "not found".
-    raise ImageReadError(f'{path}: not a readable image ({e})') from e
+    raise _error(name, 'file not found') from e
+  except Exception as e:  # pylint: disable=broad-except
+    # Pillow raises many types for broken data (OSError, SyntaxError, struct.error, ...).
+    raise _error(name, f'not a readable image ({e})') from e
   if array.dtype.kind in 'iu' and array.dtype != np.uint8:
     if array.size and (array.min() < 0 or array.max() > 65535):
-      raise ImageReadError(f'{path}: {array.dtype} values outside [0, 65535].')
+      raise _error(name, f'{array.dtype} values outside [0, 65535].')
     array = array.astype(np.uint16)  # also byte-swaps big-endian 'I;16B'
   if array.size == 0:
-    raise ImageReadError(f'{path}: image has zero size {array.shape}.')
-  return orient(over_white(array), orientation)
+    raise _error(name, f'image has zero size {array.shape}.')
+  return over_white(array)
+
+
+def read_rgb(source: Source, *, draft: Optional[tuple[int, int]] = None) -> np.ndarray:
+  """`read_image` as uint8 RGB [H, W, 3] (by `to_rgb_uint8`, as the stylizers
+  convert it): the photos training reads. Raises ImageReadError."""
+  image = read_image(source, draft=draft)
+  try:
+    return to_rgb_uint8(image)
+  except ValueError as e:  # Float images outside [0, 1].
+    raise _error(_name(source), str(e)) from e
 
 
 def over_white(image: np.ndarray) -> np.ndarray:
@@ -282,6 +364,34 @@ def over_white(image: np.ndarray) -> np.ndarray:
   color = image[..., :-1].astype(np.float32) * alpha + top * (1.0 - alpha)
   color = np.round(color).astype(image.dtype)
   return color[..., 0] if color.shape[-1] == 1 else color
+
+
+def encode_png(image: np.ndarray) -> bytes:
+  """uint8 RGB [H, W, 3] -> PNG bytes, by OpenCV at its default compression: the
+  catalogue's bytes depend on it, so every machine builds the same dataset."""
+  return _encode(image, '.png')
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+  """uint8 RGB [H, W, 3] -> JPEG bytes (OpenCV), `quality` in [0, 100]."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  return _encode(image, '.jpg', cv2.IMWRITE_JPEG_QUALITY, quality)
+
+
+def _encode(image: np.ndarray, ext: str, *params: int) -> bytes:
+  import cv2  # pylint: disable=g-import-not-at-top
+  ok, data = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), list(params))
+  if not ok:
+    raise RuntimeError(f'{ext} encoding failed.')
+  return data.tobytes()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+  """`encode_png`'s bytes -> uint8 RGB [H, W, 3]. Only for records this package
+  wrote (lossless, so any decoder gives these pixels); files go to `read_image`."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
+                      cv2.COLOR_BGR2RGB)
 
 
 def write_image(image: np.ndarray, path: str, quality: int = 95,

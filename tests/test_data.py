@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from shopstyle_jax import images as image_lib
 from shopstyle_jax import styles
 from shopstyle_jax.data import catalog
 from shopstyle_jax.data import pipeline
@@ -52,10 +53,6 @@ def _config(data_dir: pathlib.Path, **data) -> ml_collections.ConfigDict:
 
 def _take(iterator, steps: int) -> list[dict[str, np.ndarray]]:
   return [next(iterator) for _ in range(steps)]
-
-
-def _to_uint8(images: np.ndarray) -> np.ndarray:
-  return np.round((images + 1.0) * 127.5).astype(np.uint8)
 
 
 def _digest(image: np.ndarray) -> str:
@@ -169,7 +166,7 @@ def test_shares_are_disjoint_and_cover_each_epoch(data_dir, process_count):
     for _ in range(steps_per_epoch):
       for p, iterator in enumerate(iterators):
         seen[p] += [ids[_digest(image)] for image in
-                    _to_uint8(next(iterator)['photo'])]
+                    image_lib.model_to_uint8(next(iterator)['photo'])]
     for p in range(process_count):
       for q in range(p):
         assert not set(seen[p]) & set(seen[q])
@@ -205,8 +202,8 @@ def test_flip_applies_to_photo_and_target_alike(data_dir):
         example['target'][:, ::-1], True)
   flips = []
   for batch in _take(pipeline.create_train_iterator(config, 0, 1), 4):
-    for photo, target in zip(_to_uint8(batch['photo']),
-                             _to_uint8(batch['target'])):
+    for photo, target in zip(image_lib.model_to_uint8(batch['photo']),
+                             image_lib.model_to_uint8(batch['target'])):
       sketch, flipped = by_digest[_digest(photo)]
       np.testing.assert_array_equal(target, sketch)
       flips.append(flipped)
@@ -246,8 +243,8 @@ def test_eval_batches(data_dir, process_count):
     assert batch['valid'].sum() == (8 if k == 0 else 4)
   assert len(rows) == 12
   for index, (photo, target) in enumerate(rows):
-    np.testing.assert_array_equal(_to_uint8(photo), source[index]['photo'])
-    np.testing.assert_array_equal(_to_uint8(target), source[index]['target'])
+    np.testing.assert_array_equal(image_lib.model_to_uint8(photo), source[index]['photo'])
+    np.testing.assert_array_equal(image_lib.model_to_uint8(target), source[index]['target'])
 
 
 # --- Errors -------------------------------------------------------------------

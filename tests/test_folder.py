@@ -5,12 +5,15 @@ import logging
 import os
 import pathlib
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from PIL import ImageOps
 
 from conftest import load_config
 from conftest import run_main
+from shopstyle_jax import images as image_lib
 from shopstyle_jax import styles
 from shopstyle_jax.data import folder
 from shopstyle_jax.data import pipeline
@@ -69,16 +72,17 @@ def _records(path: str) -> dict[str, list]:
 # --- Reading images -----------------------------------------------------------
 
 
-def test_to_rgb_converts_every_mode():
-  rgba = Image.fromarray(np.dstack([np.zeros((4, 4, 3), np.uint8),
-                                    np.zeros((4, 4), np.uint8)]), 'RGBA')
-  np.testing.assert_array_equal(folder.to_rgb(rgba), 255)  # Clear -> white.
-  gray = folder.to_rgb(Image.fromarray(np.full((3, 5), 7, np.uint8), 'L'))
-  assert gray.shape == (3, 5, 3) and (gray == 7).all()
-  deep = folder.to_rgb(Image.fromarray(np.full((2, 2), 65535, np.uint16)))
-  assert deep.shape == (2, 2, 3) and (deep == 255).all()
-  palette = Image.fromarray(np.full((2, 2, 3), 9, np.uint8)).convert('P')
-  assert folder.to_rgb(palette).shape == (2, 2, 3)
+def test_read_photo_converts_every_mode(tmp_path):
+  rgba = np.zeros((4, 4, 4), np.uint8)
+  clear = _save(tmp_path / 'clear.png', Image.fromarray(rgba, 'RGBA'))
+  np.testing.assert_array_equal(folder.read_photo(str(clear), (4, 4)), 255)  # Clear -> white.
+  gray = _save(tmp_path / 'gray.png', Image.fromarray(np.full((3, 5), 7, np.uint8), 'L'))
+  assert (folder.read_photo(str(gray), (3, 3)) == 7).all()
+  deep = _save(tmp_path / 'deep.png', Image.fromarray(np.full((2, 2), 65535, np.uint16)))
+  assert (folder.read_photo(str(deep), (2, 2)) == 255).all()
+  palette = _save(tmp_path / 'palette.png',
+                  Image.fromarray(np.full((2, 2, 3), 9, np.uint8)).convert('P'))
+  assert folder.read_photo(str(palette), (2, 2)).shape == (2, 2, 3)
 
 
 def test_center_square():
@@ -89,10 +93,76 @@ def test_center_square():
   np.testing.assert_array_equal(same, image[:, 40:80])
 
 
-def test_read_rgb_rejects_bad_files(tmp_path):
+def test_read_photo_rejects_bad_files(tmp_path):
   (tmp_path / 'a.jpg').write_text('hello')
-  with pytest.raises(folder.BadImage):
-    folder.read_rgb(str(tmp_path / 'a.jpg'))
+  with pytest.raises(image_lib.ImageReadError, match='^not a readable image'):
+    folder.read_photo(str(tmp_path / 'a.jpg'), (8, 8))  # The log names the file.
+
+
+def _awkward_files(root: pathlib.Path) -> dict[str, pathlib.Path]:
+  """Files that decoders disagree on, each 36 x 48 upright (the stored size is
+  36, so the folder only crops them: a resize would hide differences)."""
+  rng = np.random.default_rng(5)
+  rgb = _photo(20, 36, 48)
+  rgb[::3, ::2] = rng.integers(0, 256, (12, 24, 3))  # Some texture for JPEG to disagree on.
+  files = {}
+
+  def save(name, image, **kwargs):
+    files[name] = _save(root / name, image, **kwargs)
+
+  image = Image.fromarray(np.ascontiguousarray(np.rot90(rgb, 1)))  # 48 x 36 as stored.
+  exif = image.getexif()
+  exif[0x0112] = 6  # Turn a quarter clockwise to view.
+  save('rotated.jpg', image, exif=exif.tobytes(), quality=90)
+  alpha = np.linspace(0, 255, 48).round().astype(np.uint8)[None].repeat(36, 0)
+  save('rgba.png', Image.fromarray(np.dstack([rgb, alpha]), 'RGBA'))
+  save('palette.png', Image.fromarray(rgb).convert('P', palette=Image.Palette.ADAPTIVE,
+                                                   colors=16), transparency=3)
+  save('keyed.png', Image.fromarray(rgb), transparency=tuple(int(v) for v in rgb[0, 0]))
+  save('gray.png', Image.fromarray(rgb[..., 1]))
+  save('gray.jpg', Image.fromarray(rgb[..., 1]), quality=90)
+  save('la.png', Image.fromarray(np.dstack([rgb[..., 2], alpha]), 'LA'))
+  save('cmyk.jpg', Image.fromarray(rgb).convert('CMYK'), quality=90)
+  rgb16 = rgb.astype(np.uint16) * 257 + rng.integers(0, 257, rgb.shape).astype(np.uint16)
+  save('gray16.png', Image.fromarray(rgb16[..., 0]))
+  for name, image16 in (('rgb16.png', rgb16),
+                        ('rgba16.png', np.dstack([rgb16, alpha.astype(np.uint16) * 257]))):
+    files[name] = root / name
+    cv2.imwrite(str(files[name]), image16[..., [2, 1, 0, 3][:image16.shape[-1]]])
+  return files
+
+
+def test_folder_reads_the_pixels_the_stylizers_read(tmp_path):
+  files = _awkward_files(tmp_path / 'in')
+  path = folder.prepare(_spec(tmp_path / 'in', tmp_path, size=36))
+  info = folder.read_info(path)
+  stored = {}
+  for split in ('train', 'test'):
+    source = folder.FolderSource(path, split)
+    for i, index in enumerate(info['splits'][split]):
+      stored[info['names'][index]] = source[i]['photo']
+  assert sorted(stored) == sorted(files) and not info['skipped']
+  for name, file in files.items():
+    as_read = image_lib.to_rgb_uint8(image_lib.read_image(str(file)))  # What stylizers get.
+    assert as_read.shape == (36, 48, 3), name
+    # The folder's reader with its reduced-scale JPEG decoding off, and with it
+    # on at a size where it cannot reduce.
+    np.testing.assert_array_equal(image_lib.read_rgb(str(file)), as_read, err_msg=name)
+    np.testing.assert_array_equal(folder.read_photo(str(file), (36, 36)), as_read,
+                                  err_msg=name)
+    np.testing.assert_array_equal(stored[name], as_read[:, 6:42], err_msg=name)
+    batch = image_lib.prepare(image_lib.read_image(str(file)), factor=4).batch
+    np.testing.assert_array_equal(batch[0], image_lib.uint8_to_model(as_read), err_msg=name)
+  # What they all read.
+  def read(name):
+    return image_lib.read_rgb(str(files[name]))
+
+  rgb16 = cv2.imread(str(files['rgb16.png']), cv2.IMREAD_UNCHANGED)[..., ::-1]
+  np.testing.assert_array_equal(read('rgb16.png'), np.round(rgb16 / 257.0))  # One rounding.
+  upright = ImageOps.exif_transpose(Image.open(files['rotated.jpg']))
+  np.testing.assert_array_equal(read('rotated.jpg'), np.asarray(upright))
+  assert (read('rgba.png')[:, 0] == 255).all()  # Alpha 0 at the left edge: white.
+  assert (read('keyed.png')[0, 0] == 255).all()  # The transparent colour key.
 
 
 # --- Conversion ---------------------------------------------------------------

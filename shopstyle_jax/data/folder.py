@@ -8,9 +8,12 @@ Layouts, in this order of precedence:
     extension (`photos/bag/1.jpg` with `targets/bag/1.png`);
   * otherwise every image is a photo, its target rendered in `style`.
 
-Every file (subfolders included, hidden ones not) is read with PIL: EXIF
-orientation applied; alpha, palette, grayscale and 16-bit images converted to
-RGB (transparency composited over white, a studio backdrop). Files that do not
+Every file (subfolders included, hidden ones not) is read by
+`images.read_image`, as the stylizers read it: EXIF orientation applied;
+alpha, palette, grayscale and 16-bit images converted to RGB (transparency
+composited over white, a studio backdrop); only large JPEGs are decoded at a
+reduced scale (still at least the stored size). The cache key also holds
+`images.READER_VERSION`, so a changed reader converts again. Files that do not
 decode are skipped and reported. Photo and target are then resized so their
 shorter side is `size` and centre-cropped to size x size: the pipeline only
 has to crop, so reading costs what the catalogue's does.
@@ -38,12 +41,10 @@ import time
 import uuid
 from typing import Any, Optional
 
-import cv2
 import grain
 import numpy as np
-from PIL import Image
-from PIL import ImageOps
 
+from shopstyle_jax import images as image_lib
 from shopstyle_jax import runtime
 from shopstyle_jax import styles
 from shopstyle_jax.data import build_lock
@@ -73,50 +74,24 @@ class _Item:
   paths: tuple[str, ...]  # (image,) or (photo, target).
 
 
-class BadImage(ValueError):
-  """A file that is not a usable image."""
+# The folder code's name for the one image error.
+BadImage = image_lib.ImageReadError
 
 
 # ----------------------------------------------------------------------------
-# Reading any image as RGB.
+# Stored images.
 # ----------------------------------------------------------------------------
 
 
-def to_rgb(image: Image.Image) -> np.ndarray:
-  """A PIL image of any mode as uint8 RGB [H, W, 3]; alpha over white."""
-  if image.mode.startswith('I;16') or image.mode in ('I', 'F'):
-    values = np.asarray(image, np.float64)
-    peak = 65535.0 if image.mode.startswith('I;16') or values.max() > 255 else 255.0
-    gray = np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return np.repeat(gray[..., None], 3, axis=-1)
-  if image.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or (
-      'transparency' in image.info):
-    rgba = image.convert('RGBA')
-    white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
-    image = Image.alpha_composite(white, rgba)
-  return np.asarray(image.convert('RGB'))
-
-
-def read_rgb(path: str, min_size: tuple[int, int] = (0, 0)) -> np.ndarray:
-  """Reads an image file as uint8 RGB; raises BadImage if it does not decode.
-
-  JPEGs are decoded at a reduced scale when both dimensions stay at least
-  `min_size` (width, height), which makes large photos cheap to read.
-  """
+def read_photo(path: str, size: tuple[int, int]) -> np.ndarray:
+  """uint8 RGB [H, W, 3] of a file, read as the stylizers read it, except that
+  JPEGs are decoded at a reduced scale while (width, height) stays at least
+  `size`: large photos are then cheap to read. Raises BadImage, its message the
+  reason alone (the log names the file)."""
   try:
-    with Image.open(path) as image:
-      if min_size[0] and min_size[1] and image.format == 'JPEG':
-        image.draft(None, min_size)
-      image.load()  # Truncated or corrupt data fails here, not later.
-      image = ImageOps.exif_transpose(image)
-      rgb = to_rgb(image)
-  except Image.UnidentifiedImageError as e:
-    raise BadImage('not an image format PIL reads') from e
-  except Exception as e:  # PIL raises many types for bad data.
-    raise BadImage(f'{type(e).__name__}: {e}') from e
-  if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
-    raise BadImage(f'unexpected image shape {rgb.shape}')
-  return rgb
+    return image_lib.read_rgb(path, draft=size)
+  except BadImage as e:
+    raise BadImage(e.reason) from e
 
 
 def center_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -125,35 +100,21 @@ def center_square(image: np.ndarray, size: int) -> np.ndarray:
   scale = size / min(height, width)
   new_w = max(size, round(width * scale))
   new_h = max(size, round(height * scale))
-  if (new_h, new_w) != (height, width):
-    image = cv2.resize(image, (new_w, new_h), interpolation=(
-        cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC))
+  image = image_lib.resize(image, new_h, new_w)
   top, left = (new_h - size) // 2, (new_w - size) // 2
   return np.ascontiguousarray(image[top:top + size, left:left + size])
 
 
-def _encode_png(image: np.ndarray) -> bytes:
-  ok, data = cv2.imencode('.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-  if not ok:
-    raise RuntimeError('PNG encoding failed.')
-  return data.tobytes()
-
-
-def _decode_png(data: bytes) -> np.ndarray:
-  bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-  return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def encode_record(photo: np.ndarray, target: np.ndarray) -> bytes:
   """One stored example: len(photo PNG) as uint32, photo PNG, target PNG."""
-  photo_png = _encode_png(photo)
-  return struct.pack('<I', len(photo_png)) + photo_png + _encode_png(target)
+  photo_png = image_lib.encode_png(photo)
+  return struct.pack('<I', len(photo_png)) + photo_png + image_lib.encode_png(target)
 
 
 def decode_record(record: bytes) -> dict[str, np.ndarray]:
   (length,) = struct.unpack_from('<I', record)
-  return {'photo': _decode_png(record[4:4 + length]),
-          'target': _decode_png(record[4 + length:])}
+  return {'photo': image_lib.decode_png(record[4:4 + length]),
+          'target': image_lib.decode_png(record[4 + length:])}
 
 
 # ----------------------------------------------------------------------------
@@ -211,10 +172,10 @@ def _convert(item: _Item, spec: FolderSpec, layout: str) -> bytes:
   """The stored record of one item; raises BadImage."""
   size = spec.size
   if layout == 'render':
-    photo = center_square(read_rgb(item.paths[0], (size, size)), size)
+    photo = center_square(read_photo(item.paths[0], (size, size)), size)
     return encode_record(photo, styles.render(spec.style, photo))
   if layout == 'side_by_side':
-    pair = read_rgb(item.paths[0], (2 * size, size))
+    pair = read_photo(item.paths[0], (2 * size, size))
     half = pair.shape[1] // 2
     if half < 1:
       raise BadImage(f'too narrow for an A|B pair: {pair.shape[1]} px')
@@ -222,8 +183,8 @@ def _convert(item: _Item, spec: FolderSpec, layout: str) -> bytes:
     photo, target = (right, left) if spec.side_by_side == 'photo_right' else (
         left, right)
   else:
-    photo = read_rgb(item.paths[0], (size, size))
-    target = read_rgb(item.paths[1], (size, size))
+    photo = read_photo(item.paths[0], (size, size))
+    target = read_photo(item.paths[1], (size, size))
     ratios = [a.shape[1] / a.shape[0] for a in (photo, target)]
     if abs(ratios[0] / ratios[1] - 1) > 0.02:
       raise BadImage(f'photo ({photo.shape[1]}x{photo.shape[0]}) and target '
@@ -306,7 +267,8 @@ def _cache_key(spec: FolderSpec, folder: str, layout: str,
       st = os.stat(path)
       files.append((os.path.relpath(path, folder), st.st_size, st.st_mtime_ns))
   key = {
-      'format': _FORMAT_VERSION, 'folder': folder, 'layout': layout,
+      'format': _FORMAT_VERSION, 'reader': image_lib.READER_VERSION,
+      'folder': folder, 'layout': layout,
       'side_by_side': spec.side_by_side, 'size': spec.size,
       'test_fraction': spec.test_fraction, 'files': files,
       'style': spec.style if layout == 'render' else None,

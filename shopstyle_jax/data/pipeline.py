@@ -22,12 +22,12 @@ order gives the global batch.
 import functools
 from typing import Any
 
-import cv2
 import grain
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from shopstyle_jax import images as image_lib
 from shopstyle_jax.data import build_lock
 from shopstyle_jax.data import catalog
 from shopstyle_jax.data import folder as folder_lib
@@ -149,29 +149,18 @@ def _local_size(global_size: int, process_count: int, field: str) -> int:
   return global_size // process_count
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-  if image.shape[0] == size and image.shape[1] == size:
-    return image
-  shrink = size < image.shape[0]
-  return cv2.resize(image, (size, size), interpolation=(
-      cv2.INTER_AREA if shrink else cv2.INTER_CUBIC))
-
-
-def _to_float(image: np.ndarray) -> np.ndarray:
-  return image.astype(np.float32) / 127.5 - 1.0
-
-
 def _augment(example: dict[str, Any], rng: np.random.Generator, *,
              load_size: int, image_size: int, flip: bool) -> Batch:
   """pix2pix jitter, the same for photo and target: resize, crop, flip."""
-  photo = _resize(example['photo'], load_size)
-  target = _resize(example['target'], load_size)
+  photo = image_lib.resize(example['photo'], load_size, load_size)
+  target = image_lib.resize(example['target'], load_size, load_size)
   top, left = rng.integers(0, load_size - image_size + 1, size=2)
   window = (slice(top, top + image_size), slice(left, left + image_size))
   photo, target = photo[window], target[window]
   if flip and rng.random() < 0.5:
     photo, target = photo[:, ::-1], target[:, ::-1]
-  return {'photo': _to_float(photo), 'target': _to_float(target)}
+  return {'photo': image_lib.uint8_to_model(photo),
+          'target': image_lib.uint8_to_model(target)}
 
 
 def _load_size(config: ml_collections.ConfigDict) -> int:
@@ -228,8 +217,11 @@ def _eval_example(index: int, *, source, num_valid: int,
     blank = np.full((image_size, image_size, 3), -1.0, np.float32)
     return {'photo': blank, 'target': blank, 'valid': np.bool_(False)}
   example = source[index]
-  return {'photo': _to_float(_resize(example['photo'], image_size)),
-          'target': _to_float(_resize(example['target'], image_size)),
+
+  def load(image: np.ndarray) -> np.ndarray:
+    return image_lib.uint8_to_model(image_lib.resize(image, image_size, image_size))
+
+  return {'photo': load(example['photo']), 'target': load(example['target']),
           'valid': np.bool_(True)}
 
 

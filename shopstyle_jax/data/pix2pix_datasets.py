@@ -21,9 +21,10 @@ import socket
 from typing import BinaryIO, Iterator
 import urllib.parse
 
-import cv2
 import numpy as np
 import tensorflow_datasets as tfds
+
+from shopstyle_jax import images as image_lib
 
 URL = 'http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz'
 _JPEG_QUALITY = 95
@@ -43,22 +44,16 @@ def _proxied() -> bool:
 
 
 def split_pair(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-  """Decodes an A|B JPEG into (photo B, edges A), uint8 RGB [H, W/2, 3] each."""
-  bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-  if bgr is None or bgr.shape[1] < 2:
+  """Decodes an A|B JPEG into (photo B, edges A), uint8 RGB [H, W/2, 3] each.
+
+  Raises ValueError (ImageReadError) for data that is not such an image.
+  """
+  rgb = image_lib.read_rgb(data)
+  if rgb.shape[1] < 2:
     raise ValueError('not a decodable A|B image')
-  rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
   half = rgb.shape[1] // 2
   return (np.ascontiguousarray(rgb[:, rgb.shape[1] - half:]),
           np.ascontiguousarray(rgb[:, :half]))
-
-
-def _encode(image: np.ndarray, ext: str, *params: int) -> bytes:
-  ok, data = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                          list(params))
-  if not ok:
-    raise RuntimeError(f'{ext} encoding failed.')
-  return data.tobytes()
 
 
 class _Pix2PixEdges(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -143,9 +138,8 @@ class _Pix2PixEdges(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         logging.warning('Skipping %s: not a decodable A|B image.', path)
         continue
       yield key, {
-          'photo': _encode(photo, '.jpg', cv2.IMWRITE_JPEG_QUALITY,
-                           _JPEG_QUALITY),
-          'edges': _encode(edges, '.png'),
+          'photo': image_lib.encode_jpeg(photo, _JPEG_QUALITY),
+          'edges': image_lib.encode_png(edges),
           'file_name': key,
       }
     if skipped:

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shopstyle_jax import images as image_lib
+
 Dtype = Any
 Params = Dict[str, Dict[str, jax.Array]]
 
@@ -63,7 +65,7 @@ def preprocess(images: jax.Array) -> jax.Array:
   Computed in float32; the caller casts to the compute dtype afterwards (in
   bfloat16 the centred values, up to ~150, keep a step <= 1, like 8-bit pixels).
   """
-  x = (images.astype(jnp.float32) + 1.0) * 127.5  # [-1, 1] -> [0, 255].
+  x = image_lib.model_to_pixels(images)  # [-1, 1] -> [0, 255].
   x = x[..., ::-1]  # RGB -> BGR.
   return x - jnp.asarray(CAFFE_BGR_MEAN, jnp.float32)
 
