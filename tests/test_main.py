@@ -87,6 +87,19 @@ def test_changed_model_shape_is_refused(run_4_then_8, data_dir):
   assert checkpoints.available_steps(workdir) == [4, 6, 8]
 
 
+@pytest.mark.slow
+def test_config_error_is_one_fatal_line_and_exit_status_2(tmp_path):
+  # The other config errors are tested in process (tests/test_config.py).
+  workdir = tmp_path / 'w'
+  proc = run_main(str(workdir), 'unused', '--config.model.widht=16', check=False, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.splitlines() == [
+      "FATAL: Unknown config key in --config.model.widht=16: config.model has no field 'widht'. "
+      'Did you mean config.model.width? Fields of config.model: depth, disc_layers, disc_width, '
+      'dropout, generator, noise_channels, norm, resnet_blocks, upsample, width.']
+  assert not workdir.exists()
+
+
 def test_init_from_starts_from_another_runs_weights(trained_workdir, tmp_path, data_dir):
   workdir = str(tmp_path / 'finetune')
   # With a negligible learning rate (0 is refused) the weights after 2 steps are
