@@ -11,14 +11,14 @@ from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """Returns the default (sketch-style, CPU-sized) configuration."""
+  """Returns the default (sketch-style, CPU-sized, 128x128) configuration, runnable as is."""
   config = ml_collections.ConfigDict()
 
   # --- Run length and bookkeeping -------------------------------------------
   config.seed = 0  # Seeds parameters, dropout/noise and the data order.
   config.num_train_steps = 3000  # Total optimizer steps (each: one D + one G update).
   config.batch_size = 16  # GLOBAL batch over all devices of all processes.
-  config.image_size = 128  # Training resolution (square crops), a multiple of the generator's factor.
+  config.image_size = 128  # Training crop size, a multiple of the generator's factor.
   config.precision = 'float32'  # 'float32' or 'bfloat16' (activations; params stay float32).
   config.ema_decay = 0.0  # EMA of generator weights; 0 = off. When on, eval and stylize use it.
   config.log_every_steps = 50  # TensorBoard scalars (each loss term, lr, steps/s).
@@ -34,7 +34,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.generator = 'unet'  # 'unet' (pix2pix U-Net) or 'resnet' (Johnson et al.).
   config.model.width = 64  # Filters of the generator's first layer (pix2pix's ngf).
-  config.model.depth = 8  # U-Net: number of stride-2 downsamplings (factor 2**depth).
+  # U-Net: number of stride-2 downsamplings (factor 2**depth); 7 takes 128x128 to
+  # 1x1 (pix2pix's unet_128), 8 takes 256x256 to 1x1 (its unet_256).
+  config.model.depth = 7
   config.model.resnet_blocks = 9  # ResNet generator: residual blocks at 1/4 resolution.
   config.model.norm = 'batch'  # 'instance', 'batch' or 'none' (generator and discriminator).
   config.model.dropout = 0.5  # Decoder dropout (pix2pix's noise source); 0 = off.

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 
+from shopstyle_jax import cli
 from shopstyle_jax import parallel
 from shopstyle_jax import runtime
 from shopstyle_jax import state as state_lib
@@ -180,4 +181,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_or_exit)  # Config mistakes: one FATAL line, exit 2.

@@ -31,9 +31,25 @@ def _choice(key: str, value, allowed) -> None:
     raise ValueError(f'config.{key}={value!r} is not allowed; choose one of {tuple(allowed)}.')
 
 
+def _integer(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _positive(key: str, value) -> None:
-  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+  if not _integer(value) or value <= 0:
     raise ValueError(f'config.{key}={value!r} must be a positive integer.')
+
+
+def _in_range(key: str, value, low: float, high: float, high_open: bool, meaning: str) -> None:
+  """Refuses a value outside [low, high) (high_open) or [low, high], NaN included."""
+  ok = _number(value) and low <= value and (value < high if high_open else value <= high)
+  if not ok:
+    interval = f'[{low:g}, {high:g}{")" if high_open else "]"}'
+    raise ValueError(f'config.{key}={value!r} must be a number in {interval} ({meaning}).')
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
@@ -57,6 +73,17 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     raise ValueError(f'config.ema_decay={config.ema_decay} must be in [0, 1) (0 = off).')
   if not 0.0 <= m.dropout < 1.0:
     raise ValueError(f'config.model.dropout={m.dropout} must be in [0, 1).')
+  if not _integer(m.noise_channels) or m.noise_channels < 0:
+    raise ValueError(f'config.model.noise_channels={m.noise_channels!r} must be an integer '
+                     '>= 0 (0 = no noise input).')
+  opt = config.optimizer
+  if not (_number(opt.learning_rate) and opt.learning_rate > 0):
+    raise ValueError(f'config.optimizer.learning_rate={opt.learning_rate!r} must be a number > 0 '
+                     "(Adam's step size; pix2pix's is 2e-4).")
+  _in_range('optimizer.b1', opt.b1, 0, 1, True, "Adam's first-moment decay; pix2pix's is 0.5")
+  _in_range('optimizer.b2', opt.b2, 0, 1, True, "Adam's second-moment decay, e.g. 0.999")
+  _in_range('optimizer.decay_start_fraction', opt.decay_start_fraction, 0, 1, False,
+            'the share of steps at a constant learning rate before the linear decay; 1 = none')
   weights = {k: lc[k] for k in ('adversarial_weight', 'mse_weight', 'l1_weight',
                                 'perceptual_weight')}
   for k, w in weights.items():
@@ -71,6 +98,15 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     if len(lc.vgg_layers) != len(lc.vgg_layer_weights):
       raise ValueError(f'config.loss.vgg_layers has {len(lc.vgg_layers)} entries but '
                        f'config.loss.vgg_layer_weights has {len(lc.vgg_layer_weights)}.')
+  # The eval image grid shows the first rows of the first eval batch; past
+  # eval.num_examples those are blank padding, and 0 rows fail to encode as PNG.
+  rows = min(config.eval.batch_size, config.eval.num_examples)
+  grid_rows = config.eval.grid_rows
+  if not _integer(grid_rows) or not 1 <= grid_rows <= rows:
+    raise ValueError(f'config.eval.grid_rows={grid_rows!r} must be an integer from 1 to {rows} '
+                     f'(the grid shows rows of the first eval batch: at most eval.batch_size='
+                     f'{config.eval.batch_size} and eval.num_examples='
+                     f'{config.eval.num_examples}).')
   factor = generator_factor(config)
   if config.image_size % factor:
     raise ValueError(

@@ -87,17 +87,31 @@ def test_changed_model_shape_is_refused(run_4_then_8, data_dir):
   assert checkpoints.available_steps(workdir) == [4, 6, 8]
 
 
+@pytest.mark.slow
+def test_config_error_is_one_fatal_line_and_exit_status_2(tmp_path):
+  # The other config errors are tested in process (tests/test_config.py).
+  workdir = tmp_path / 'w'
+  proc = run_main(str(workdir), 'unused', '--config.model.widht=16', check=False, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.splitlines() == [
+      "FATAL: Unknown config key in --config.model.widht=16: config.model has no field 'widht'. "
+      'Did you mean config.model.width? Fields of config.model: depth, disc_layers, disc_width, '
+      'dropout, generator, noise_channels, norm, resnet_blocks, upsample, width.']
+  assert not workdir.exists()
+
+
 def test_init_from_starts_from_another_runs_weights(trained_workdir, tmp_path, data_dir):
   workdir = str(tmp_path / 'finetune')
-  # With a zero learning rate the weights after 2 steps are exactly the source's.
+  # With a negligible learning rate (0 is refused) the weights after 2 steps are
+  # the source's: Adam moves each by at most about 2 * 1e-30.
   proc = run_main(workdir, data_dir, f'--config.init_from={trained_workdir}',
-                  '--config.optimizer.learning_rate=0', '--config.num_train_steps=2',
+                  '--config.optimizer.learning_rate=1e-30', '--config.num_train_steps=2',
                   '--config.eval_every_steps=100')
   assert 'Initialised both networks from' in proc.stderr
   for key in ('g_params', 'd_params'):
     src, _ = checkpoints.restore_subtree(trained_workdir, (key,))
     dst, _ = checkpoints.restore_subtree(workdir, (key,), 2)
-    jax.tree.map(np.testing.assert_array_equal, src, dst)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-20), src, dst)
   # A step folder works too; other shapes are refused with the differing arrays named.
   step_dir = os.path.join(trained_workdir, 'checkpoints', '4')
   bad = run_main(str(tmp_path / 'bad'), data_dir, f'--config.init_from={step_dir}',
