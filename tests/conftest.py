@@ -107,16 +107,52 @@ def trained_workdir(tmp_path_factory, data_dir):
 
 def assert_pixel_rule(got, want, *, same_program: bool = False):
   """README's pixel rule: identical where the same program runs on the same backend with
-  the same shapes; otherwise at most one level on at most 0.1% of the pixels."""
+  the same shapes; otherwise at most one level on at most 0.1% of the pixels.
+
+  `got` and `want` are uint8 images or equal-length lists of them (a catalogue); the
+  0.1% counts over all of them.
+  """
   import numpy as np  # pylint: disable=g-import-not-at-top
-  got, want = np.asarray(got), np.asarray(want)
-  assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, want.shape)
-  if same_program:
-    np.testing.assert_array_equal(got, want)
-    return
-  diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
-  pixels = diff.reshape(-1, diff.shape[-1]).max(axis=-1) if diff.ndim >= 3 else diff.ravel()
-  changed = int(np.count_nonzero(pixels))
-  assert int(diff.max(initial=0)) <= 1 and changed <= 0.001 * pixels.size, (
-      f'{changed} of {pixels.size} pixels differ, by up to {int(diff.max(initial=0))} levels '
-      '(the rule allows 1 level on 0.1%)')
+  pairs = list(zip(got, want)) if isinstance(got, (list, tuple)) else [(got, want)]
+  changed = total = worst = 0
+  for g, w in pairs:
+    g, w = np.asarray(g), np.asarray(w)
+    assert g.shape == w.shape and g.dtype == w.dtype == np.uint8, (g.shape, w.shape, g.dtype)
+    if same_program:
+      np.testing.assert_array_equal(g, w)
+      continue
+    diff = np.abs(g.astype(np.int16) - w.astype(np.int16))
+    per_pixel = diff.max(axis=-1) if diff.ndim >= 3 else diff
+    changed += int(np.count_nonzero(per_pixel))
+    total += per_pixel.size
+    worst = max(worst, int(diff.max(initial=0)))
+  assert worst <= 1 and changed <= 0.001 * total, (
+      f'{changed} of {total} pixels differ, by up to {worst} levels (the rule allows one '
+      'level on 0.1%)')
+
+
+def assert_same_training(a, b, start, *, rtol: float = 1e-3):
+  """Two runs of the same training on different topologies agree: the parameter
+  trees `a` and `b` differ by under `rtol` of how far training moved them from
+  `start` (relative L2 norms over the whole tree).
+
+  Not an absolute tolerance: Adam divides by the gradient's running RMS, so a
+  weight whose gradient is rounding noise can move by a whole learning rate on
+  one CPU and not on another. A real fault (a device's share of the batch lost,
+  gradients not averaged) differs by the size of the updates themselves.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  def norm(tree):
+    return float(np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64)))
+                             for x in jax.tree.leaves(tree))))
+
+  as_f64 = lambda t: jax.tree.map(lambda x: np.asarray(x, np.float64), t)
+  a, b, start = as_f64(a), as_f64(b), as_f64(start)
+  moved = norm(jax.tree.map(np.subtract, b, start))
+  differ = norm(jax.tree.map(np.subtract, a, b))
+  assert moved > 0, 'training did not move the parameters: nothing is compared'
+  assert differ <= rtol * moved, (
+      f'the runs differ by {differ:.3g} (L2), {differ / moved:.2%} of the {moved:.3g} '
+      f'training moved the parameters (allowed {rtol:.1%})')

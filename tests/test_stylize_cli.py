@@ -191,8 +191,7 @@ def test_stylize_files_groups_shapes_over_devices(tmp_path, trained_workdir):
   summary = stylize.stylize_files(stylizer, jobs[:-1], batch_size=16,
                                   devices=jax.local_devices(), brightness=0.1, contrast=1.2)
   assert summary.done == len(sizes) and not summary.failed
-  for job, want in zip(jobs, expected):
-    assert_pixel_rule(np.asarray(Image.open(job.dst)), want)
+  assert_pixel_rule([np.asarray(Image.open(job.dst)) for job in jobs[:-1]], expected)
 
 
 def test_call_sizes_are_few():

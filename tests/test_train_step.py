@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import assert_same_training
 from conftest import load_config
 from shopstyle_jax import losses
 from shopstyle_jax import parallel
@@ -61,12 +62,12 @@ def test_one_and_eight_devices_agree_with_batch_norm_and_dropout():
   for m1, m8 in zip(h1, h8):
     for k in m1:
       assert m8[k] == pytest.approx(m1[k], rel=1e-5, abs=1e-5), k
-  diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a, np.float64) - b))), s1, s8)
-  assert max(jax.tree.leaves(diffs)) < 1e-5
   assert int(s1.step) == int(s8.step) == 2
-  # Training changed the parameters, so the agreement is not vacuous.
-  moved = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), state.g_params, s1.g_params)
-  assert max(jax.tree.leaves(moved)) > 1e-4
+  for name in ('g_params', 'd_params'):
+    assert_same_training(getattr(s8, name), getattr(s1, name), getattr(state, name))
+  # Batch-norm statistics are averages, not Adam updates: relative to their scale.
+  for a, b in zip(jax.tree.leaves(s8.g_batch_stats), jax.tree.leaves(s1.g_batch_stats)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(b))))
 
 
 def test_generator_update_uses_the_updated_discriminator():
