@@ -162,13 +162,12 @@ def _style_feature(builder: tfds.core.DatasetBuilder, style: str) -> str:
 
 
 class _TfdsPairs:
-  """A TFDS split as random access to {'photo', 'target'} (or those in keys)."""
+  """A TFDS split as random access to {'photo', 'target'} (or some of them):
+  `features` maps each key to the feature it reads."""
 
-  def __init__(self, source, target_feature: str,
-               keys: tuple[str, ...] = ('photo', 'target')):
+  def __init__(self, source, features: dict[str, str]):
     self._source = source
-    self._features = {k: {'photo': 'photo', 'target': target_feature}[k]
-                      for k in keys}
+    self._features = features
 
   def __len__(self) -> int:
     return len(self._source)
@@ -190,11 +189,11 @@ def _source(config: ml_collections.ConfigDict, split: str,
     return folder_lib.FolderSource(path, split, keys)
   builder = _builder(config)
   target = _style_feature(builder, config.data.style)
-  decoded = {{'photo': 'photo', 'target': target}[k] for k in keys}
+  features = {k: {'photo': 'photo', 'target': target}[k] for k in keys}
   skip = {k: tfds.decode.SkipDecoding() for k in builder.info.features.keys()
-          if k not in decoded}
-  return _TfdsPairs(builder.as_data_source(split=split, decoders=skip), target,
-                    keys)
+          if k not in features.values()}
+  return _TfdsPairs(builder.as_data_source(split=split, decoders=skip),
+                    features)
 
 
 class _Images:
