@@ -88,6 +88,15 @@ def get_config() -> ml_collections.ConfigDict:
   # Where `folder` is converted to array_record; unset = ~/.cache/shopstyle_jax/folders.
   config.data.cache_dir = config_dict.placeholder(str)
   config.data.test_fraction = 0.1  # Share of `folder` files held out (stable hash of names).
+  # Unpaired methods (CycleGAN, CUT, neural style) learn a style from images that
+  # pair with no photo. style_folder: a folder of style images (any sizes, any count
+  # from 1), converted once into cache_dir like `folder`; all of them train. Photos
+  # still come from `folder` or `name`. Unset = no style folder.
+  config.data.style_folder = config_dict.placeholder(str)
+  # True: unpaired batches from the dataset itself (`name` or `folder`): photos from
+  # the train split's even indices, style images (`style` targets) from its odd ones,
+  # so no photo's own target is seen; the test split keeps its true pairs.
+  config.data.unpaired = False
   # Augmentation: resize to load_size, random crop image_size, random flip.
   # Unset = round(image_size * 286 / 256), pix2pix's ratio; = image_size turns crops off.
   config.data.load_size = config_dict.placeholder(int)

@@ -52,6 +52,24 @@ def _in_range(key: str, value, low: float, high: float, high_open: bool, meaning
     raise ValueError(f'config.{key}={value!r} must be a number in {interval} ({meaning}).')
 
 
+def _check_unpaired_data(data: ml_collections.ConfigDict) -> None:
+  """The unpaired-data keys: one source of style images, an existing folder."""
+  if not data.style_folder:
+    return
+  if data.unpaired:
+    raise ValueError('config.data.style_folder and config.data.unpaired=True are exclusive: '
+                     'style images come from the style folder, or (unpaired=True) from the '
+                     "dataset's other half; set one.")
+  path = os.path.realpath(os.path.expanduser(data.style_folder))
+  if not os.path.isdir(path):
+    what = 'is not a directory' if os.path.exists(path) else 'does not exist'
+    raise ValueError(f'config.data.style_folder={data.style_folder!r} {what}; it must be a '
+                     'folder of style images.')
+  if data.folder and path == os.path.realpath(os.path.expanduser(data.folder)):
+    raise ValueError(f'config.data.style_folder={data.style_folder!r} is config.data.folder: '
+                     'the style images must be other images than the photos.')
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
   """Raises ValueError naming the first bad key. `num_devices` enables the batch checks."""
   m, lc = config.model, config.loss
@@ -107,6 +125,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
                      f'(the grid shows rows of the first eval batch: at most eval.batch_size='
                      f'{config.eval.batch_size} and eval.num_examples='
                      f'{config.eval.num_examples}).')
+  _check_unpaired_data(config.data)
   factor = generator_factor(config)
   if config.image_size % factor:
     raise ValueError(

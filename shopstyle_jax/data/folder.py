@@ -6,7 +6,10 @@ Layouts, in this order of precedence:
     'photo_right' or 'photo_left' half;
   * `photos/` and `targets/` subfolders: pairs by matching relative path minus
     extension (`photos/bag/1.jpg` with `targets/bag/1.png`);
-  * otherwise every image is a photo, its target rendered in `style`.
+  * otherwise every image is a photo, its target rendered in `style` (none
+    stored when `style` is None: photos for unpaired training);
+  * `style_images` set: a folder of style images (`config.data.style_folder`),
+    every file one image, no target, all of them in the train split.
 
 Every file (subfolders included, hidden ones not) is read by
 `images.read_image`, as the stylizers read it: EXIF orientation applied;
@@ -62,10 +65,17 @@ class FolderSpec:
   """What to convert: `config.data`'s folder fields plus the stored size."""
   folder: str
   size: int  # Stored square size (the pipeline's load size).
-  style: str = 'sketch'
+  style: Optional[str] = 'sketch'  # None: a photos-only folder stores no target.
   side_by_side: Optional[str] = None
   test_fraction: float = 0.1
   cache_dir: Optional[str] = None  # Unset = <user cache>/shopstyle_jax/folders.
+  # A folder of style images: every file one image, no target, no test split.
+  style_images: bool = False
+
+  @property
+  def key(self) -> str:
+    """The config key naming this folder, for messages."""
+    return 'config.data.style_folder' if self.style_images else 'config.data.folder'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,16 +115,24 @@ def center_square(image: np.ndarray, size: int) -> np.ndarray:
   return np.ascontiguousarray(image[top:top + size, left:left + size])
 
 
-def encode_record(photo: np.ndarray, target: np.ndarray) -> bytes:
-  """One stored example: len(photo PNG) as uint32, photo PNG, target PNG."""
+def encode_record(photo: np.ndarray, target: Optional[np.ndarray]) -> bytes:
+  """One stored example: len(photo PNG) as uint32, photo PNG, target PNG (none
+  when `target` is None: a photo or style image alone)."""
   photo_png = image_lib.encode_png(photo)
-  return struct.pack('<I', len(photo_png)) + photo_png + image_lib.encode_png(target)
+  target_png = b'' if target is None else image_lib.encode_png(target)
+  return struct.pack('<I', len(photo_png)) + photo_png + target_png
 
 
-def decode_record(record: bytes) -> dict[str, np.ndarray]:
+def decode_record(record: bytes, keys: tuple[str, ...] = ('photo', 'target')
+                  ) -> dict[str, np.ndarray]:
+  """The record's images among `keys`; 'target' is absent when none is stored."""
   (length,) = struct.unpack_from('<I', record)
-  return {'photo': image_lib.decode_png(record[4:4 + length]),
-          'target': image_lib.decode_png(record[4 + length:])}
+  out = {}
+  if 'photo' in keys:
+    out['photo'] = image_lib.decode_png(record[4:4 + length])
+  if 'target' in keys and len(record) > 4 + length:
+    out['target'] = image_lib.decode_png(record[4 + length:])
+  return out
 
 
 # ----------------------------------------------------------------------------
@@ -133,6 +151,8 @@ def _walk(root: str) -> list[str]:
 
 
 def _layout(spec: FolderSpec) -> str:
+  if spec.style_images:
+    return 'style'
   if spec.side_by_side:
     return 'side_by_side'
   if all(os.path.isdir(os.path.join(spec.folder, d))
@@ -171,8 +191,10 @@ def _items(spec: FolderSpec, layout: str
 def _convert(item: _Item, spec: FolderSpec, layout: str) -> bytes:
   """The stored record of one item; raises BadImage."""
   size = spec.size
-  if layout == 'render':
+  if layout in ('render', 'style'):
     photo = center_square(read_photo(item.paths[0], (size, size)), size)
+    if layout == 'style' or spec.style is None:
+      return encode_record(photo, None)
     return encode_record(photo, styles.render(spec.style, photo))
   if layout == 'side_by_side':
     pair = read_photo(item.paths[0], (2 * size, size))
@@ -234,16 +256,14 @@ def _check(spec: FolderSpec) -> str:
   if not 0.0 <= spec.test_fraction < 1.0:
     raise ValueError(f'config.data.test_fraction={spec.test_fraction} must be '
                      'in [0, 1).')
-  if spec.style not in styles.RENDERERS:
+  if spec.style is not None and spec.style not in styles.RENDERERS:
     raise ValueError(f'Unknown style {spec.style!r}; allowed: '
                      f'{", ".join(sorted(styles.RENDERERS))}.')
   folder = os.path.realpath(os.path.expanduser(spec.folder))
   if not os.path.exists(folder):
-    raise FileNotFoundError(
-        f'config.data.folder={spec.folder!r} does not exist.')
+    raise FileNotFoundError(f'{spec.key}={spec.folder!r} does not exist.')
   if not os.path.isdir(folder):
-    raise NotADirectoryError(
-        f'config.data.folder={spec.folder!r} is not a directory.')
+    raise NotADirectoryError(f'{spec.key}={spec.folder!r} is not a directory.')
   return folder
 
 
@@ -254,7 +274,7 @@ def _cache_root(spec: FolderSpec, folder: str) -> str:
     root = os.path.realpath(runtime.cache_dir('folders'))
   if root == folder or root.startswith(folder + os.sep):
     raise ValueError(f'config.data.cache_dir={root!r} is inside '
-                     f'config.data.folder={folder!r}; put it elsewhere.')
+                     f'{spec.key}={folder!r}; put it elsewhere.')
   os.makedirs(root, exist_ok=True)
   return root
 
@@ -272,7 +292,8 @@ def _cache_key(spec: FolderSpec, folder: str, layout: str,
       'side_by_side': spec.side_by_side, 'size': spec.size,
       'test_fraction': spec.test_fraction, 'files': files,
       'style': spec.style if layout == 'render' else None,
-      'styles_version': styles.VERSION if layout == 'render' else None,
+      'styles_version': (styles.VERSION if layout == 'render' and spec.style
+                         else None),
   }
   return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
@@ -322,14 +343,16 @@ def _write(path: str, spec: FolderSpec, folder: str, layout: str,
   total = len(items) + len(unpaired)
   if not names:
     raise ValueError(
-        f'config.data.folder={folder!r} holds no readable image '
+        f'{spec.key}={folder!r} holds no readable image '
         f'({total} files tried: '
         f'{", ".join(n for n, _ in skipped[:_MAX_NAMES_LOGGED]) or "none"}). '
         'Supported: JPEG, PNG, WebP and other formats PIL reads.')
   info = {
       'folder': folder, 'layout': layout, 'spec': dataclasses.asdict(spec),
       'files': total, 'names': names,
-      'splits': split_indices(names, spec.test_fraction),
+      'splits': ({'train': list(range(len(names))), 'test': []}
+                 if layout == 'style' else
+                 split_indices(names, spec.test_fraction)),
       'skipped': skipped, 'seconds': round(time.time() - start, 1),
   }
   with open(os.path.join(path, _INFO), 'w') as f:
@@ -370,7 +393,7 @@ def prepare(spec: FolderSpec, verbose: bool = True) -> str:
   if not items:
     what = ('no photo with a matching target' if layout == 'pairs'
             else 'no files')
-    raise ValueError(f'config.data.folder={spec.folder!r} holds {what}; '
+    raise ValueError(f'{spec.key}={spec.folder!r} holds {what}; '
                      'nothing to train on.')
   root = _cache_root(spec, folder)
   base = re.sub(r'[^A-Za-z0-9._-]', '_', os.path.basename(folder))[:40]
@@ -388,10 +411,22 @@ def prepare(spec: FolderSpec, verbose: bool = True) -> str:
   info = read_info(path)
   if verbose:
     _log_skipped(folder, info['files'], [tuple(s) for s in info['skipped']])
-    logging.info('Folder %s: %d train and %d test images (%s layout, %d px) '
-                 'in %s.', folder, len(info['splits']['train']),
-                 len(info['splits']['test']), layout, spec.size, path)
+    if layout == 'style':
+      logging.info('Style folder %s: %d style images (%d px) in %s.', folder,
+                   len(info['splits']['train']), spec.size, path)
+    else:
+      logging.info('Folder %s: %d train and %d test images (%s layout, %d px) '
+                   'in %s.', folder, len(info['splits']['train']),
+                   len(info['splits']['test']), layout, spec.size, path)
   return path
+
+
+def has_targets(spec: FolderSpec) -> bool:
+  """Whether the converted folder stores targets (photos-only folders with
+  style None and style folders do not). Reads only the folder's layout."""
+  layout = _layout(dataclasses.replace(spec, folder=os.path.expanduser(spec.folder)))
+  return layout in ('pairs', 'side_by_side') or (layout == 'render' and
+                                                 spec.style is not None)
 
 
 def read_info(path: str) -> dict[str, Any]:
@@ -400,11 +435,14 @@ def read_info(path: str) -> dict[str, Any]:
 
 
 class FolderSource:
-  """Random access to one split of a converted folder: {'photo', 'target'}."""
+  """Random access to one split of a converted folder: {'photo', 'target'}
+  ('target' absent where none is stored), or only the images in `keys`."""
 
-  def __init__(self, path: str, split: str):
+  def __init__(self, path: str, split: str,
+               keys: tuple[str, ...] = ('photo', 'target')):
     self._path = path
     self._split = split
+    self._keys = tuple(keys)
     self._indices = np.asarray(read_info(path)['splits'][split], np.int64)
     self._records = grain.sources.ArrayRecordDataSource(
         [os.path.join(path, _RECORDS)])
@@ -413,7 +451,7 @@ class FolderSource:
     return len(self._indices)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    return decode_record(self._records[int(self._indices[index])])
+    return decode_record(self._records[int(self._indices[index])], self._keys)
 
   def __repr__(self) -> str:
     return f'FolderSource({self._path!r}, {self._split!r})'

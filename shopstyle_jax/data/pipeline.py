@@ -17,9 +17,19 @@ Global batch t is made of the local batches t*P .. t*P + P - 1, i.e. global
 positions [t*B, (t+1)*B), and process p's share is positions
 [t*B + p*b, t*B + (p+1)*b): concatenating the processes' batches in process
 order gives the global batch.
+
+Unpaired training (`is_unpaired`: `config.data.style_folder` set, or
+`config.data.unpaired`) runs the same stream twice, once over photos and once
+over style images, each with its own seeds (`_side_seed`), and zips the two at
+each global position into {'photo', 'style'}; batching and process shares are
+then those above. Photos come from the usual source (its train split; with
+`config.data.unpaired` only its even indices); style images from the style
+folder, or the usual source's targets at its odd indices, so that no photo's
+own target is ever seen. Eval batches stay {'photo', 'target', 'valid'}.
 """
 
 import functools
+import hashlib
 from typing import Any
 
 import grain
@@ -61,12 +71,48 @@ def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
 
 
 def _folder_spec(config: ml_collections.ConfigDict) -> folder_lib.FolderSpec:
-  """The user's folder, stored at the load size (the pipeline only crops)."""
+  """The user's folder, stored at the load size (the pipeline only crops).
+
+  With a style folder the style images set the style: photos-only folders are
+  then stored without a rendered target.
+  """
   return folder_lib.FolderSpec(
       folder=config.data.folder, size=_load_size(config),
-      style=config.data.style, side_by_side=config.data.side_by_side,
+      style=None if config.data.style_folder else config.data.style,
+      side_by_side=config.data.side_by_side,
       test_fraction=config.data.test_fraction,
       cache_dir=config.data.cache_dir)
+
+
+def _style_folder_spec(config: ml_collections.ConfigDict
+                       ) -> folder_lib.FolderSpec:
+  """`config.data.style_folder`: style images alone, at the load size."""
+  return folder_lib.FolderSpec(
+      folder=config.data.style_folder, size=_load_size(config),
+      cache_dir=config.data.cache_dir, style_images=True)
+
+
+def is_unpaired(config: ml_collections.ConfigDict) -> bool:
+  """Whether train batches are {'photo', 'style'} (unpaired methods) rather
+  than {'photo', 'target'} pairs."""
+  if config.data.style_folder and config.data.unpaired:
+    raise ValueError('config.data.style_folder and config.data.unpaired=True '
+                     'are exclusive: style images come from the style folder '
+                     "or from the dataset's other half; set one.")
+  return bool(config.data.style_folder or config.data.unpaired)
+
+
+def has_ground_truth(config: ml_collections.ConfigDict) -> bool:
+  """Whether eval batches hold true targets, to score PSNR/SSIM against.
+
+  False only for a photos-only `config.data.folder` with a style folder: it
+  stores no target, and its eval batches' 'target' is the photo itself. Every
+  other source has its targets (the catalogue's `config.data.style`
+  rendering, edges2* edge drawings, a folder of pairs), unpaired or not.
+  """
+  if config.data.style_folder and config.data.folder:
+    return folder_lib.has_targets(_folder_spec(config))
+  return True
 
 
 def prepare(config: ml_collections.ConfigDict) -> None:
@@ -80,6 +126,9 @@ def prepare(config: ml_collections.ConfigDict) -> None:
   others wait on a file lock (`build_lock`), then reuse its copy. Fails fast,
   before any download: an unknown style, a missing or empty folder.
   """
+  is_unpaired(config)  # Refuses a style folder with data.unpaired.
+  if config.data.style_folder:
+    folder_lib.prepare(_style_folder_spec(config))
   if config.data.folder:
     folder_lib.prepare(_folder_spec(config))
     return
@@ -113,33 +162,89 @@ def _style_feature(builder: tfds.core.DatasetBuilder, style: str) -> str:
 
 
 class _TfdsPairs:
-  """A TFDS split as random access to {'photo', 'target'}."""
+  """A TFDS split as random access to {'photo', 'target'} (or some of them):
+  `features` maps each key to the feature it reads."""
 
-  def __init__(self, source, target_feature: str):
+  def __init__(self, source, features: dict[str, str]):
     self._source = source
-    self._target = target_feature
+    self._features = features
 
   def __len__(self) -> int:
     return len(self._source)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     example = self._source[index]
-    return {'photo': example['photo'], 'target': example[self._target]}
+    return {k: example[f] for k, f in self._features.items()}
 
   def __repr__(self) -> str:
-    return f'_TfdsPairs({self._source!r}, {self._target!r})'
+    return f'_TfdsPairs({self._source!r}, {self._features!r})'
 
 
-def _source(config: ml_collections.ConfigDict, split: str):
-  """Random access to a prepared split's {'photo', 'target'} uint8 pairs."""
+def _source(config: ml_collections.ConfigDict, split: str,
+            keys: tuple[str, ...] = ('photo', 'target')):
+  """Random access to a prepared split's {'photo', 'target'} uint8 pairs, or
+  the images in `keys` only (only those are decoded)."""
   if config.data.folder:
     path = folder_lib.prepare(_folder_spec(config), verbose=False)
-    return folder_lib.FolderSource(path, split)
+    return folder_lib.FolderSource(path, split, keys)
   builder = _builder(config)
   target = _style_feature(builder, config.data.style)
+  features = {k: {'photo': 'photo', 'target': target}[k] for k in keys}
   skip = {k: tfds.decode.SkipDecoding() for k in builder.info.features.keys()
-          if k not in ('photo', target)}
-  return _TfdsPairs(builder.as_data_source(split=split, decoders=skip), target)
+          if k not in features.values()}
+  return _TfdsPairs(builder.as_data_source(split=split, decoders=skip),
+                    features)
+
+
+class _Images:
+  """Random access to one image of each of some examples: item i is
+  {name: source[indices[i]][key]}. One side of unpaired training."""
+
+  def __init__(self, source, key: str, name: str,
+               indices: range | None = None):
+    self._source = source
+    self._key = key
+    self._name = name
+    self._indices = range(len(source)) if indices is None else indices
+
+  def __len__(self) -> int:
+    return len(self._indices)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    return {self._name: self._source[self._indices[index]][self._key]}
+
+  def __repr__(self) -> str:
+    return (f'_Images({self._source!r}, {self._key!r} as {self._name!r}, '
+            f'{self._indices!r})')
+
+
+def unpaired_sources(config: ml_collections.ConfigDict
+                     ) -> dict[str, _Images]:
+  """The two sides of unpaired training: {'photo': ..., 'style': ...}, each
+  random access to {'photo': uint8} or {'style': uint8} images.
+
+  With `config.data.style_folder`: every train photo of the usual source, and
+  every style image. With `config.data.unpaired`: the train split's even
+  indices give the photos and its odd indices the style images (their
+  targets), so no photo's own target is ever seen.
+  """
+  if not is_unpaired(config):
+    raise ValueError('Neither config.data.style_folder nor '
+                     'config.data.unpaired is set.')
+  if config.data.style_folder:
+    path = folder_lib.prepare(_style_folder_spec(config), verbose=False)
+    return {'photo': _Images(_source(config, 'train', ('photo',)), 'photo',
+                             'photo'),
+            'style': _Images(folder_lib.FolderSource(path, 'train', ('photo',)),
+                             'photo', 'style')}
+  photos = _source(config, 'train', ('photo',))
+  if len(photos) < 2:
+    raise ValueError('config.data.unpaired=True needs at least 2 train '
+                     f'examples (photos and style images are different '
+                     f'ones); the train split has {len(photos)}.')
+  return {'photo': _Images(photos, 'photo', 'photo', range(0, len(photos), 2)),
+          'style': _Images(_source(config, 'train', ('target',)), 'target',
+                           'style', range(1, len(photos), 2))}
 
 
 def _local_size(global_size: int, process_count: int, field: str) -> int:
@@ -151,16 +256,35 @@ def _local_size(global_size: int, process_count: int, field: str) -> int:
 
 def _augment(example: dict[str, Any], rng: np.random.Generator, *,
              load_size: int, image_size: int, flip: bool) -> Batch:
-  """pix2pix jitter, the same for photo and target: resize, crop, flip."""
-  photo = image_lib.resize(example['photo'], load_size, load_size)
-  target = image_lib.resize(example['target'], load_size, load_size)
+  """pix2pix jitter, the same for every image of the example (photo and
+  target alike): resize, crop, flip."""
   top, left = rng.integers(0, load_size - image_size + 1, size=2)
   window = (slice(top, top + image_size), slice(left, left + image_size))
-  photo, target = photo[window], target[window]
-  if flip and rng.random() < 0.5:
-    photo, target = photo[:, ::-1], target[:, ::-1]
-  return {'photo': image_lib.uint8_to_model(photo),
-          'target': image_lib.uint8_to_model(target)}
+  flipped = flip and rng.random() < 0.5
+  out = {}
+  for key, image in example.items():
+    image = image_lib.resize(image, load_size, load_size)[window]
+    out[key] = image_lib.uint8_to_model(image[:, ::-1] if flipped else image)
+  return out
+
+
+def _side_seed(seed: int, side: str) -> int:
+  """The seed of one side's shuffle and augmentation in unpaired training."""
+  digest = hashlib.sha256(f'{seed}/{side}'.encode()).digest()
+  return int.from_bytes(digest[:4], 'big')
+
+
+def _stream(source, seed: int, augment) -> grain.MapDataset:
+  """The endless global stream of a source: shuffled (reseeded each epoch),
+  augmented with randomness keyed by (seed, global position)."""
+  return (grain.MapDataset.source(source)
+          .shuffle(seed=seed)
+          .repeat()  # Infinite; the shuffle above reseeds each epoch.
+          .random_map(augment, seed=seed))
+
+
+def _merge(examples: tuple[Batch, ...]) -> Batch:
+  return {k: v for example in examples for k, v in example.items()}
 
 
 def _load_size(config: ml_collections.ConfigDict) -> int:
@@ -187,21 +311,25 @@ def create_train_iterator(config: ml_collections.ConfigDict,
   """Endless iterator over this process's share of the global train batches.
 
   Yields {'photo', 'target'}: float32 [b, H, W, 3] in [-1, 1], with
-  b = config.batch_size // process_count and H = W = config.image_size. Its
-  get_state()/set_state() resume the stream exactly (the state's layout
-  differs between num_workers = 0 and > 0). num_workers > 0 uses grain worker
-  processes, which need absl flags parsed (absl.app.run).
+  b = config.batch_size // process_count and H = W = config.image_size; when
+  `is_unpaired(config)`, {'photo', 'style'} instead, two independent streams
+  (see `unpaired_sources`). Its get_state()/set_state() resume the stream
+  exactly (the state's layout differs between num_workers = 0 and > 0).
+  num_workers > 0 uses grain worker processes, which need absl flags parsed
+  (absl.app.run).
   """
   local_batch = _local_size(config.batch_size, process_count,
                             'config.batch_size')
   augment = functools.partial(
       _augment, load_size=_load_size(config), image_size=config.image_size,
       flip=config.data.flip)
-  ds = (grain.MapDataset.source(_source(config, 'train'))
-        .shuffle(seed=config.seed)
-        .repeat()  # Infinite; the shuffle above reseeds each epoch.
-        .random_map(augment, seed=config.seed)
-        .batch(local_batch, drop_remainder=True))
+  if is_unpaired(config):
+    ds = grain.experimental.ZipMapDataset([
+        _stream(source, _side_seed(config.seed, side), augment)
+        for side, source in unpaired_sources(config).items()]).map(_merge)
+  else:
+    ds = _stream(_source(config, 'train'), config.seed, augment)
+  ds = ds.batch(local_batch, drop_remainder=True)
   iter_ds = ds[process_index::process_count].to_iter_dataset(
       _read_options(config))
   if config.data.num_workers > 0:
@@ -221,8 +349,10 @@ def _eval_example(index: int, *, source, num_valid: int,
   def load(image: np.ndarray) -> np.ndarray:
     return image_lib.uint8_to_model(image_lib.resize(image, image_size, image_size))
 
-  return {'photo': load(example['photo']), 'target': load(example['target']),
-          'valid': np.bool_(True)}
+  photo = load(example['photo'])
+  # No stored target (see has_ground_truth): the photo stands in for it.
+  target = load(example['target']) if 'target' in example else photo
+  return {'photo': photo, 'target': target, 'valid': np.bool_(True)}
 
 
 def create_eval_batches(config: ml_collections.ConfigDict, process_index: int,
@@ -233,6 +363,8 @@ def create_eval_batches(config: ml_collections.ConfigDict, process_index: int,
   E = config.eval.batch_size (the last padded, 'valid' False); process p gets
   rows [p*e, (p+1)*e) of each, e = E // process_count. Uses the first
   min(config.eval.num_examples, test split size) examples, not augmented.
+  Unpaired runs get the same paired batches; where `has_ground_truth` is
+  False, 'target' is the photo itself.
   """
   global_batch = config.eval.batch_size
   local_batch = _local_size(global_batch, process_count,
