@@ -1,0 +1,78 @@
+"""Pieces every method's pure train step shares: network application in training
+mode, one optimizer update, the EMA, and the skip of non-finite steps.
+
+A method is a module of `shopstyle_jax.methods` with
+
+  create_state(config, models, rng) -> State      a flax.struct dataclass pytree
+  make_step(config, models, vgg=None) -> step     step(state, batch, vgg_params)
+                                                  -> (state, metrics)
+
+where `models` is what its `build_models(config, dtype)` returns. Every State
+keeps the photo -> style generator in `g_params`, `g_batch_stats` and
+`ema_params` (where `load_stylizer`, `export` and `evaluate` look) and has a
+`step` counter; metrics hold scalar float32 arrays, among them `finite`
+(1.0 when the step was applied, 0.0 when it was skipped for NaN/Inf).
+"""
+
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from shopstyle_jax import state as state_lib
+
+Params = Any
+Metrics = dict[str, jax.Array]
+
+
+def apply_train(module: nn.Module, params: Params, batch_stats: Params, *args,
+                rngs: Optional[dict] = None) -> tuple[jax.Array, Params]:
+  """`module` in training mode; returns (output, updated batch stats)."""
+  out, mutated = module.apply(state_lib.variables(params, batch_stats), *args, train=True,
+                              rngs=rngs or {}, mutable=['batch_stats'])
+  return out, mutated.get('batch_stats', {})
+
+
+def update(tx: optax.GradientTransformation, grads: Params, opt_state: Any,
+           params: Params) -> tuple[Params, Any]:
+  """One optimizer step; returns (new params, new optimizer state)."""
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+def ema(decay: float, params: Params, ema_params: Params) -> Params:
+  """EMA of the generator's weights (unchanged, i.e. empty, when decay is 0)."""
+  if decay <= 0:
+    return ema_params
+  return optax.incremental_update(params, ema_params, 1.0 - decay)
+
+
+def all_finite(*values: Any) -> jax.Array:
+  """True when every leaf of every value (losses, gradient norms) is finite."""
+  leaves = [jnp.all(jnp.isfinite(x)) for v in values for x in jax.tree.leaves(v)]
+  return jnp.all(jnp.stack(leaves))
+
+
+def apply_if_finite(finite: jax.Array, updated: Any, state: Any) -> Any:
+  """`updated` when the step was finite, else `state` with only its step advanced:
+  a NaN/Inf step changes no weight, optimizer moment, statistic or buffer."""
+  skipped = state.replace(step=state.step + 1)
+  return jax.tree.map(lambda u, s: jnp.where(finite, u, s), updated, skipped)
+
+
+def step_rngs(base_rng: jax.Array, step: jax.Array, *names: str) -> dict[str, jax.Array]:
+  """Per-step keys for the named random streams (dropout, noise, ...)."""
+  keys = jax.random.split(jax.random.fold_in(base_rng, step), len(names))
+  return dict(zip(names, keys))
+
+
+def example_keys(base_rng: jax.Array, step: jax.Array, batch_size: int) -> jax.Array:
+  """One key per example of the global batch, from (seed, step, global index): draws
+  made with them do not depend on how the batch is sharded over devices."""
+  rng = jax.random.fold_in(base_rng, step)
+  return jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(batch_size))
+
+
+StepFn = Callable[[Any, dict, Any], tuple[Any, Metrics]]
