@@ -16,6 +16,12 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- Run length and bookkeeping -------------------------------------------
   config.seed = 0  # Seeds parameters, dropout/noise and the data order.
+  # Training method (a model-shape key: a workdir cannot switch methods):
+  # 'paired' (pix2pix family: photo -> target pairs), or, learning from style images
+  # without pairs (config.data.style_folder or config.data.unpaired): 'cyclegan'
+  # (Zhu et al. 2017), 'cut' / 'fastcut' (Park et al. 2020), 'neural_style'
+  # (Johnson et al. 2016: content + Gram style + total variation, VGG19 features).
+  config.method = 'paired'
   config.num_train_steps = 3000  # Total optimizer steps (each: one D + one G update).
   config.batch_size = 16  # GLOBAL batch over all devices of all processes.
   config.image_size = 128  # Training crop size, a multiple of the generator's factor.
@@ -47,6 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.upsample = 'conv_transpose'
   config.model.disc_width = 64  # Filters of the discriminator's first layer (ndf).
   config.model.disc_layers = 3  # PatchGAN stride-2 layers: 3 = the 70x70 PatchGAN.
+  config.model.nce_mlp_channels = 256  # CUT's projection head: two layers of this width.
 
   # --- Losses ----------------------------------------------------------------
   # G minimises adversarial_weight*L_adv + mse_weight*MSE + l1_weight*L1
@@ -62,6 +69,28 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.vgg_weights = 'imagenet'
   config.loss.vgg_layers = ('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1', 'relu5_1')
   config.loss.vgg_layer_weights = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)  # pix2pixHD's.
+  # Terms without pairs; any method may use the content, style and TV terms.
+  # Content: mean squared difference of VGG19 features of the output and the photo.
+  config.loss.content_weight = 0.0
+  config.loss.content_layers = ('relu2_2',)  # Johnson et al.'s content layer.
+  # Style: Gram matrices F^T F / (C*H*W) of the output's VGG19 features against a
+  # style image's (each example paired with one style image), weighted per layer.
+  config.loss.style_weight = 0.0
+  config.loss.style_layers = ('relu1_2', 'relu2_2', 'relu3_4', 'relu4_4')
+  config.loss.style_layer_weights = (1.0, 1.0, 1.0, 1.0)
+  config.loss.tv_weight = 0.0  # Total variation: mean |dx| + mean |dy| of the output.
+  # CycleGAN: cycle-consistency L1 (the L_rec of L = L_adv + lambda*L_rec without
+  # pairs; the paper's lambda 10), identity L1 (an absolute weight: the paper's
+  # 0.5 * 10), and the history of generated images each D also sees (0 = off).
+  config.loss.cycle_weight = 10.0
+  config.loss.identity_weight = 5.0
+  config.loss.pool_size = 50
+  # CUT / FastCUT: PatchNCE on the generator encoder's features.
+  config.loss.nce_weight = 1.0  # 1 for cut, 10 for fastcut.
+  config.loss.nce_patches = 256  # Patches sampled per layer (all when a layer has fewer).
+  config.loss.nce_temperature = 0.07
+  config.loss.nce_identity = True  # NCE on style images too (cut: on; fastcut: off).
+  config.loss.flip_equivariance = False  # FastCUT's: the flipped photo's output flips.
 
   # --- Optimizer (Adam for both networks, as pix2pix) --------------------------
   config.optimizer = ml_collections.ConfigDict()
