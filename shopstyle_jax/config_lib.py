@@ -70,6 +70,79 @@ def _check_unpaired_data(data: ml_collections.ConfigDict) -> None:
                      'the style images must be other images than the photos.')
 
 
+# Loss terms that compare the output with a paired target, and those of each method.
+PAIRED_TERMS = ('mse_weight', 'l1_weight', 'perceptual_weight')
+ANY_METHOD_TERMS = ('adversarial_weight', 'content_weight', 'style_weight', 'tv_weight')
+METHOD_TERMS = {
+    'paired': PAIRED_TERMS,
+    'cyclegan': ('cycle_weight', 'identity_weight'),
+    'cut': ('nce_weight',),
+    'fastcut': ('nce_weight',),
+    'neural_style': (),
+}
+
+
+def _vgg_layers(key: str, names, weights_key: Optional[str] = None, weights=None) -> None:
+  from shopstyle_jax.models import vgg  # pylint: disable=g-import-not-at-top
+  try:
+    vgg.check_layers(names)
+  except ValueError as e:
+    raise ValueError(f'config.loss.{key}: {e}') from e
+  if weights_key and len(names) != len(weights):
+    raise ValueError(f'config.loss.{key} has {len(names)} entries but '
+                     f'config.loss.{weights_key} has {len(weights)}.')
+
+
+def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
+  """The method, its data and its loss terms: weights >= 0, at least one term on,
+  no term that needs a paired target under a method without pairs."""
+  lc, data = config.loss, config.data
+  _choice('method', config.method, tuple(METHOD_TERMS))
+  terms = ANY_METHOD_TERMS + METHOD_TERMS[config.method]
+  all_terms = set(ANY_METHOD_TERMS).union(*METHOD_TERMS.values())
+  for k in sorted(all_terms):
+    if not _number(lc[k]) or not lc[k] >= 0:
+      raise ValueError(f'config.loss.{k}={lc[k]!r} must be a number >= 0 (0 = off).')
+  unpaired_data = bool(data.style_folder or data.unpaired)
+  if config.method == 'paired':
+    if unpaired_data:
+      raise ValueError(
+          'config.method=paired learns from (photo, target) pairs, but config.data.'
+          f'{"style_folder" if data.style_folder else "unpaired"} gives style images without '
+          'pairs; pick an unpaired method: --config.method=cut (or cyclegan, fastcut, '
+          'neural_style).')
+  else:
+    on = [k for k in PAIRED_TERMS if lc[k]]
+    if on:
+      raise ValueError(
+          f'config.method={config.method} learns without pairs, so config.loss.{on[0]}='
+          f'{lc[on[0]]} has no target to compare with; set it to 0 (e.g. '
+          f'--config.loss.{on[0]}=0) or use config.method=paired.')
+    if not unpaired_data:
+      raise ValueError(
+          f'config.method={config.method} needs style images: set config.data.style_folder '
+          '(a folder of images in the style) or config.data.unpaired=True (the catalogue '
+          "split in two halves: photos from one, the other's renderings as style images).")
+  if not any(lc[k] for k in terms):
+    raise ValueError(f'All loss weights are 0 for config.method={config.method} (config.loss.'
+                     f'{", ".join(terms)}): the generator would learn nothing.')
+  if lc.perceptual_weight:
+    _vgg_layers('vgg_layers', lc.vgg_layers, 'vgg_layer_weights', lc.vgg_layer_weights)
+  if lc.content_weight:
+    _vgg_layers('content_layers', lc.content_layers)
+  if lc.style_weight:
+    _vgg_layers('style_layers', lc.style_layers, 'style_layer_weights', lc.style_layer_weights)
+  if config.method == 'cyclegan' and (not _integer(lc.pool_size) or lc.pool_size < 0):
+    raise ValueError(f'config.loss.pool_size={lc.pool_size!r} must be an integer >= 0 '
+                     '(0 = no history of generated images).')
+  if config.method in ('cut', 'fastcut'):
+    _positive('loss.nce_patches', lc.nce_patches)
+    _positive('model.nce_mlp_channels', config.model.nce_mlp_channels)
+    if not _number(lc.nce_temperature) or not lc.nce_temperature > 0:
+      raise ValueError(f'config.loss.nce_temperature={lc.nce_temperature!r} must be > 0 '
+                       '(CUT: 0.07).')
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
   """Raises ValueError naming the first bad key. `num_devices` enables the batch checks."""
   m, lc = config.model, config.loss
@@ -102,20 +175,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   _in_range('optimizer.b2', opt.b2, 0, 1, True, "Adam's second-moment decay, e.g. 0.999")
   _in_range('optimizer.decay_start_fraction', opt.decay_start_fraction, 0, 1, False,
             'the share of steps at a constant learning rate before the linear decay; 1 = none')
-  weights = {k: lc[k] for k in ('adversarial_weight', 'mse_weight', 'l1_weight',
-                                'perceptual_weight')}
-  for k, w in weights.items():
-    if w < 0:
-      raise ValueError(f'config.loss.{k}={w} must be >= 0.')
-  if not any(weights.values()):
-    raise ValueError('All loss weights are 0 (config.loss.adversarial_weight, mse_weight, '
-                     'l1_weight, perceptual_weight): the generator would learn nothing.')
-  if lc.perceptual_weight:
-    from shopstyle_jax.models import vgg  # pylint: disable=g-import-not-at-top
-    vgg.check_layers(lc.vgg_layers)
-    if len(lc.vgg_layers) != len(lc.vgg_layer_weights):
-      raise ValueError(f'config.loss.vgg_layers has {len(lc.vgg_layers)} entries but '
-                       f'config.loss.vgg_layer_weights has {len(lc.vgg_layer_weights)}.')
+  _check_method_and_losses(config)
   # The eval image grid shows the first rows of the first eval batch; past
   # eval.num_examples those are blank padding, and 0 rows fail to encode as PNG.
   rows = min(config.eval.batch_size, config.eval.num_examples)

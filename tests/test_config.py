@@ -185,6 +185,25 @@ def test_missing_required_flags():
      'eval.num_examples=16).'),
     ('--config.eval.grid_rows=9', 'config.eval.grid_rows=9 must be an integer from 1 to 8'),
     ('--config.eval.num_examples=1', 'config.eval.grid_rows=2 must be an integer from 1 to 1'),
+    ('--config.method=gan2', "config.method='gan2' is not allowed; choose one of ('paired', "
+     "'cyclegan', 'cut', 'fastcut', 'neural_style')."),
+    ('--config.data.unpaired=True', 'config.method=paired learns from (photo, target) pairs, '
+     'but config.data.unpaired gives style images without pairs; pick an unpaired method'),
+    ('--config.method=cut', 'config.method=cut learns without pairs, so '
+     'config.loss.mse_weight=100.0 has no target to compare with; set it to 0'),
+    ('--config.method=cut --config.loss.mse_weight=0', 'config.method=cut needs style images: '
+     'set config.data.style_folder'),
+    ('--config.method=cyclegan --config.loss.mse_weight=0 --config.data.unpaired=True '
+     '--config.loss.pool_size=-1', 'config.loss.pool_size=-1 must be an integer >= 0'),
+    ('--config.method=cut --config.loss.mse_weight=0 --config.data.unpaired=True '
+     '--config.loss.nce_temperature=0', 'config.loss.nce_temperature=0.0 must be > 0'),
+    ('--config.method=neural_style --config.loss.mse_weight=0 --config.data.unpaired=True '
+     '--config.loss.adversarial_weight=0', 'All loss weights are 0 for '
+     'config.method=neural_style (config.loss.adversarial_weight, content_weight, '
+     'style_weight, tv_weight)'),
+    ('--config.loss.tv_weight=-1', 'config.loss.tv_weight=-1.0 must be a number >= 0 (0 = off).'),
+    ('--config.loss.style_weight=1 --config.loss.style_layers=relu1_1,relu9_9',
+     'config.loss.style_layers: Unknown VGG19 layer(s)'),
 ])
 def test_bad_values_are_refused_naming_the_key(override, message):
   assert message in parse_error(*override.split())
