@@ -274,6 +274,17 @@ def test_cache_is_reused_and_rebuilt_on_change(tmp_path):
   assert folder.prepare(_spec(root, tmp_path, size=40)) != second
 
 
+def test_a_name_that_is_not_utf8_trains(tmp_path):
+  root = _mixed_folder(tmp_path / 'in')
+  # Latin-1 'é' (0xE9): not UTF-8; Python sees the name with a surrogate.
+  os.rename(root / 'shoe_1.jpg', os.path.join(os.fsencode(root), b'chaussure_\xe9.jpg'))
+  path = folder.prepare(_spec(root, tmp_path))
+  names = folder.read_info(path)['names']
+  assert len(names) == 11 and 'chaussure_\udce9.jpg' in names
+  records = _records(path)
+  assert len(records['train']) + len(records['test']) == 11
+
+
 def test_home_relative_folder(tmp_path, monkeypatch):
   _mixed_folder(tmp_path / 'home' / 'shop')
   monkeypatch.setenv('HOME', str(tmp_path / 'home'))

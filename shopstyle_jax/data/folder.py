@@ -217,7 +217,9 @@ def _convert(item: _Item, spec: FolderSpec, layout: str) -> bytes:
 
 def _unit_hash(name: str) -> float:
   """A stable pseudo-random number in [0, 1) per name."""
-  digest = hashlib.sha256(name.encode('utf-8')).digest()
+  # os.fsencode: the name's own bytes, also for names that are not UTF-8 (their
+  # undecodable bytes arrive as surrogates); UTF-8 names hash as before.
+  digest = hashlib.sha256(os.fsencode(name)).digest()
   return int.from_bytes(digest[:8], 'big') / 2.0 ** 64
 
 
