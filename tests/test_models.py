@@ -269,3 +269,72 @@ def test_gradients_of_taps_reach_the_shared_params():
   encoder = [f'Conv_{i}' for i in range(13)]  # 7x7, 2 downsamplings, 5 blocks x 2
   assert all(norms[k] > 0 for k in encoder), norms
   assert all(norms[k] == 0 for k in norms if k not in encoder), norms  # the decoder's
+
+
+def disc_param_count(channels, width, num_layers, norm):
+  """The PatchGAN's parameters: 4x4 convs; norm 'batch' adds scale and bias, 'none' a bias."""
+  extra = {'batch': 2, 'instance': 0, 'none': 1}[norm]
+  total, prev = 16 * channels * width + width, width
+  for n in range(1, num_layers + 1):
+    f = width * min(2 ** n, 8)
+    total, prev = total + 16 * prev * f + extra * f, f
+  return total + 16 * prev + 1
+
+
+def test_conditional_discriminator_parameters_are_unchanged():
+  x = jnp.zeros((1, 64, 64, 3))
+  d = discriminators.PatchDiscriminator()
+  v = jax.eval_shape(lambda: d.init(jax.random.key(0), x, x, train=False))
+  shapes = {'/'.join(k): s.shape for k, s in traverse_util.flatten_dict(v).items()}
+  # The tree of the code before the unconditional discriminator, hard-coded.
+  assert shapes == {
+      'params/Conv_0/kernel': (4, 4, 6, 64), 'params/Conv_0/bias': (64,),
+      'params/Conv_1/kernel': (4, 4, 64, 128), 'params/BatchNorm_0/scale': (128,),
+      'params/BatchNorm_0/bias': (128,), 'params/Conv_2/kernel': (4, 4, 128, 256),
+      'params/BatchNorm_1/scale': (256,), 'params/BatchNorm_1/bias': (256,),
+      'params/Conv_3/kernel': (4, 4, 256, 512), 'params/BatchNorm_2/scale': (512,),
+      'params/BatchNorm_2/bias': (512,), 'params/Conv_4/kernel': (4, 4, 512, 1),
+      'params/Conv_4/bias': (1,), 'batch_stats/BatchNorm_0/mean': (128,),
+      'batch_stats/BatchNorm_0/var': (128,), 'batch_stats/BatchNorm_1/mean': (256,),
+      'batch_stats/BatchNorm_1/var': (256,), 'batch_stats/BatchNorm_2/mean': (512,),
+      'batch_stats/BatchNorm_2/var': (512,)}
+  for kw, expected in [(dict(norm='instance'), 2_766_913),
+                       (dict(norm='none', num_layers=4, width=32), 1_744_609)]:
+    d = discriminators.PatchDiscriminator(**kw)
+    v = jax.eval_shape(lambda: d.init(jax.random.key(0), x, x, train=False))
+    assert count(v) == expected == disc_param_count(6, d.width, d.num_layers, d.norm)
+
+
+@pytest.mark.parametrize('kw', [dict(), dict(norm='instance'),
+                                dict(norm='none', num_layers=4, width=32)])
+def test_unconditional_discriminator_shape_and_parameter_count(kw):
+  d = discriminators.UnconditionalPatchDiscriminator(**kw)
+  x = jnp.zeros((2, 256, 256, 3))
+  v = jax.eval_shape(lambda: d.init(jax.random.key(0), x, train=False))
+  assert count(v) == disc_param_count(3, d.width, d.num_layers, d.norm)
+  out = jax.eval_shape(lambda v: d.apply(v, x, train=False), v)
+  assert out.shape == ((2, 30, 30, 1) if d.num_layers == 3 else (2, 14, 14, 1))
+  if not kw:
+    assert count(v) == 2_765_633
+
+
+def test_unconditional_discriminator_is_the_conditional_body(tiny_model_config):
+  m = tiny_model_config
+  cond = discriminators.create_discriminator(m)
+  uncond = discriminators.create_discriminator(m, conditional=False)
+  assert isinstance(cond, discriminators.PatchDiscriminator)
+  assert isinstance(uncond, discriminators.UnconditionalPatchDiscriminator)
+  photo, image = jax.random.normal(jax.random.key(0), (2, 2, 32, 32, 3))
+
+  v = seeded_variables(lambda: cond.init(jax.random.key(0), photo, image, train=False))
+  v3 = seeded_variables(lambda: uncond.init(jax.random.key(0), image, train=False))
+
+  @jax.jit
+  def run(v, v3, photo, image):
+    both = jnp.concatenate([photo, image], axis=-1)
+    return (uncond.apply(v, both, train=False), cond.apply(v, photo, image, train=False),
+            uncond.apply(v3, image, train=False))
+
+  on_both, conditional, on_image = run(v, v3, photo, image)
+  np.testing.assert_array_equal(on_both, conditional)
+  assert on_image.shape == (2, 6, 6, 1)  # tiny: 2 layers, 32 -> 16 -> 8 -> 7 -> 6
