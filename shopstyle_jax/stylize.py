@@ -18,7 +18,6 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
-import json
 import logging
 import os
 import sys
@@ -35,10 +34,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from shopstyle_jax import checkpoints
 from shopstyle_jax import images as image_lib
+from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.models import generators
-
-CONFIG_FILE = 'config.json'
-
 
 @functools.partial(jax.jit, static_argnames=('generator',))
 def stylize_fn(generator: nn.Module, variables: Any, images: jax.Array) -> jax.Array:
@@ -52,17 +49,6 @@ def stylize_fn(generator: nn.Module, variables: Any, images: jax.Array) -> jax.A
     float32 [N, H, W, 3] in [-1, 1].
   """
   return generator.apply(variables, images, train=False).astype(jnp.float32)
-
-
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-  """The resolved config a run wrote to `<workdir>/config.json`."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-        f'{path} not found: {workdir!r} is not a shopstyle_jax workdir (train into it first '
-        'with python main.py --config=... --workdir=...).')
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
 
 
 class Stylizer(image_lib.HostStylizer):
@@ -98,7 +84,7 @@ def load_stylizer(workdir: str, step: Optional[int] = None, *,
   """
   if precision not in (None, 'float32', 'bfloat16'):
     raise ValueError(f"precision={precision!r}; use 'float32' or 'bfloat16'.")
-  config = read_config(workdir)
+  config = workdir_lib.load_config(workdir)
   dtype = jnp.bfloat16 if precision == 'bfloat16' else jnp.float32
   generator = generators.create_generator(config.model, dtype=dtype)
   tree, step = checkpoints.restore_subtree(

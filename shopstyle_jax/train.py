@@ -28,6 +28,7 @@ from shopstyle_jax import runtime
 from shopstyle_jax import state as state_lib
 from shopstyle_jax import stylize
 from shopstyle_jax import train_step as train_step_lib
+from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.data import pipeline
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
@@ -189,11 +190,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
             else metric_writers.MultiWriter([]))
   vgg, vgg_params, vgg_description = _perceptual_setup(config, writer)
   if is_main:
-    config_lib.write_config(config, workdir, {'run': {
+    workdir_lib.write_config(config, workdir, {'run': {
         'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
         'devices': jax.device_count(), 'processes': jax.process_count(),
         'platform': jax.default_backend()}})
-    writer.write_hparams({k: v for k, v in config_lib.flatten(
+    writer.write_hparams({k: v for k, v in workdir_lib.flatten(
         json.loads(config.to_json_best_effort())).items() if not isinstance(v, list)})
 
   abstract_state = jax.tree.map(
