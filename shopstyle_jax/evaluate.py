@@ -27,8 +27,8 @@ import ml_collections
 import numpy as np
 
 from shopstyle_jax import evaluation
+from shopstyle_jax import inference
 from shopstyle_jax import parallel
-from shopstyle_jax import stylize
 from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.data import pipeline
 
@@ -39,7 +39,7 @@ _ALL = 2**31 - 1
 @functools.partial(jax.jit, static_argnames=('generator',))
 def _batch_scores(generator, variables, photo, target, valid):
   """Sums of the per-image scores over the valid rows, their count, and the outputs."""
-  out = stylize.stylize_fn(generator, variables, photo)
+  out = inference.stylize_fn(generator, variables, photo)
   weights = valid.astype(jnp.float32)
   sums = {k: jnp.sum(v * weights) for k, v in evaluation.scores(photo, target, out).items()}
   return sums, jnp.sum(weights), out
@@ -62,7 +62,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
     (results: mean of each of METRICS plus facts about the run, grid or None).
   """
   precision = precision or config.get('precision') or 'float32'
-  stylizer = stylize.load_stylizer(workdir, step, precision=precision)
+  stylizer = inference.load_stylizer(workdir, step, precision=precision)
   if config.image_size % stylizer.factor:
     raise ValueError(f'config.image_size={config.image_size} must be a multiple of '
                      f'{stylizer.factor}, the generator\'s factor.')

@@ -2,16 +2,15 @@
 
 Images live in three forms: uint8 [0, 255] on disk and in user code, float32
 [-1, 1] for the networks, and float32 [0, 1] for metrics. Every image file or
-archive member the package reads is decoded by `read_image`, every stored
-record is encoded by `encode_png`, every resize goes through `resize` and
-every [-1, 1] <-> uint8 conversion through `uint8_to_model` and
-`model_to_uint8`, so that a file gives the same pixels to training and to the
-stylizers. Only NumPy is needed at import (Pillow and OpenCV are imported
-where files or resizing need them), so exported stylizers load with jax and
-numpy alone.
+archive member the package reads is decoded by `read_image`, every output file
+is written by `write_image`, every stored record is encoded by `encode_png`,
+every resize goes through `resize` and every [-1, 1] <-> uint8 conversion
+through `uint8_to_model` and `model_to_uint8`, so that a file gives the same
+pixels to training and to the stylizers. Only NumPy is needed at import
+(Pillow and OpenCV are imported where files or resizing need them), so
+exported stylizers load with jax and numpy alone.
 """
 
-import dataclasses
 import io
 import os
 import tempfile
@@ -72,48 +71,6 @@ def model_to_uint8(image):
   return model_to_pixels(image.astype(np.float32).clip(-1.0, 1.0)).round().astype(np.uint8)
 
 
-def adjust(image, brightness: float = 0.0, contrast: float = 1.0):
-  """The reference method's post-processing on [-1, 1] images: contrast scales
-  around mid-grey (0), brightness adds; works on NumPy and JAX arrays."""
-  if brightness == 0.0 and contrast == 1.0:
-    return image
-  return image * contrast + brightness
-
-
-def padding(height: int, width: int, factor: int) -> tuple[tuple[int, int], tuple[int, int]]:
-  """Reflection padding that brings H and W to multiples of `factor`, split
-  evenly between the two sides (the extra pixel, if any, after)."""
-  def split(n):
-    total = -n % factor
-    return total // 2, total - total // 2
-  return split(height), split(width)
-
-
-def pad_to_multiple(images: np.ndarray, factor: int) -> tuple[np.ndarray, tuple]:
-  """Pads a [N, H, W, C] batch by reflection; returns it and the padding used."""
-  (top, bottom), (left, right) = pad = padding(images.shape[1], images.shape[2], factor)
-  if top or bottom or left or right:
-    # NumPy's 'reflect' repeats the reflection when the pad exceeds the image.
-    images = np.pad(images, ((0, 0), (top, bottom), (left, right), (0, 0)), mode='reflect')
-  return images, pad
-
-
-def crop(images: np.ndarray, pad: tuple) -> np.ndarray:
-  """Undoes `pad_to_multiple`'s padding on [N, H, W, C]."""
-  (top, bottom), (left, right) = pad
-  return images[:, top:images.shape[1] - bottom, left:images.shape[2] - right]
-
-
-def check_adjustments(brightness: float, contrast: float) -> None:
-  """Raises ValueError unless brightness is in [-1, 1] and contrast >= 0."""
-  if not -1.0 <= brightness <= 1.0:
-    raise ValueError(f'brightness={brightness} must be in [-1, 1] (it is added to images in '
-                     '[-1, 1]; 0 = unchanged).')
-  if not contrast >= 0.0:
-    raise ValueError(f'contrast={contrast} must be >= 0 (a factor around mid-grey; 1 = '
-                     'unchanged).')
-
-
 def resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
   """Resizes one image [H, W, C] or a batch [N, H, W, C], uint8 or float32:
   area averaging to shrink (fewer pixels), bicubic to grow."""
@@ -129,81 +86,6 @@ def resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
         height, width, -1)
 
   return one(images) if images.ndim == 3 else np.stack([one(im) for im in images])
-
-
-def fit_max_side(height: int, width: int, max_side: Optional[int]) -> tuple[int, int]:
-  """(H, W) scaled down so that the longer side is at most `max_side`, aspect kept."""
-  if max_side is None or max(height, width) <= max_side:
-    return height, width
-  if max_side < 1:
-    raise ValueError(f'max_side={max_side} must be >= 1.')
-  scale = max_side / max(height, width)
-  return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-@dataclasses.dataclass(frozen=True)
-class Prepared:
-  """Photos ready for a generator, and how to turn its output back into them.
-
-  Attributes:
-    batch: float32 [N, Hp, Wp, 3] in [-1, 1]; Hp, Wp multiples of the factor.
-    pad: the reflection padding `crop` removes.
-    size: (H, W) of the photos as given (restored after a `max_side` resize).
-    single: whether one [H, W, C] image was given rather than a batch.
-  """
-  batch: np.ndarray
-  pad: tuple
-  size: tuple[int, int]
-  single: bool
-
-
-def prepare(images: np.ndarray, factor: int, max_side: Optional[int] = None) -> Prepared:
-  """Any photo or batch (see `to_rgb_uint8`) -> a padded [-1, 1] batch for the network.
-
-  With `max_side`, photos whose longer side exceeds it are first shrunk to it.
-  """
-  rgb = to_rgb_uint8(images)
-  single = rgb.ndim == 3
-  batch = uint8_to_model(rgb[None] if single else rgb)
-  size = batch.shape[1:3]
-  batch = resize(batch, *fit_max_side(*size, max_side))
-  padded, pad = pad_to_multiple(batch, factor)
-  return Prepared(padded, pad, size, single)
-
-
-def finish(outputs: np.ndarray, prepared: Prepared, brightness: float = 0.0,
-           contrast: float = 1.0) -> np.ndarray:
-  """The network's [-1, 1] output for `prepared` -> uint8 photos of the sizes given:
-  cropped, resized back if needed, post-processed, quantised."""
-  check_adjustments(brightness, contrast)
-  out = resize(crop(np.asarray(outputs, np.float32), prepared.pad), *prepared.size)
-  out = model_to_uint8(adjust(out, brightness, contrast))
-  return out[0] if prepared.single else out
-
-
-class HostStylizer:
-  """The host side shared by every stylizer (a checkpoint's, an exported one's):
-  any photo in, uint8 out. Subclasses set `factor` and implement `run`."""
-
-  factor: int
-
-  def run(self, batch: np.ndarray) -> np.ndarray:
-    """float32 [N, H, W, 3] in [-1, 1], H and W multiples of `factor` -> same."""
-    raise NotImplementedError
-
-  def __call__(self, images: np.ndarray, *, brightness: float = 0.0, contrast: float = 1.0,
-               max_side: Optional[int] = None) -> np.ndarray:
-    """uint8 [H,W,3] or [N,H,W,3] (also gray [H,W]/[H,W,1], RGBA, uint16, float
-    [0,1]) -> uint8 of the same leading shape with 3 channels.
-
-    Pads by reflection to the generator's multiple, stylizes, crops back, and
-    applies the reference's post-processing: `contrast` scales around mid-grey,
-    `brightness` (in [-1, 1]) adds, before quantising to uint8. With
-    `max_side`, larger photos are stylized at that size and resized back.
-    """
-    check_adjustments(brightness, contrast)
-    prepared = prepare(images, self.factor, max_side)
-    return finish(self.run(prepared.batch), prepared, brightness, contrast)
 
 
 # --- Image files ----------------------------------------------------------------

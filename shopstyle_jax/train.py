@@ -23,10 +23,10 @@ from jax.experimental import multihost_utils
 from shopstyle_jax import checkpoints
 from shopstyle_jax import config_lib
 from shopstyle_jax import evaluation
+from shopstyle_jax import inference
 from shopstyle_jax import parallel
 from shopstyle_jax import runtime
 from shopstyle_jax import state as state_lib
-from shopstyle_jax import stylize
 from shopstyle_jax import train_step as train_step_lib
 from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.data import pipeline
@@ -104,7 +104,7 @@ class _StopRequest:
 def _eval_fn(generator):
   """Eval over a sharded batch: sums of the scores over valid rows."""
   def fn(variables, batch):
-    out = stylize.stylize_fn(generator, variables, batch['photo'])
+    out = inference.stylize_fn(generator, variables, batch['photo'])
     scores = evaluation.scores(batch['photo'], batch['target'], out)
     valid = batch['valid'].astype(jnp.float32)
     sums = {k: jnp.sum(v * valid) for k, v in scores.items()}

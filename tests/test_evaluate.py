@@ -13,8 +13,8 @@ from PIL import Image
 
 from shopstyle_jax import evaluate
 from shopstyle_jax import evaluation
+from shopstyle_jax import inference
 from shopstyle_jax import load_stylizer
-from shopstyle_jax import stylize
 from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.data import pipeline
 
@@ -64,7 +64,7 @@ def test_metrics_match_a_direct_computation(trained_workdir):
   for batch in pipeline.create_eval_batches(config, 0, 1):
     valid = batch['valid']
     photo, target = batch['photo'][valid], batch['target'][valid]
-    out = stylize.stylize_fn(stylizer.generator, stylizer.variables, photo)
+    out = inference.stylize_fn(stylizer.generator, stylizer.variables, photo)
     for k, v in evaluation.scores(photo, target, out).items():
       scores[k].extend(np.asarray(v).tolist())
   assert len(scores['psnr']) == 12

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import shopstyle_jax
-from shopstyle_jax import export
+from shopstyle_jax import exporting
 from shopstyle_jax import load_stylizer
+from shopstyle_jax import StylizeOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,7 +21,8 @@ _STANDALONE = '''
 import sys
 for name in ('flax', 'optax', 'orbax', 'ml_collections', 'clu', 'tensorflow', 'grain',
              'tensorflow_datasets', 'PIL', 'cv2', 'dm_pix', 'absl.flags',
-             'shopstyle_jax.stylize', 'shopstyle_jax.models', 'shopstyle_jax.checkpoints'):
+             'shopstyle_jax.stylize', 'shopstyle_jax.export', 'shopstyle_jax.batch',
+             'shopstyle_jax.workdir', 'shopstyle_jax.models', 'shopstyle_jax.checkpoints'):
   sys.modules[name] = None
 import numpy as np
 import shopstyle_jax
@@ -28,6 +30,8 @@ stylizer = shopstyle_jax.load_exported(sys.argv[1])
 photos = np.load(sys.argv[2])
 outputs = {k: stylizer(v) for k, v in photos.items()}
 outputs['adjusted'] = stylizer(photos['single'], brightness=0.1, contrast=1.2)
+outputs['options'] = stylizer(photos['single'],
+                              options=shopstyle_jax.StylizeOptions(brightness=0.1, contrast=1.2))
 np.savez(sys.argv[3], **outputs)
 '''
 
@@ -68,6 +72,7 @@ def test_exported_needs_only_jax_and_numpy_and_matches(tmp_path, exported_file,
     np.testing.assert_array_equal(got[name], stylizer(photo), err_msg=name)
   np.testing.assert_array_equal(got['adjusted'],
                                 stylizer(photos['single'], brightness=0.1, contrast=1.2))
+  np.testing.assert_array_equal(got['options'], got['adjusted'])
 
 
 def test_load_exported_in_process(exported_file, trained_workdir):
@@ -84,6 +89,8 @@ def test_load_exported_in_process(exported_file, trained_workdir):
   batch = np.random.RandomState(2).randint(0, 256, (3, 30, 70, 3), np.uint8)
   np.testing.assert_array_equal(exported(batch), stylizer(batch))
   np.testing.assert_array_equal(exported(photo, max_side=40), stylizer(photo, max_side=40))
+  np.testing.assert_array_equal(exported(photo, StylizeOptions(max_side=40)),
+                                stylizer(photo, max_side=40))
   # Symbolic batch, height and width: no re-export for a new shape.
   padded = np.zeros((3, 2 * stylizer.factor, stylizer.factor, 3), np.float32)
   assert exported.run(padded).shape == padded.shape
@@ -97,7 +104,8 @@ def test_export_metadata_and_bad_files(tmp_path, exported_file):
     meta = json.loads(zf.read('metadata.json'))
   assert names[:2] == ['metadata.json', 'function.stablehlo']
   assert len(names) == 2 + meta['num_weights'] and meta['step'] == 4
-  assert export.read_metadata(exported_file) == meta
+  assert exporting.read_metadata(exported_file) == meta
+
   (tmp_path / 'junk.bin').write_bytes(b'not a zip')
   with pytest.raises(ValueError, match='not a file written by'):
     shopstyle_jax.load_exported(str(tmp_path / 'junk.bin'))
