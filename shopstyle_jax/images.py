@@ -13,7 +13,7 @@ exported stylizers load with jax and numpy alone.
 
 import io
 import os
-import tempfile
+import secrets
 from typing import Optional
 
 import numpy as np
@@ -279,7 +279,8 @@ def decode_png(data: bytes) -> np.ndarray:
 def write_image(image: np.ndarray, path: str, quality: int = 95,
                 png_compression: int = 1) -> None:
   """Writes uint8 [H, W, 3] to `path`, in the format its extension names, atomically:
-  a crash never leaves a partial file that a rerun would take as done.
+  a crash never leaves a partial file that a rerun would take as done. The
+  file's mode honours the umask, as `open` does.
 
   `quality` is for JPEG and WebP; `png_compression` is zlib's level (0-9): 1
   encodes a 400x600 photo about 5x faster than Pillow's default 6, for files
@@ -293,7 +294,7 @@ def write_image(image: np.ndarray, path: str, quality: int = 95,
              {'compress_level': png_compression} if fmt == 'PNG' else {})
   directory = os.path.dirname(path) or '.'
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
+  fd, tmp = _create_temp(directory, os.path.basename(path))
   try:
     with os.fdopen(fd, 'wb') as f:
       Image.fromarray(image).save(f, format=fmt, **options)
@@ -302,3 +303,24 @@ def write_image(image: np.ndarray, path: str, quality: int = 95,
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+# `write_image`'s temporary files: '.' + the output's name + 8 random characters
+# + '.tmp' (as tempfile.mkstemp named them before).
+_TEMP_RANDOM, _TEMP_SUFFIX = 8, '.tmp'
+_TEMP_CHARS = frozenset('abcdefghijklmnopqrstuvwxyz0123456789_')
+
+
+def _create_temp(directory: str, name: str) -> tuple[int, str]:
+  """Creates `write_image`'s temporary file for output `name`: (fd, path).
+
+  Mode 0o666 minus the umask, which the kernel applies (mkstemp's 0o600 would
+  make every output private).
+  """
+  flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0)
+  while True:
+    tmp = os.path.join(directory, f'.{name}{secrets.token_hex(_TEMP_RANDOM // 2)}{_TEMP_SUFFIX}')
+    try:
+      return os.open(tmp, flags, 0o666), tmp
+    except FileExistsError:
+      continue

@@ -215,6 +215,13 @@ def test_max_side_shrinks_then_restores_size(tmp_path, trained_workdir):
   np.testing.assert_array_equal(out, stylizer(image_lib.read_image(str(src)), max_side=64))
 
 
+def test_write_image_honours_the_umask(tmp_path):
+  umask = os.umask(0)
+  os.umask(umask)
+  image_lib.write_image(_photo(4, 4), str(tmp_path / 'a.png'))
+  assert (tmp_path / 'a.png').stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_progress_line(tmp_path):
   stream = io.StringIO()
   progress = batch.Progress(4, stream=stream, interval=0.0)
