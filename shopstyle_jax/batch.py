@@ -3,6 +3,7 @@
 The library under `python -m shopstyle_jax.stylize`. `find_inputs` and
 `plan_jobs` turn an image file, a folder or a list of paths into `Job`s (each
 output keeps its photo's path relative to their common folder);
+`prepare_output` checks the output folder can be written before a model loads;
 `stylize_files` decodes ahead of the network, batches photos of
 equal padded shape, shards them over devices and writes behind it.
 
@@ -119,6 +120,22 @@ def plan_jobs(root: str, paths: Sequence[str], output: str, fmt: str) -> list[Jo
       raise ValueError(f'{job.dst} is an input and would be overwritten; choose another '
                        '--output (or --format).')
   return jobs
+
+
+def prepare_output(output: str) -> None:
+  """Creates the folder `output` and checks that a file can be written in it:
+  before a model loads, not once per photo. Raises ValueError saying why not."""
+  if os.path.exists(output) and not os.path.isdir(output):
+    raise ValueError(f'--output={output} exists and is not a folder.')
+  probe = os.path.join(output, f'.write_test.{os.getpid()}')
+  try:
+    os.makedirs(output, exist_ok=True)
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f'--output={output} cannot be written ({e.strerror or e}): choose another '
+                     'folder or fix its permissions.') from e
 
 
 class Progress:

@@ -4,10 +4,13 @@
 
 Writes a trained generator as one file that `shopstyle_jax.load_exported`
 loads with jax and numpy only, then (`--verify`, on by default) reloads it and
-checks it gives `load_stylizer`'s pixels.
+checks it gives `load_stylizer`'s pixels. A wrong `--workdir` or `--step`, or
+an unwritable `--output`, is one `Error: ...` line and exit status 2, found
+before the model loads.
 """
 
 import os
+import sys
 from typing import Any, Sequence
 
 from absl import app
@@ -46,9 +49,14 @@ def run(f: flags.FlagValues) -> int:
   """Exports what the parsed flags `f` ask for; returns the exit status."""
   runtime.quiet_library_logs()
   output = os.path.abspath(f.output)
-  stylizer = inference.load_stylizer(f.workdir, f.step, precision=f.precision)
+  try:
+    step = inference.find_checkpoint(f.workdir, f.step)
+    exporting.check_output(output)
+    stylizer = inference.load_stylizer(f.workdir, step, precision=f.precision)
+  except (ValueError, TypeError, OSError) as e:
+    print(f'Error: {e}', file=sys.stderr)
+    return 2
   exported, weights = exporting.export_stylizer(stylizer, f.platforms)
-  os.makedirs(os.path.dirname(output), exist_ok=True)
   exporting.save_exported(output, exported, weights,
                           exporting.stylizer_metadata(stylizer, f.workdir, f.precision))
   size = os.path.getsize(output)

@@ -94,16 +94,31 @@ def save_exported(path: str, exported: jax_export.Exported, weights: Sequence[np
   os.replace(tmp, path)
 
 
+# Left as they are: a missing or unreadable file (or no memory) is no damage. Damaged
+# data raises many types (BadZipFile, KeyError, struct.error, AttributeError from
+# the deserializer, ...): every other exception means a damaged file.
+_PASS_THROUGH = (FileNotFoundError, IsADirectoryError, PermissionError, MemoryError)
+
+
+def _damaged(path: str, error: BaseException) -> ValueError:
+  return ValueError(f'{path} is not a shopstyle_jax exported stylizer or is damaged '
+                    f'({type(error).__name__}: {error}); export it again with python -m '
+                    'shopstyle_jax.export.')
+
+
 def read_metadata(path: str) -> dict[str, Any]:
-  """The metadata of an exported stylizer file, without loading the function."""
+  """The metadata of an exported stylizer file, without loading the function.
+  Raises ValueError for a file that is not one, or is damaged."""
   try:
     with zipfile.ZipFile(path) as zf:
       metadata = json.loads(zf.read(_METADATA))
-  except (zipfile.BadZipFile, KeyError, ValueError) as e:
-    raise ValueError(f'{path} is not a file written by python -m shopstyle_jax.export '
-                     f'({e}).') from e
-  if metadata.get('format') != FORMAT:
-    raise ValueError(f'{path} is not a file written by python -m shopstyle_jax.export.')
+  except _PASS_THROUGH:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise _damaged(path, e) from e
+  if not isinstance(metadata, dict) or metadata.get('format') != FORMAT:
+    raise ValueError(f'{path} is not a shopstyle_jax exported stylizer (its metadata.json is '
+                     'not one written by python -m shopstyle_jax.export).')
   if metadata.get('version', 0) > VERSION:
     raise ValueError(f'{path} has format version {metadata["version"]}; this shopstyle_jax '
                      f'reads up to {VERSION}: upgrade it.')
@@ -115,14 +130,41 @@ def load_exported(path: str) -> ExportedStylizer:
 
   Needs only jax and numpy. The result is called like `load_stylizer`'s:
   `stylizer(photo, brightness=0.1, contrast=1.2)` or `stylizer(photo, options)`;
-  its `metadata` holds the step, style and model settings.
+  its `metadata` holds the step, style and model settings. Raises
+  FileNotFoundError, or ValueError for a file that is not one or is damaged.
   """
   metadata = read_metadata(path)
-  with zipfile.ZipFile(path) as zf:
-    exported = jax_export.deserialize(bytearray(zf.read(_FUNCTION)))
-    weights = [np.load(io.BytesIO(zf.read(f'{_WEIGHTS}{i:04d}.npy')), allow_pickle=False)
-               for i in range(metadata['num_weights'])]
+  try:
+    with zipfile.ZipFile(path) as zf:
+      exported = jax_export.deserialize(bytearray(zf.read(_FUNCTION)))
+      weights = [np.load(io.BytesIO(zf.read(f'{_WEIGHTS}{i:04d}.npy')), allow_pickle=False)
+                 for i in range(int(metadata['num_weights']))]
+    expected = [tuple(a.shape) for a in exported.in_avals[:-1]]
+    if [w.shape for w in weights] != expected:
+      raise ValueError(f'its {len(weights)} weights do not fit the function\'s '
+                       f'{len(expected)} inputs')
+  except _PASS_THROUGH:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise _damaged(path, e) from e
   return ExportedStylizer(exported, weights, metadata)
+
+
+def check_output(path: str) -> None:
+  """Creates `path`'s folder and checks that a file can be written there, before
+  the slow export; ValueError saying why not."""
+  folder = os.path.dirname(os.path.abspath(path))
+  if os.path.isdir(path):
+    raise ValueError(f'{path} is a folder; name the file to write, e.g. {path}/stylizer.bin.')
+  probe = os.path.join(folder, f'.write_test.{os.getpid()}')
+  try:
+    os.makedirs(folder, exist_ok=True)
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f'Cannot write {path} ({e.strerror or e}): choose another --output or fix '
+                     'the folder\'s permissions.') from e
 
 
 def stylizer_metadata(stylizer: Any, workdir: str, precision: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ when called.
 
 import dataclasses
 import functools
+import numbers
 from typing import Any, Optional
 
 import jax
@@ -24,8 +25,8 @@ from shopstyle_jax import images as image_lib
 from shopstyle_jax.options import StylizeOptions
 from shopstyle_jax.options import resolve as resolve_options
 
-__all__ = ('HostStylizer', 'Prepared', 'StylizeOptions', 'Stylizer', 'finish', 'load_stylizer',
-           'prepare', 'stylize_fn')
+__all__ = ('HostStylizer', 'Prepared', 'StylizeOptions', 'Stylizer', 'find_checkpoint', 'finish',
+           'load_stylizer', 'prepare', 'stylize_fn')
 
 
 @functools.partial(jax.jit, static_argnames=('generator',))
@@ -177,20 +178,49 @@ class Stylizer(HostStylizer):
     return np.asarray(stylize_fn(self.generator, self.variables, jnp.asarray(batch)))
 
 
+def checkpoint_step(step: Any) -> Optional[int]:
+  """`step` as a checkpoint step: an integer, a string of digits ('4') or None."""
+  if step is None:
+    return None
+  if isinstance(step, numbers.Integral) and not isinstance(step, bool):
+    return int(step)
+  if isinstance(step, str) and step.strip().isdigit():
+    return int(step.strip())
+  raise TypeError(f'step={step!r} must be a checkpoint step (an integer) or None.')
+
+
+def find_checkpoint(workdir: str, step: Any = None) -> int:
+  """The step `load_stylizer(workdir, step)` would restore, loading nothing: a
+  command line's early check. Raises as `load_stylizer` does for a folder that
+  is no workdir or a missing step."""
+  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax import checkpoints
+  from shopstyle_jax import workdir as workdir_lib
+  # pylint: enable=g-import-not-at-top
+  step = checkpoint_step(step)
+  workdir_lib.read_config(workdir)
+  return checkpoints.find_step(workdir, step)
+
+
 def load_stylizer(workdir: str, step: Optional[int] = None, *,
                   precision: Optional[str] = None) -> Stylizer:
   """Restores a checkpoint's generator (EMA weights when the run kept them).
 
   Args:
     workdir: a training workdir (holds config.json and checkpoints/).
-    step: checkpoint step; the latest by default.
+    step: checkpoint step (an integer, or a string of digits); the latest by default.
     precision: 'float32' or 'bfloat16' activations; default float32.
+  Raises:
+    FileNotFoundError: not a workdir, no checkpoint, or no checkpoint at `step`
+      (the message lists the steps there are).
+    ValueError: a bad `precision`, or a checkpoint that cannot be read.
   """
   # pylint: disable=g-import-not-at-top
   from shopstyle_jax import checkpoints
   from shopstyle_jax import workdir as workdir_lib
   from shopstyle_jax.models import generators
   # pylint: enable=g-import-not-at-top
+  step = checkpoint_step(step)
   if precision not in (None, 'float32', 'bfloat16'):
     raise ValueError(f"precision={precision!r}; use 'float32' or 'bfloat16'.")
   config = workdir_lib.load_config(workdir)

@@ -8,6 +8,8 @@ keeps its input's path relative to the input folder (for a list: to the
 deepest folder holding all its entries) and its stem, with the extension of
 `--format`. Existing outputs are skipped (`--overwrite` redoes them), inputs
 are never written, and unreadable files are reported and counted as failed.
+Mistakes in the flags, the workdir, the input or the output folder are one
+`Error: ...` line and exit status 2, found before the model loads.
 """
 
 import logging
@@ -71,6 +73,7 @@ def run(f: flags.FlagValues) -> int:
   output = os.path.abspath(f.output)
   try:
     options = StylizeOptions(brightness=f.brightness, contrast=f.contrast, max_side=f.max_side)
+    step = inference.find_checkpoint(f.workdir, f.step)
     root, paths = batch.find_inputs(f.input, exclude=output)
     if os.path.isdir(f.input) and os.path.realpath(root) == os.path.realpath(output):
       raise ValueError('--output is the input folder: outputs would mix with the photos and be '
@@ -83,12 +86,13 @@ def run(f: flags.FlagValues) -> int:
       print(f'No images found in {f.input} (extensions: '
             f'{", ".join(image_lib.IMAGE_EXTENSIONS)}).')
       return 1
-  except (ValueError, TypeError) as e:
+    todo = jobs if f.overwrite else [j for j in jobs if not os.path.exists(j.dst)]
+    if todo:
+      batch.prepare_output(output)
+      stylizer = inference.load_stylizer(f.workdir, step, precision=f.precision)
+  except (ValueError, TypeError, OSError) as e:
     print(f'Error: {e}', file=sys.stderr)
     return 2
-  todo = jobs if f.overwrite else [j for j in jobs if not os.path.exists(j.dst)]
-  if todo:
-    stylizer = inference.load_stylizer(f.workdir, f.step, precision=f.precision)
   summary, rate = batch.Summary(), None
   if todo:
     devices = batch.default_devices()

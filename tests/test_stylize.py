@@ -81,8 +81,14 @@ def test_stylizer_matches_stylize_fn_on_padded_input(trained_workdir):
 def test_load_stylizer_errors(tmp_path, trained_workdir):
   with pytest.raises(FileNotFoundError, match='not a shopstyle_jax workdir'):
     load_stylizer(str(tmp_path))
+  with pytest.raises(FileNotFoundError, match='not a shopstyle_jax workdir'):
+    load_stylizer(str(tmp_path / 'nowhere'))
   with pytest.raises(FileNotFoundError, match='available steps'):
     load_stylizer(trained_workdir, step=12345)
+  with pytest.raises(TypeError, match='checkpoint step'):
+    load_stylizer(trained_workdir, step=4.0)
+  with pytest.raises(TypeError, match='checkpoint step'):
+    load_stylizer(trained_workdir, step='latest')
   stylizer = load_stylizer(trained_workdir)
   with pytest.raises(ValueError, match='zero size'):
     stylizer(np.zeros((0, 10, 3), np.uint8))
@@ -106,6 +112,13 @@ def test_max_side_and_post_processing_checks(trained_workdir):
     stylizer(photo, brightness=1.5)
   with pytest.raises(ValueError, match='contrast'):
     stylizer(photo, contrast=-1.0)
+
+
+def test_step_may_be_a_string_of_digits(trained_workdir):
+  assert load_stylizer(trained_workdir, step='4').step == 4
+  assert load_stylizer(trained_workdir, step=np.int64(4)).step == 4
+  assert inference.find_checkpoint(trained_workdir, ' 4') == 4
+  assert inference.find_checkpoint(trained_workdir) == 4
 
 
 @pytest.mark.parametrize('kwargs, error, message', [

@@ -3,6 +3,7 @@
 import hashlib
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -12,9 +13,13 @@ import pytest
 from PIL import Image
 from PIL import ImageOps
 
+from absl import flags
+
 from shopstyle_jax import batch
 from shopstyle_jax import images as image_lib
+from shopstyle_jax import inference
 from shopstyle_jax import load_stylizer
+from shopstyle_jax import stylize
 from shopstyle_jax import StylizeOptions
 
 from conftest import assert_pixel_rule
@@ -213,6 +218,44 @@ def test_max_side_shrinks_then_restores_size(tmp_path, trained_workdir):
   out = np.asarray(Image.open(job.dst))
   assert out.shape == (90, 150, 3)
   np.testing.assert_array_equal(out, stylizer(image_lib.read_image(str(src)), max_side=64))
+
+
+def _cli(*args) -> int:
+  """Runs the stylize command line in this process, on fresh flags."""
+  flag_values = flags.FlagValues()
+  stylize.define_flags(flag_values)
+  flag_values(['stylize', *args])
+  return stylize.run(flag_values)
+
+
+def test_cli_mistakes_are_one_line_before_the_model_loads(tmp_path, trained_workdir,
+                                                          monkeypatch, capsys):
+  photos, out = tmp_path / 'photos', tmp_path / 'out'
+  photos.mkdir()
+  Image.fromarray(_photo(20, 20)).save(photos / 'a.png')
+  (tmp_path / 'a_file').write_text('')
+
+  def no_model(*args, **kwargs):
+    raise AssertionError('the model was loaded')
+
+  monkeypatch.setattr(inference, 'load_stylizer', no_model)
+  good = (f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}')
+  for args, message in [
+      ((f'--workdir={tmp_path / "nowhere"}',), 'is not a shopstyle_jax workdir'),
+      ((f'--workdir={photos}',), 'is not a shopstyle_jax workdir'),
+      (('--step=999',), r'No checkpoint at step 999 .*available steps: \[.*4\]'),
+      (('--brightness=nan',), 'brightness=nan must be a finite number'),
+      (('--brightness=2',), r'brightness=2.0 must be in \[-1, 1\]'),
+      (('--contrast=-inf',), 'contrast=-inf must be a finite number'),
+      (('--max_side=0',), 'max_side=0 must be a positive integer'),
+      ((f'--output={tmp_path / "a_file" / "sub"}',), 'cannot be written'),
+      ((f'--output={tmp_path / "a_file"}',), 'exists and is not a folder'),
+  ]:
+    assert _cli(*good, *args) == 2, args
+    err = capsys.readouterr().err
+    assert err.startswith('Error: ') and err.count('\n') == 1, err
+    assert re.search(message, err), (args, err)
+  assert not out.exists()  # Nothing written, not even the output folder.
 
 
 def test_write_image_honours_the_umask(tmp_path):
