@@ -3,8 +3,9 @@
 The library under `python -m shopstyle_jax.stylize`. `find_inputs` and
 `plan_jobs` turn an image file, a folder or a list of paths into `Job`s (each
 output keeps its photo's path relative to their common folder);
-`prepare_output` checks the output folder can be written before a model loads;
-`stylize_files` decodes ahead of the network, batches photos of
+`prepare_output` checks the output folder can be written and
+`remove_stale_temp_files` cleans what a killed run left there, both before a
+model loads; `stylize_files` decodes ahead of the network, batches photos of
 equal padded shape, shards them over devices and writes behind it.
 
 On accelerators, photos whose padded shapes match are stylized together,
@@ -21,7 +22,7 @@ import os
 import sys
 import threading
 import time
-from typing import Callable, Optional, Sequence, TextIO
+from typing import Callable, Iterable, Optional, Sequence, TextIO
 
 import jax
 import numpy as np
@@ -62,7 +63,10 @@ def find_inputs(path: str, exclude: Optional[str] = None) -> tuple[str, list[str
   `path` is an image file, a folder (walked recursively, hidden entries and the
   folder `exclude` left out, files with an image extension kept) or a text file
   of paths, one a line ('#' comments and blank lines ignored; relative paths are
-  relative to the list's folder). Raises ValueError when `path` is none of these.
+  relative to the list's folder). A list's folder is the deepest one holding
+  all its entries, absolute or relative, with symbolic links in folder names
+  resolved, so that the same photo reached two ways is one entry. Raises
+  ValueError when `path` is none of these.
   """
   path = os.path.abspath(path)
   if os.path.isdir(path):
@@ -86,7 +90,7 @@ def find_inputs(path: str, exclude: Optional[str] = None) -> tuple[str, list[str
                      f'{", ".join(image_lib.IMAGE_EXTENSIONS)}), a folder, nor a text file '
                      'of paths.') from e
   base = os.path.dirname(path)
-  listed = [os.path.normpath(os.path.join(base, line)) for line in lines
+  listed = [_real_folder(os.path.join(base, line)) for line in lines
             if line and not line.startswith('#')]
   listed = list(dict.fromkeys(listed))  # Drops repeats, keeps order.
   if not listed:
@@ -94,16 +98,26 @@ def find_inputs(path: str, exclude: Optional[str] = None) -> tuple[str, list[str
   return os.path.commonpath([os.path.dirname(p) for p in listed]), listed
 
 
+def _real_folder(path: str) -> str:
+  """`path` normalised, its folder's symbolic links resolved, its file name kept
+  (a linked file keeps its own name for its output)."""
+  folder, name = os.path.split(os.path.normpath(path))
+  return os.path.join(os.path.realpath(folder), name)
+
+
 def plan_jobs(root: str, paths: Sequence[str], output: str, fmt: str) -> list[Job]:
   """Output paths: `output` + path relative to `root`, with `fmt` as extension.
 
   When two inputs would share an output (a.jpg and a.png), the second keeps its
-  extension in the name (a.png.png). Raises ValueError if an output would
+  extension in the name (a.png.png). Raises ValueError if an input is not
+  under `root` (its output would land outside `output`) or an output would
   overwrite an input.
   """
   jobs, taken = [], {}
   for src in paths:
     rel = os.path.relpath(src, root)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+      raise ValueError(f'{src} is not under {root}: its output would be outside {output}.')
     stem = os.path.splitext(rel)[0]
     dst = os.path.join(output, f'{stem}.{fmt}')
     key = os.path.normcase(os.path.abspath(dst))
@@ -136,6 +150,23 @@ def prepare_output(output: str) -> None:
   except OSError as e:
     raise ValueError(f'--output={output} cannot be written ({e.strerror or e}): choose another '
                      'folder or fix its permissions.') from e
+
+
+def remove_stale_temp_files(jobs: Iterable[Job]) -> int:
+  """Deletes the hidden temporary files a killed run left beside `jobs`' outputs
+  (`images.write_image` names them after the output); returns their count."""
+  names = collections.defaultdict(set)
+  for job in jobs:
+    names[os.path.dirname(job.dst)].add(os.path.basename(job.dst))
+  removed = 0
+  for folder, folder_names in names.items():
+    for path in image_lib.stale_temp_files(folder, folder_names):
+      try:
+        os.remove(path)
+        removed += 1
+      except FileNotFoundError:
+        pass
+  return removed
 
 
 class Progress:

@@ -14,7 +14,7 @@ exported stylizers load with jax and numpy alone.
 import io
 import os
 import secrets
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -279,8 +279,9 @@ def decode_png(data: bytes) -> np.ndarray:
 def write_image(image: np.ndarray, path: str, quality: int = 95,
                 png_compression: int = 1) -> None:
   """Writes uint8 [H, W, 3] to `path`, in the format its extension names, atomically:
-  a crash never leaves a partial file that a rerun would take as done. The
-  file's mode honours the umask, as `open` does.
+  a crash never leaves a partial file that a rerun would take as done (only a
+  hidden temporary file, which `stale_temp_files` finds). The file's mode
+  honours the umask, as `open` does.
 
   `quality` is for JPEG and WebP; `png_compression` is zlib's level (0-9): 1
   encodes a 400x600 photo about 5x faster than Pillow's default 6, for files
@@ -324,3 +325,18 @@ def _create_temp(directory: str, name: str) -> tuple[int, str]:
       return os.open(tmp, flags, 0o666), tmp
     except FileExistsError:
       continue
+
+
+def stale_temp_files(directory: str, names: Iterable[str]) -> list[str]:
+  """Paths of the temporary files `write_image` left in `directory` (a killed
+  writer's) for outputs called `names`; [] if `directory` does not exist."""
+  names = set(names)
+  try:
+    entries = os.listdir(directory)
+  except (FileNotFoundError, NotADirectoryError):
+    return []
+  tail = _TEMP_RANDOM + len(_TEMP_SUFFIX)
+  return sorted(
+      os.path.join(directory, e) for e in entries
+      if e.startswith('.') and e.endswith(_TEMP_SUFFIX) and len(e) > tail + 1 and
+      e[1:-tail] in names and set(e[-tail:-len(_TEMP_SUFFIX)]) <= _TEMP_CHARS)

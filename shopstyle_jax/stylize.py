@@ -86,6 +86,9 @@ def run(f: flags.FlagValues) -> int:
       print(f'No images found in {f.input} (extensions: '
             f'{", ".join(image_lib.IMAGE_EXTENSIONS)}).')
       return 1
+    removed = batch.remove_stale_temp_files(jobs)
+    if removed:
+      logging.info('Removed %d temporary files an interrupted run left in %s.', removed, output)
     todo = jobs if f.overwrite else [j for j in jobs if not os.path.exists(j.dst)]
     if todo:
       batch.prepare_output(output)

@@ -258,11 +258,53 @@ def test_cli_mistakes_are_one_line_before_the_model_loads(tmp_path, trained_work
   assert not out.exists()  # Nothing written, not even the output folder.
 
 
+def test_cli_cleans_a_killed_runs_temporary_files_and_honours_the_umask(tmp_path,
+                                                                        trained_workdir):
+  photos, out = tmp_path / 'photos', tmp_path / 'out'
+  (photos / 'sub').mkdir(parents=True)
+  Image.fromarray(_photo(20, 24)).save(photos / 'a.png')
+  Image.fromarray(_photo(21, 17, 1)).save(photos / 'sub' / 'b.jpg')
+  (out / 'sub').mkdir(parents=True)
+  stale = [out / '.a.pngq3x_9zk1.tmp', out / 'sub' / '.b.png0f1e2d3c.tmp']
+  kept = [out / '.a.png.tmp', out / '.c.pngq3x_9zk1.tmp', out / 'notes.tmp',
+          out / 'sub' / '.b.png0f1e2d3c.tmp.bak']
+  for path in stale + kept:
+    path.write_bytes(b'half a PNG')
+  old = os.umask(0o027)
+  try:
+    assert _cli(f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}') == 0
+  finally:
+    os.umask(old)
+  assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+  for name in ('a.png', 'sub/b.png'):
+    assert (out / name).stat().st_mode & 0o777 == 0o640, name  # 0o666 & ~umask
+
+
 def test_write_image_honours_the_umask(tmp_path):
   umask = os.umask(0)
   os.umask(umask)
   image_lib.write_image(_photo(4, 4), str(tmp_path / 'a.png'))
   assert (tmp_path / 'a.png').stat().st_mode & 0o777 == 0o666 & ~umask
+  assert image_lib.stale_temp_files(str(tmp_path), ['a.png']) == []
+  assert image_lib.stale_temp_files(str(tmp_path / 'nowhere'), ['a.png']) == []
+
+
+def test_list_outputs_are_relative_to_the_entries_common_folder(tmp_path):
+  photos = tmp_path / 'photos'
+  _write_catalogue(photos)
+  (tmp_path / 'lists').mkdir()
+  (tmp_path / 'link').symlink_to(photos, target_is_directory=True)
+  # Absolute paths, one through a symbolic link to the folder, and a relative one.
+  listing = tmp_path / 'lists' / 'today.txt'
+  listing.write_text(f'{photos / "bag.jpg"}\n{tmp_path / "link" / "shoes" / "boot.png"}\n'
+                     '../photos/shoes/red/heel.webp\n../link/bag.jpg\n')
+  root, paths = batch.find_inputs(str(listing))
+  assert root == os.path.realpath(photos) and len(paths) == 3
+  jobs = batch.plan_jobs(root, paths, str(tmp_path / 'out'), 'png')
+  assert [os.path.relpath(j.dst, tmp_path / 'out') for j in jobs] == [
+      'bag.png', 'shoes/boot.png', 'shoes/red/heel.png']
+  with pytest.raises(ValueError, match='is not under'):
+    batch.plan_jobs(str(photos / 'shoes'), paths, str(tmp_path / 'out'), 'png')
 
 
 def test_progress_line(tmp_path):
