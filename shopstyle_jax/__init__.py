@@ -1,17 +1,19 @@
 """shopstyle_jax: product photos -> styled images with a conditional GAN (JAX/Flax).
 
 The public face is inference: `stylize_fn` (jitted, pure), `load_stylizer`
-(a trained workdir -> a callable on uint8 photos of any size) and
+(a trained workdir -> a callable on uint8 photos of any size),
 `load_exported` (the same callable from a file written by
-`python -m shopstyle_jax.export`, needing only jax and numpy). They are
-imported on first use, so `import shopstyle_jax` stays light.
+`python -m shopstyle_jax.export`, needing only jax and numpy) and
+`StylizeOptions` (what either callable may be asked: brightness, contrast,
+max_side). They are imported on first use, so `import shopstyle_jax` stays
+light.
 """
 
 import importlib
 from typing import Any
 
-_LAZY = {'load_stylizer': 'shopstyle_jax.stylize', 'stylize_fn': 'shopstyle_jax.stylize',
-         'load_exported': 'shopstyle_jax.export'}
+_LAZY = {'load_stylizer': 'shopstyle_jax.inference', 'stylize_fn': 'shopstyle_jax.inference',
+         'load_exported': 'shopstyle_jax.exporting', 'StylizeOptions': 'shopstyle_jax.options'}
 
 __all__ = sorted(_LAZY)
 

@@ -27,9 +27,9 @@ from shopstyle_jax import parallel
 from shopstyle_jax import runtime
 from shopstyle_jax import state as state_lib
 from shopstyle_jax import train_step as train_step_lib
+from shopstyle_jax.inference import stylize_fn
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
-from shopstyle_jax.stylize import stylize_fn
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)

@@ -151,6 +151,22 @@ def check_workdir(workdir: str, needed_bytes: int) -> None:
                   'replaced. Free some space or pick another --workdir.')
 
 
+def find_step(workdir: str, step: Optional[int] = None) -> int:
+  """The completed checkpoint `step` (default: the latest) of `workdir`, reading
+  nothing but the folder names; FileNotFoundError saying what there is."""
+  steps = available_steps(workdir)
+  if not steps:
+    raise FileNotFoundError(
+        f'No checkpoint found under {checkpoint_dir(workdir)}. Train first '
+        f'(python main.py --config=... --workdir={workdir}) or pass the right --workdir.')
+  if step is None:
+    return steps[-1]
+  if step not in steps:
+    raise FileNotFoundError(f'No checkpoint at step {step} in {checkpoint_dir(workdir)}; '
+                            f'available steps: {steps}.')
+  return step
+
+
 def restore_subtree(workdir: str, keys: tuple[str, ...], step: Optional[int] = None
                     ) -> tuple[dict, int]:
   """Restores only `keys` of the saved state as host NumPy arrays, in this process.
@@ -158,16 +174,8 @@ def restore_subtree(workdir: str, keys: tuple[str, ...], step: Optional[int] = N
   Used by inference (generator weights only) and fine-tuning; works on
   checkpoints written by any number of processes.
   """
+  step = find_step(workdir, step)
   steps = available_steps(workdir)
-  if not steps:
-    raise FileNotFoundError(
-        f'No checkpoint found under {checkpoint_dir(workdir)}. Train first '
-        f'(python main.py --config=... --workdir={workdir}) or pass the right --workdir.')
-  if step is None:
-    step = steps[-1]
-  elif step not in steps:
-    raise FileNotFoundError(f'No checkpoint at step {step} in {checkpoint_dir(workdir)}; '
-                            f'available steps: {steps}.')
   path = os.path.join(checkpoint_dir(workdir), str(step), 'state')
   checkpointer = ocp.PyTreeCheckpointer()
   try:

@@ -4,8 +4,6 @@ Every error names the key, the value and what is allowed, so a typo costs
 seconds, not a compile.
 """
 
-import json
-import os
 from typing import Optional
 
 import ml_collections
@@ -16,9 +14,6 @@ from shopstyle_jax.models import layers
 from shopstyle_jax.models import generators
 
 PRECISIONS = ('float32', 'bfloat16')
-# Keys that fix the parameters' shapes: a workdir's checkpoints only fit a
-# config that agrees on all of them.
-MODEL_SHAPE_PREFIX = 'model.'
 
 
 def generator_factor(config: ml_collections.ConfigDict) -> int:
@@ -198,43 +193,3 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
       if value % num_devices:
         raise ValueError(f'config.{key}={value} is not divisible by the number of devices '
                          f'({num_devices}); use a multiple of {num_devices}.')
-
-
-def flatten(d: dict, prefix: str = '') -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = list(v) if isinstance(v, tuple) else v
-  return out
-
-
-def model_shape_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
-  """'key: saved -> new' for each model-shape key that differs."""
-  old = {k: v for k, v in flatten(saved).items() if k.startswith(MODEL_SHAPE_PREFIX)}
-  new = {k: v for k, v in flatten(json.loads(config.to_json_best_effort())).items()
-         if k.startswith(MODEL_SHAPE_PREFIX)}
-  return [f'config.{k}: {old.get(k)!r} -> {new.get(k)!r}'
-          for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-
-
-def write_config(config: ml_collections.ConfigDict, workdir: str, extra: dict) -> None:
-  """Writes `<workdir>/config.json` (the resolved config plus run facts in
-  `extra`), refusing a workdir that was trained with other model shapes."""
-  path = os.path.join(workdir, 'config.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
-    diffs = model_shape_differences(saved, config)
-    if diffs:
-      raise ValueError(
-          f'{workdir} holds a run with different model shapes ({"; ".join(diffs)}). Use a new '
-          '--workdir, or the same model settings to resume (config.init_from=<that workdir> '
-          'fine-tunes from it).')
-  data = json.loads(config.to_json_best_effort())
-  data.update(extra)
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(data, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)

@@ -13,7 +13,6 @@ photo | target | output rows as one PNG.
 """
 
 import functools
-import importlib.util
 import json
 import logging
 import os
@@ -26,70 +25,21 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from ml_collections import config_dict
 
 from shopstyle_jax import evaluation
+from shopstyle_jax import inference
 from shopstyle_jax import parallel
-from shopstyle_jax import stylize
+from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.data import pipeline
 
 METRICS = ('psnr', 'ssim', 'identity_psnr', 'identity_ssim', 'blank_psnr', 'blank_ssim')
 _ALL = 2**31 - 1
 
 
-def overridable(config: Any) -> ml_collections.ConfigDict:
-  """A config loaded from JSON, made overridable by ml_collections' config flags:
-  unset fields become untyped placeholders and lists tuples."""
-  if isinstance(config, (dict, ml_collections.ConfigDict)):
-    items = config.items()
-    return ml_collections.ConfigDict({k: overridable(v) for k, v in items})
-  if config is None:
-    return config_dict.placeholder(object)
-  if isinstance(config, list):
-    return tuple(overridable(v) for v in config)
-  return config
-
-
-def _default_config() -> ml_collections.ConfigDict:
-  """configs/default.py's config, when this is a source checkout; else empty."""
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs',
-                      'default.py')
-  if not os.path.exists(path):
-    return ml_collections.ConfigDict()
-  spec = importlib.util.spec_from_file_location('_shopstyle_jax_default_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def _merge(base: ml_collections.ConfigDict, loaded: dict[str, Any]) -> None:
-  for key, value in loaded.items():
-    if key in base and isinstance(base[key], ml_collections.ConfigDict) and isinstance(
-        value, dict):
-      _merge(base[key], value)
-      continue
-    if key in base and value is None and base[key] is not None:
-      value = config_dict.placeholder(type(base[key]))
-    try:
-      base[key] = overridable(value)
-    except TypeError:  # The default's type changed since the run: the run's wins.
-      del base[key]
-      base[key] = overridable(value)
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """A workdir's config.json over the current defaults (configs/default.py), so
-  that keys added since the run have their default values, ready for
-  `--config.*` overrides."""
-  config = _default_config()
-  _merge(config, stylize.read_config(workdir).to_dict())
-  return config
-
-
 @functools.partial(jax.jit, static_argnames=('generator',))
 def _batch_scores(generator, variables, photo, target, valid):
   """Sums of the per-image scores over the valid rows, their count, and the outputs."""
-  out = stylize.stylize_fn(generator, variables, photo)
+  out = inference.stylize_fn(generator, variables, photo)
   weights = valid.astype(jnp.float32)
   sums = {k: jnp.sum(v * weights) for k, v in evaluation.scores(photo, target, out).items()}
   return sums, jnp.sum(weights), out
@@ -112,7 +62,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
     (results: mean of each of METRICS plus facts about the run, grid or None).
   """
   precision = precision or config.get('precision') or 'float32'
-  stylizer = stylize.load_stylizer(workdir, step, precision=precision)
+  stylizer = inference.load_stylizer(workdir, step, precision=precision)
   if config.image_size % stylizer.factor:
     raise ValueError(f'config.image_size={config.image_size} must be a multiple of '
                      f'{stylizer.factor}, the generator\'s factor.')
@@ -189,8 +139,8 @@ def _define_flags(argv: Sequence[str]) -> None:
   except flags.Error:
     pass
   template = ml_collections.ConfigDict()
-  if pre.workdir and os.path.exists(os.path.join(pre.workdir, stylize.CONFIG_FILE)):
-    template = load_config(pre.workdir)
+  if pre.workdir and workdir_lib.is_workdir(pre.workdir):
+    template = workdir_lib.load_config(pre.workdir)
   flags.DEFINE_string('workdir', None, 'Training workdir (config.json + checkpoints/).')
   flags.DEFINE_integer('step', None, 'Checkpoint step; the latest by default.')
   config_flags.DEFINE_config_dict(
@@ -218,7 +168,7 @@ def main(argv: Sequence[str]) -> int:
   f = flags.FLAGS
   runtime.quiet_library_logs()
   runtime.enable_compilation_cache()
-  stylize.read_config(f.workdir)  # A clear error for a folder that is no workdir.
+  workdir_lib.read_config(f.workdir)  # A clear error for a folder that is no workdir.
   overrides = config_flags.get_override_values(f['config'])
   model_keys = sorted(k for k in overrides if k.startswith('model.'))
   if model_keys:

@@ -1,189 +1,83 @@
-"""A trained generator as one self-contained file: write it, and load it back.
+"""The export command line (the library is `exporting`):
 
   python -m shopstyle_jax.export --workdir=runs/ --output=stylizer.bin [--step=N]
 
-The file is a zip archive holding
-
-  metadata.json       factor, step, style, dataset, model settings, versions
-  function.stablehlo  `jax.export` serialization of f(weights, images) -> images:
-                      the generator's `stylize_fn` as StableHLO, for the batch
-                      size and any height and width that are multiples of the
-                      factor (all symbolic), lowered for CPU, CUDA and TPU
-  weights/NNNN.npy    the weights f takes, in order
-
-`load_exported(path)` returns a callable with `load_stylizer`'s interface that
-needs only jax and numpy: no model code, no config, no checkpoint library.
-Reflection padding to the factor and cropping back run on the host, outside
-the exported function, with the same code as `load_stylizer`.
+Writes a trained generator as one file that `shopstyle_jax.load_exported`
+loads with jax and numpy only, then (`--verify`, on by default) reloads it and
+checks it gives `load_stylizer`'s pixels. A wrong `--workdir` or `--step`, or
+an unwritable `--output`, is one `Error: ...` line and exit status 2, found
+before the model loads.
 """
 
-import datetime
-import io
-import json
 import os
-import zipfile
+import sys
 from typing import Any, Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from jax import export as jax_export
+from absl import app
+from absl import flags
 
-from shopstyle_jax import images as image_lib
+from shopstyle_jax import exporting
+from shopstyle_jax import inference
+from shopstyle_jax import runtime
 
-FORMAT = 'shopstyle_jax.exported_stylizer'
-VERSION = 1
-DEFAULT_PLATFORMS = ('cpu', 'cuda', 'tpu')
-_METADATA, _FUNCTION, _WEIGHTS = 'metadata.json', 'function.stablehlo', 'weights/'
-
-
-class ExportedStylizer(image_lib.HostStylizer):
-  """An exported generator as a callable on uint8 photos of any size:
-  `stylizer(images, *, brightness=0., contrast=1., max_side=None)`, exactly as
-  the `Stylizer` that `load_stylizer` returns."""
-
-  def __init__(self, exported: jax_export.Exported, weights: Sequence[np.ndarray],
-               metadata: dict[str, Any]):
-    self.exported = exported
-    self.weights = [jax.device_put(w) for w in weights]
-    self.metadata = metadata
-    self.factor = int(metadata['factor'])
-    self.step = metadata.get('step')
-    self._call = jax.jit(exported.call)  # One compile per input shape.
-
-  def run(self, batch: np.ndarray) -> np.ndarray:
-    return np.asarray(self._call(self.weights, jnp.asarray(batch, jnp.float32)))
+# Names that lived here before the library moved to `exporting` (README's
+# Layout named load_exported here), still importable from this module.
+_MOVED = ('load_exported',)
 
 
-def export_stylizer(stylizer: Any, platforms: Sequence[str] = DEFAULT_PLATFORMS
-                    ) -> tuple[jax_export.Exported, list[np.ndarray]]:
-  """Exports a `Stylizer`'s network with symbolic batch, height and width.
-
-  Returns the Exported f(weights, images) and the weights list it takes.
-  """
-  from shopstyle_jax import stylize  # pylint: disable=g-import-not-at-top
-  generator = stylizer.generator
-  leaves, treedef = jax.tree.flatten(jax.device_get(stylizer.variables))
-  weights = [np.asarray(x) for x in leaves]
-
-  def fn(weights, images):
-    return stylize.stylize_fn(generator, jax.tree.unflatten(treedef, weights), images)
-
-  f = generator.factor
-  # Multiples of the factor by construction, so every downsampling divides.
-  shape = jax_export.symbolic_shape(f'b, {f}*h, {f}*w, 3')
-  args = ([jax.ShapeDtypeStruct(w.shape, w.dtype) for w in weights],
-          jax.ShapeDtypeStruct(shape, jnp.float32))
-  exported = jax_export.export(jax.jit(fn), platforms=tuple(platforms))(*args)
-  return exported, weights
+def __getattr__(name: str) -> Any:
+  if name in _MOVED:
+    return getattr(exporting, name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
-def save_exported(path: str, exported: jax_export.Exported, weights: Sequence[np.ndarray],
-                  metadata: dict[str, Any]) -> None:
-  """Writes the archive (via a temporary file, so a crash leaves no partial one)."""
-  metadata = dict(metadata, format=FORMAT, version=VERSION, platforms=list(exported.platforms),
-                  num_weights=len(weights), jax_version=jax.__version__,
-                  input_shape=str(exported.in_avals[-1].shape))
-  tmp = f'{path}.tmp'
-  with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_STORED) as zf:
-    zf.writestr(_METADATA, json.dumps(metadata, indent=2, sort_keys=True))
-    zf.writestr(_FUNCTION, bytes(exported.serialize()))
-    for i, w in enumerate(weights):
-      buf = io.BytesIO()
-      np.save(buf, w, allow_pickle=False)
-      zf.writestr(f'{_WEIGHTS}{i:04d}.npy', buf.getvalue())
-  os.replace(tmp, path)
-
-
-def read_metadata(path: str) -> dict[str, Any]:
-  """The metadata of an exported stylizer file, without loading the function."""
-  try:
-    with zipfile.ZipFile(path) as zf:
-      metadata = json.loads(zf.read(_METADATA))
-  except (zipfile.BadZipFile, KeyError, ValueError) as e:
-    raise ValueError(f'{path} is not a file written by python -m shopstyle_jax.export '
-                     f'({e}).') from e
-  if metadata.get('format') != FORMAT:
-    raise ValueError(f'{path} is not a file written by python -m shopstyle_jax.export.')
-  if metadata.get('version', 0) > VERSION:
-    raise ValueError(f'{path} has format version {metadata["version"]}; this shopstyle_jax '
-                     f'reads up to {VERSION}: upgrade it.')
-  return metadata
-
-
-def load_exported(path: str) -> ExportedStylizer:
-  """Loads a file written by `python -m shopstyle_jax.export` as a stylizer.
-
-  Needs only jax and numpy. The result is called like `load_stylizer`'s:
-  `stylizer(photo, brightness=0.1, contrast=1.2)`; its `metadata` holds the
-  step, style and model settings.
-  """
-  metadata = read_metadata(path)
-  with zipfile.ZipFile(path) as zf:
-    exported = jax_export.deserialize(bytearray(zf.read(_FUNCTION)))
-    weights = [np.load(io.BytesIO(zf.read(f'{_WEIGHTS}{i:04d}.npy')), allow_pickle=False)
-               for i in range(metadata['num_weights'])]
-  return ExportedStylizer(exported, weights, metadata)
-
-
-def _metadata(stylizer: Any, workdir: str, precision: str) -> dict[str, Any]:
-  config = stylizer.config
-  return {
-      'factor': stylizer.factor,
-      'step': stylizer.step,
-      'workdir': os.path.abspath(workdir),
-      'style': config.data.style,
-      'dataset': config.data.get('folder') or config.data.name,
-      'model': config.model.to_dict(),
-      'image_size': config.image_size,
-      'precision': precision,
-      'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-  }
-
-
-def _define_flags() -> None:
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('workdir', None, 'Training workdir (config.json + checkpoints/).')
-  flags.DEFINE_integer('step', None, 'Checkpoint step; the latest by default.')
-  flags.DEFINE_string('output', None, 'The file to write, e.g. stylizer.bin.')
-  flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], 'Activations dtype.')
-  flags.DEFINE_list('platforms', list(DEFAULT_PLATFORMS),
-                    'Platforms to lower for (cpu, cuda, rocm, tpu).')
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The command line's flags, on `flag_values` (tests use fresh ones)."""
+  fv = {'flag_values': flag_values}
+  flags.DEFINE_string('workdir', None, 'Training workdir (config.json + checkpoints/).', **fv)
+  flags.DEFINE_integer('step', None, 'Checkpoint step; the latest by default.', **fv)
+  flags.DEFINE_string('output', None, 'The file to write, e.g. stylizer.bin.', **fv)
+  flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], 'Activations dtype.', **fv)
+  flags.DEFINE_list('platforms', list(exporting.DEFAULT_PLATFORMS),
+                    'Platforms to lower for (cpu, cuda, rocm, tpu).', **fv)
   flags.DEFINE_bool('verify', True, 'Reload the file and check that it reproduces '
-                    'load_stylizer on a random photo (on this machine).')
-  flags.mark_flags_as_required(['workdir', 'output'])
+                    'load_stylizer on a random photo (on this machine).', **fv)
+  flags.mark_flags_as_required(['workdir', 'output'], flag_values=flag_values)
 
 
-def main(argv: Sequence[str]) -> int:
-  """The CLI; see the module docstring. Returns the exit status."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
-  from shopstyle_jax import stylize  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  f = flags.FLAGS
+def run(f: flags.FlagValues) -> int:
+  """Exports what the parsed flags `f` ask for; returns the exit status."""
   runtime.quiet_library_logs()
-  stylizer = stylize.load_stylizer(f.workdir, f.step, precision=f.precision)
-  exported, weights = export_stylizer(stylizer, f.platforms)
   output = os.path.abspath(f.output)
-  os.makedirs(os.path.dirname(output), exist_ok=True)
-  save_exported(output, exported, weights, _metadata(stylizer, f.workdir, f.precision))
+  try:
+    step = inference.find_checkpoint(f.workdir, f.step)
+    exporting.check_output(output)
+    stylizer = inference.load_stylizer(f.workdir, step, precision=f.precision)
+  except (ValueError, TypeError, OSError) as e:
+    print(f'Error: {e}', file=sys.stderr)
+    return 2
+  exported, weights = exporting.export_stylizer(stylizer, f.platforms)
+  exporting.save_exported(output, exported, weights,
+                          exporting.stylizer_metadata(stylizer, f.workdir, f.precision))
   size = os.path.getsize(output)
   print(f'Wrote {output} ({size / 2**20:.1f} MiB): step {stylizer.step}, images '
         f'{exported.in_avals[-1].shape} float32 in [-1, 1], platforms '
         f'{", ".join(exported.platforms)}.')
   if f.verify:
-    photo = np.random.RandomState(0).randint(
-        0, 256, (stylizer.factor + 3, stylizer.factor + 5, 3), np.uint8)
-    diff = np.abs(load_exported(output)(photo).astype(int) - stylizer(photo)).max()
-    print(f'Verified: reloaded, it gives load_stylizer\'s pixels (max difference {diff}).'
+    diff = exporting.verify(output, stylizer)
+    print('Verified: reloaded, it gives load_stylizer\'s pixels (max difference 0).'
           if diff == 0 else f'WARNING: the reloaded file differs from load_stylizer by up '
           f'to {diff} levels on a random photo.')
   return 0
 
 
+def main(argv: Sequence[str]) -> int:
+  """The command line; see the module docstring. Returns the exit status."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  return run(flags.FLAGS)
+
+
 if __name__ == '__main__':
-  from absl import app as _app  # pylint: disable=g-import-not-at-top
-  _define_flags()
-  _app.run(main)
+  define_flags()
+  app.run(main)

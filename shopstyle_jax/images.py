@@ -2,20 +2,19 @@
 
 Images live in three forms: uint8 [0, 255] on disk and in user code, float32
 [-1, 1] for the networks, and float32 [0, 1] for metrics. Every image file or
-archive member the package reads is decoded by `read_image`, every stored
-record is encoded by `encode_png`, every resize goes through `resize` and
-every [-1, 1] <-> uint8 conversion through `uint8_to_model` and
-`model_to_uint8`, so that a file gives the same pixels to training and to the
-stylizers. Only NumPy is needed at import (Pillow and OpenCV are imported
-where files or resizing need them), so exported stylizers load with jax and
-numpy alone.
+archive member the package reads is decoded by `read_image`, every output file
+is written by `write_image`, every stored record is encoded by `encode_png`,
+every resize goes through `resize` and every [-1, 1] <-> uint8 conversion
+through `uint8_to_model` and `model_to_uint8`, so that a file gives the same
+pixels to training and to the stylizers. Only NumPy is needed at import
+(Pillow and OpenCV are imported where files or resizing need them), so
+exported stylizers load with jax and numpy alone.
 """
 
-import dataclasses
 import io
 import os
-import tempfile
-from typing import Optional
+import secrets
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -72,48 +71,6 @@ def model_to_uint8(image):
   return model_to_pixels(image.astype(np.float32).clip(-1.0, 1.0)).round().astype(np.uint8)
 
 
-def adjust(image, brightness: float = 0.0, contrast: float = 1.0):
-  """The reference method's post-processing on [-1, 1] images: contrast scales
-  around mid-grey (0), brightness adds; works on NumPy and JAX arrays."""
-  if brightness == 0.0 and contrast == 1.0:
-    return image
-  return image * contrast + brightness
-
-
-def padding(height: int, width: int, factor: int) -> tuple[tuple[int, int], tuple[int, int]]:
-  """Reflection padding that brings H and W to multiples of `factor`, split
-  evenly between the two sides (the extra pixel, if any, after)."""
-  def split(n):
-    total = -n % factor
-    return total // 2, total - total // 2
-  return split(height), split(width)
-
-
-def pad_to_multiple(images: np.ndarray, factor: int) -> tuple[np.ndarray, tuple]:
-  """Pads a [N, H, W, C] batch by reflection; returns it and the padding used."""
-  (top, bottom), (left, right) = pad = padding(images.shape[1], images.shape[2], factor)
-  if top or bottom or left or right:
-    # NumPy's 'reflect' repeats the reflection when the pad exceeds the image.
-    images = np.pad(images, ((0, 0), (top, bottom), (left, right), (0, 0)), mode='reflect')
-  return images, pad
-
-
-def crop(images: np.ndarray, pad: tuple) -> np.ndarray:
-  """Undoes `pad_to_multiple`'s padding on [N, H, W, C]."""
-  (top, bottom), (left, right) = pad
-  return images[:, top:images.shape[1] - bottom, left:images.shape[2] - right]
-
-
-def check_adjustments(brightness: float, contrast: float) -> None:
-  """Raises ValueError unless brightness is in [-1, 1] and contrast >= 0."""
-  if not -1.0 <= brightness <= 1.0:
-    raise ValueError(f'brightness={brightness} must be in [-1, 1] (it is added to images in '
-                     '[-1, 1]; 0 = unchanged).')
-  if not contrast >= 0.0:
-    raise ValueError(f'contrast={contrast} must be >= 0 (a factor around mid-grey; 1 = '
-                     'unchanged).')
-
-
 def resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
   """Resizes one image [H, W, C] or a batch [N, H, W, C], uint8 or float32:
   area averaging to shrink (fewer pixels), bicubic to grow."""
@@ -129,81 +86,6 @@ def resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
         height, width, -1)
 
   return one(images) if images.ndim == 3 else np.stack([one(im) for im in images])
-
-
-def fit_max_side(height: int, width: int, max_side: Optional[int]) -> tuple[int, int]:
-  """(H, W) scaled down so that the longer side is at most `max_side`, aspect kept."""
-  if max_side is None or max(height, width) <= max_side:
-    return height, width
-  if max_side < 1:
-    raise ValueError(f'max_side={max_side} must be >= 1.')
-  scale = max_side / max(height, width)
-  return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-@dataclasses.dataclass(frozen=True)
-class Prepared:
-  """Photos ready for a generator, and how to turn its output back into them.
-
-  Attributes:
-    batch: float32 [N, Hp, Wp, 3] in [-1, 1]; Hp, Wp multiples of the factor.
-    pad: the reflection padding `crop` removes.
-    size: (H, W) of the photos as given (restored after a `max_side` resize).
-    single: whether one [H, W, C] image was given rather than a batch.
-  """
-  batch: np.ndarray
-  pad: tuple
-  size: tuple[int, int]
-  single: bool
-
-
-def prepare(images: np.ndarray, factor: int, max_side: Optional[int] = None) -> Prepared:
-  """Any photo or batch (see `to_rgb_uint8`) -> a padded [-1, 1] batch for the network.
-
-  With `max_side`, photos whose longer side exceeds it are first shrunk to it.
-  """
-  rgb = to_rgb_uint8(images)
-  single = rgb.ndim == 3
-  batch = uint8_to_model(rgb[None] if single else rgb)
-  size = batch.shape[1:3]
-  batch = resize(batch, *fit_max_side(*size, max_side))
-  padded, pad = pad_to_multiple(batch, factor)
-  return Prepared(padded, pad, size, single)
-
-
-def finish(outputs: np.ndarray, prepared: Prepared, brightness: float = 0.0,
-           contrast: float = 1.0) -> np.ndarray:
-  """The network's [-1, 1] output for `prepared` -> uint8 photos of the sizes given:
-  cropped, resized back if needed, post-processed, quantised."""
-  check_adjustments(brightness, contrast)
-  out = resize(crop(np.asarray(outputs, np.float32), prepared.pad), *prepared.size)
-  out = model_to_uint8(adjust(out, brightness, contrast))
-  return out[0] if prepared.single else out
-
-
-class HostStylizer:
-  """The host side shared by every stylizer (a checkpoint's, an exported one's):
-  any photo in, uint8 out. Subclasses set `factor` and implement `run`."""
-
-  factor: int
-
-  def run(self, batch: np.ndarray) -> np.ndarray:
-    """float32 [N, H, W, 3] in [-1, 1], H and W multiples of `factor` -> same."""
-    raise NotImplementedError
-
-  def __call__(self, images: np.ndarray, *, brightness: float = 0.0, contrast: float = 1.0,
-               max_side: Optional[int] = None) -> np.ndarray:
-    """uint8 [H,W,3] or [N,H,W,3] (also gray [H,W]/[H,W,1], RGBA, uint16, float
-    [0,1]) -> uint8 of the same leading shape with 3 channels.
-
-    Pads by reflection to the generator's multiple, stylizes, crops back, and
-    applies the reference's post-processing: `contrast` scales around mid-grey,
-    `brightness` (in [-1, 1]) adds, before quantising to uint8. With
-    `max_side`, larger photos are stylized at that size and resized back.
-    """
-    check_adjustments(brightness, contrast)
-    prepared = prepare(images, self.factor, max_side)
-    return finish(self.run(prepared.batch), prepared, brightness, contrast)
 
 
 # --- Image files ----------------------------------------------------------------
@@ -397,7 +279,9 @@ def decode_png(data: bytes) -> np.ndarray:
 def write_image(image: np.ndarray, path: str, quality: int = 95,
                 png_compression: int = 1) -> None:
   """Writes uint8 [H, W, 3] to `path`, in the format its extension names, atomically:
-  a crash never leaves a partial file that a rerun would take as done.
+  a crash never leaves a partial file that a rerun would take as done (only a
+  hidden temporary file, which `stale_temp_files` finds). The file's mode
+  honours the umask, as `open` does.
 
   `quality` is for JPEG and WebP; `png_compression` is zlib's level (0-9): 1
   encodes a 400x600 photo about 5x faster than Pillow's default 6, for files
@@ -411,7 +295,7 @@ def write_image(image: np.ndarray, path: str, quality: int = 95,
              {'compress_level': png_compression} if fmt == 'PNG' else {})
   directory = os.path.dirname(path) or '.'
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
+  fd, tmp = _create_temp(directory, os.path.basename(path))
   try:
     with os.fdopen(fd, 'wb') as f:
       Image.fromarray(image).save(f, format=fmt, **options)
@@ -420,3 +304,39 @@ def write_image(image: np.ndarray, path: str, quality: int = 95,
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+# `write_image`'s temporary files: '.' + the output's name + 8 random characters
+# + '.tmp' (as tempfile.mkstemp named them before).
+_TEMP_RANDOM, _TEMP_SUFFIX = 8, '.tmp'
+_TEMP_CHARS = frozenset('abcdefghijklmnopqrstuvwxyz0123456789_')
+
+
+def _create_temp(directory: str, name: str) -> tuple[int, str]:
+  """Creates `write_image`'s temporary file for output `name`: (fd, path).
+
+  Mode 0o666 minus the umask, which the kernel applies (mkstemp's 0o600 would
+  make every output private).
+  """
+  flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0)
+  while True:
+    tmp = os.path.join(directory, f'.{name}{secrets.token_hex(_TEMP_RANDOM // 2)}{_TEMP_SUFFIX}')
+    try:
+      return os.open(tmp, flags, 0o666), tmp
+    except FileExistsError:
+      continue
+
+
+def stale_temp_files(directory: str, names: Iterable[str]) -> list[str]:
+  """Paths of the temporary files `write_image` left in `directory` (a killed
+  writer's) for outputs called `names`; [] if `directory` does not exist."""
+  names = set(names)
+  try:
+    entries = os.listdir(directory)
+  except (FileNotFoundError, NotADirectoryError):
+    return []
+  tail = _TEMP_RANDOM + len(_TEMP_SUFFIX)
+  return sorted(
+      os.path.join(directory, e) for e in entries
+      if e.startswith('.') and e.endswith(_TEMP_SUFFIX) and len(e) > tail + 1 and
+      e[1:-tail] in names and set(e[-tail:-len(_TEMP_SUFFIX)]) <= _TEMP_CHARS)

@@ -23,11 +23,12 @@ from jax.experimental import multihost_utils
 from shopstyle_jax import checkpoints
 from shopstyle_jax import config_lib
 from shopstyle_jax import evaluation
+from shopstyle_jax import inference
 from shopstyle_jax import parallel
 from shopstyle_jax import runtime
 from shopstyle_jax import state as state_lib
-from shopstyle_jax import stylize
 from shopstyle_jax import train_step as train_step_lib
+from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.data import pipeline
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
@@ -103,7 +104,7 @@ class _StopRequest:
 def _eval_fn(generator):
   """Eval over a sharded batch: sums of the scores over valid rows."""
   def fn(variables, batch):
-    out = stylize.stylize_fn(generator, variables, batch['photo'])
+    out = inference.stylize_fn(generator, variables, batch['photo'])
     scores = evaluation.scores(batch['photo'], batch['target'], out)
     valid = batch['valid'].astype(jnp.float32)
     sums = {k: jnp.sum(v * valid) for k, v in scores.items()}
@@ -189,11 +190,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
             else metric_writers.MultiWriter([]))
   vgg, vgg_params, vgg_description = _perceptual_setup(config, writer)
   if is_main:
-    config_lib.write_config(config, workdir, {'run': {
+    workdir_lib.write_config(config, workdir, {'run': {
         'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
         'devices': jax.device_count(), 'processes': jax.process_count(),
         'platform': jax.default_backend()}})
-    writer.write_hparams({k: v for k, v in config_lib.flatten(
+    writer.write_hparams({k: v for k, v in workdir_lib.flatten(
         json.loads(config.to_json_best_effort())).items() if not isinstance(v, list)})
 
   abstract_state = jax.tree.map(

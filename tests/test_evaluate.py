@@ -13,8 +13,9 @@ from PIL import Image
 
 from shopstyle_jax import evaluate
 from shopstyle_jax import evaluation
+from shopstyle_jax import inference
 from shopstyle_jax import load_stylizer
-from shopstyle_jax import stylize
+from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.data import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +53,7 @@ def test_model_overrides_are_refused(trained_workdir):
 
 
 def test_metrics_match_a_direct_computation(trained_workdir):
-  config = evaluate.load_config(trained_workdir)
+  config = workdir_lib.load_config(trained_workdir)
   results, grid = evaluate.evaluate_checkpoint(config, trained_workdir, num_examples=12,
                                                grid_rows=2)
   assert results['num_examples'] == 12 and grid.shape == (2 * 34, 3 * 34, 3)
@@ -63,34 +64,12 @@ def test_metrics_match_a_direct_computation(trained_workdir):
   for batch in pipeline.create_eval_batches(config, 0, 1):
     valid = batch['valid']
     photo, target = batch['photo'][valid], batch['target'][valid]
-    out = stylize.stylize_fn(stylizer.generator, stylizer.variables, photo)
+    out = inference.stylize_fn(stylizer.generator, stylizer.variables, photo)
     for k, v in evaluation.scores(photo, target, out).items():
       scores[k].extend(np.asarray(v).tolist())
   assert len(scores['psnr']) == 12
   for k in evaluate.METRICS:
     assert results[k] == pytest.approx(np.mean(scores[k]), rel=1e-5, abs=1e-5), k
-
-
-def test_load_config_fills_keys_added_since_the_run(tmp_path, trained_workdir):
-  with open(os.path.join(trained_workdir, 'config.json')) as f:
-    old = json.load(f)
-  del old['data']['test_fraction']
-  old['data'].pop('manual_dir', None)
-  (tmp_path / 'config.json').write_text(json.dumps(old))
-  config = evaluate.load_config(str(tmp_path))
-  assert config.data.test_fraction == 0.1  # configs/default.py's
-  assert config.data.name == old['data']['name']
-  assert config.data.folder is None
-  config.data.folder = '/some/folder'  # A typed placeholder, so overridable.
-  assert isinstance(config.loss.vgg_layers, tuple)
-
-
-def test_overridable_types():
-  config = evaluate.overridable({'a': None, 'b': [1, 2], 'c': {'d': None, 'e': 1.5}})
-  assert config.a is None and config.b == (1, 2) and config.c.e == 1.5
-  config.a = 'x'
-  config.c.d = 3
-  assert (config.a, config.c.d) == ('x', 3)
 
 
 @pytest.mark.skipif(importlib.util.find_spec('shopstyle_jax.data.folder') is None,
@@ -104,7 +83,7 @@ def test_folder_of_pairs(tmp_path, trained_workdir):
     photo = rs.randint(0, 256, (40, 40, 3), np.uint8)
     Image.fromarray(photo).save(pairs / 'photos' / f'{i}.jpg', quality=95)
     Image.fromarray(255 - photo[..., :1].repeat(3, -1)).save(pairs / 'targets' / f'{i}.png')
-  config = evaluate.load_config(trained_workdir)
+  config = workdir_lib.load_config(trained_workdir)
   config.data.folder = str(pairs)
   config.data.cache_dir = str(tmp_path / 'cache')
   config.data.test_fraction = 0.5

@@ -7,13 +7,17 @@ import subprocess
 import sys
 import zipfile
 
+from absl import flags
 import numpy as np
 import pytest
 
 import shopstyle_jax
 from conftest import assert_pixel_rule
 from shopstyle_jax import export
+from shopstyle_jax import exporting
+from shopstyle_jax import inference
 from shopstyle_jax import load_stylizer
+from shopstyle_jax import StylizeOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +27,8 @@ _STANDALONE = '''
 import sys
 for name in ('flax', 'optax', 'orbax', 'ml_collections', 'clu', 'tensorflow', 'grain',
              'tensorflow_datasets', 'PIL', 'cv2', 'dm_pix', 'absl.flags',
-             'shopstyle_jax.stylize', 'shopstyle_jax.models', 'shopstyle_jax.checkpoints'):
+             'shopstyle_jax.stylize', 'shopstyle_jax.export', 'shopstyle_jax.batch',
+             'shopstyle_jax.workdir', 'shopstyle_jax.models', 'shopstyle_jax.checkpoints'):
   sys.modules[name] = None
 import numpy as np
 import shopstyle_jax
@@ -31,6 +36,8 @@ stylizer = shopstyle_jax.load_exported(sys.argv[1])
 photos = np.load(sys.argv[2])
 outputs = {k: stylizer(v) for k, v in photos.items()}
 outputs['adjusted'] = stylizer(photos['single'], brightness=0.1, contrast=1.2)
+outputs['options'] = stylizer(photos['single'],
+                              options=shopstyle_jax.StylizeOptions(brightness=0.1, contrast=1.2))
 np.savez(sys.argv[3], **outputs)
 '''
 
@@ -75,6 +82,7 @@ def test_exported_needs_only_jax_and_numpy_and_matches(tmp_path, exported_file,
     assert_pixel_rule(got[name], stylizer(photo))  # Exported vs jitted: two programs.
   assert_pixel_rule(got['adjusted'], exported(photos['single'], brightness=0.1, contrast=1.2),
                     same_program=True)
+  assert_pixel_rule(got['options'], got['adjusted'], same_program=True)
 
 
 def test_load_exported_in_process(exported_file, trained_workdir):
@@ -91,6 +99,8 @@ def test_load_exported_in_process(exported_file, trained_workdir):
   batch = np.random.RandomState(2).randint(0, 256, (3, 30, 70, 3), np.uint8)
   assert_pixel_rule(exported(batch), stylizer(batch))
   assert_pixel_rule(exported(photo, max_side=40), stylizer(photo, max_side=40))
+  assert_pixel_rule(exported(photo, StylizeOptions(max_side=40)),
+                    exported(photo, max_side=40), same_program=True)
   # Symbolic batch, height and width: no re-export for a new shape.
   padded = np.zeros((3, 2 * stylizer.factor, stylizer.factor, 3), np.float32)
   assert exported.run(padded).shape == padded.shape
@@ -102,16 +112,70 @@ def test_export_metadata_and_bad_files(tmp_path, exported_file):
   with zipfile.ZipFile(exported_file) as zf:
     names = zf.namelist()
     meta = json.loads(zf.read('metadata.json'))
+    members = {n: zf.read(n) for n in names}
   assert names[:2] == ['metadata.json', 'function.stablehlo']
   assert len(names) == 2 + meta['num_weights'] and meta['step'] == 4
-  assert export.read_metadata(exported_file) == meta
-  (tmp_path / 'junk.bin').write_bytes(b'not a zip')
-  with pytest.raises(ValueError, match='not a file written by'):
-    shopstyle_jax.load_exported(str(tmp_path / 'junk.bin'))
+  assert exporting.read_metadata(exported_file) == meta
+
+  def damaged(name, data=None, skip=(), replace=None):
+    path = tmp_path / name
+    if data is not None:
+      path.write_bytes(data)
+      return str(path)
+    with zipfile.ZipFile(path, 'w') as zf:
+      for n, d in members.items():
+        if n not in skip:
+          zf.writestr(n, (replace or {}).get(n, d))
+    return str(path)
+
+  whole = open(exported_file, 'rb').read()
+  cases = {
+      'random bytes': damaged('junk.bin', os.urandom(3000)),
+      'truncated': damaged('cut.bin', whole[:len(whole) // 2]),
+      'truncated end': damaged('cut_end.bin', whole[:-30]),
+      'no metadata': damaged('no_meta.bin', skip=('metadata.json',)),
+      'no function': damaged('no_function.bin', skip=('function.stablehlo',)),
+      'no weight': damaged('no_weight.bin', skip=(names[-1],)),
+      'bad function': damaged('bad_function.bin', replace={'function.stablehlo': b'\0' * 64}),
+      'bad weight': damaged('bad_weight.bin', replace={names[2]: b'\x93NUMPY junk'}),
+      'bad metadata': damaged('bad_meta.bin', replace={'metadata.json': b'{not json'}),
+  }
+  for what, path in cases.items():
+    with pytest.raises(ValueError, match='is not a shopstyle_jax exported stylizer') as e:
+      shopstyle_jax.load_exported(path)
+    assert path in str(e.value) and 'export it again' in str(e.value), (what, e.value)
   with zipfile.ZipFile(tmp_path / 'other.zip', 'w') as zf:
     zf.writestr('metadata.json', json.dumps({'format': 'something else'}))
-  with pytest.raises(ValueError, match='not a file written by'):
+  with pytest.raises(ValueError, match='is not a shopstyle_jax exported stylizer'):
     shopstyle_jax.load_exported(str(tmp_path / 'other.zip'))
+  with pytest.raises(FileNotFoundError):
+    shopstyle_jax.load_exported(str(tmp_path / 'missing.bin'))
+
+
+def test_export_cli_mistakes_are_one_line_before_the_model_loads(tmp_path, trained_workdir,
+                                                                 monkeypatch, capsys):
+  def no_model(*args, **kwargs):
+    raise AssertionError('the model was loaded')
+
+  monkeypatch.setattr(inference, 'load_stylizer', no_model)
+  (tmp_path / 'a_file').write_text('')
+  output = f'--output={tmp_path / "stylizer.bin"}'
+  for args, message in [
+      ((f'--workdir={tmp_path / "nowhere"}', output), 'is not a shopstyle_jax workdir'),
+      ((f'--workdir={trained_workdir}', '--step=999', output),
+       r'No checkpoint at step 999 .*available steps: \[.*4\]'),
+      ((f'--workdir={trained_workdir}', f'--output={tmp_path / "a_file" / "s.bin"}'),
+       'Cannot write'),
+      ((f'--workdir={trained_workdir}', f'--output={tmp_path}'), 'is a folder'),
+  ]:
+    flag_values = flags.FlagValues()
+    export.define_flags(flag_values)
+    flag_values(['export', *args])
+    assert export.run(flag_values) == 2, args
+    err = capsys.readouterr().err
+    assert err.startswith('Error: ') and err.count('\n') == 1, err
+    assert re.search(message, err), (args, err)
+  assert not (tmp_path / 'stylizer.bin').exists()
 
 
 def test_import_is_light():

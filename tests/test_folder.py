@@ -14,6 +14,7 @@ from PIL import ImageOps
 from conftest import load_config
 from conftest import run_main
 from shopstyle_jax import images as image_lib
+from shopstyle_jax import inference
 from shopstyle_jax import styles
 from shopstyle_jax.data import folder
 from shopstyle_jax.data import pipeline
@@ -151,7 +152,7 @@ def test_folder_reads_the_pixels_the_stylizers_read(tmp_path):
     np.testing.assert_array_equal(folder.read_photo(str(file), (36, 36)), as_read,
                                   err_msg=name)
     np.testing.assert_array_equal(stored[name], as_read[:, 6:42], err_msg=name)
-    batch = image_lib.prepare(image_lib.read_image(str(file)), factor=4).batch
+    batch = inference.prepare(image_lib.read_image(str(file)), factor=4).batch
     np.testing.assert_array_equal(batch[0], image_lib.uint8_to_model(as_read), err_msg=name)
   # What they all read.
   def read(name):

@@ -1,14 +1,20 @@
-"""stylize_fn and load_stylizer: shapes, dtypes, padding and determinism."""
+"""stylize_fn, load_stylizer and StylizeOptions: shapes, dtypes, padding, options,
+determinism."""
+
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import shopstyle_jax
 from conftest import assert_pixel_rule
 from shopstyle_jax import images as image_lib
+from shopstyle_jax import inference
 from shopstyle_jax import load_stylizer
 from shopstyle_jax import stylize_fn
+from shopstyle_jax import StylizeOptions
 from shopstyle_jax.models import generators
 
 
@@ -71,18 +77,24 @@ def test_post_processing_brightness_and_contrast(trained_workdir):
 def test_stylizer_matches_stylize_fn_on_padded_input(trained_workdir):
   stylizer = load_stylizer(trained_workdir)
   photo = np.random.RandomState(3).randint(0, 256, (30, 45, 3), dtype=np.uint8)
-  padded, pad = image_lib.pad_to_multiple(image_lib.uint8_to_model(photo[None]), stylizer.factor)
+  padded, pad = inference.pad_to_multiple(image_lib.uint8_to_model(photo[None]), stylizer.factor)
   assert padded.shape[1] % stylizer.factor == 0 and padded.shape[2] % stylizer.factor == 0
   raw = stylize_fn(stylizer.generator, stylizer.variables, jnp.asarray(padded))
-  expected = image_lib.model_to_uint8(image_lib.crop(np.asarray(raw), pad))[0]
+  expected = image_lib.model_to_uint8(inference.crop(np.asarray(raw), pad))[0]
   np.testing.assert_array_equal(stylizer(photo), expected)
 
 
 def test_load_stylizer_errors(tmp_path, trained_workdir):
   with pytest.raises(FileNotFoundError, match='not a shopstyle_jax workdir'):
     load_stylizer(str(tmp_path))
+  with pytest.raises(FileNotFoundError, match='not a shopstyle_jax workdir'):
+    load_stylizer(str(tmp_path / 'nowhere'))
   with pytest.raises(FileNotFoundError, match='available steps'):
     load_stylizer(trained_workdir, step=12345)
+  with pytest.raises(TypeError, match='checkpoint step'):
+    load_stylizer(trained_workdir, step=4.0)
+  with pytest.raises(TypeError, match='checkpoint step'):
+    load_stylizer(trained_workdir, step='latest')
   stylizer = load_stylizer(trained_workdir)
   with pytest.raises(ValueError, match='zero size'):
     stylizer(np.zeros((0, 10, 3), np.uint8))
@@ -97,8 +109,8 @@ def test_max_side_and_post_processing_checks(trained_workdir):
   assert out.shape == photo.shape and out.dtype == np.uint8
   # Stylized at 38x64, then resized back: by hand, the same pixels.
   small = image_lib.resize(image_lib.uint8_to_model(photo[None]), 38, 64)
-  padded, pad = image_lib.pad_to_multiple(small, stylizer.factor)
-  raw = image_lib.crop(np.asarray(stylize_fn(stylizer.generator, stylizer.variables,
+  padded, pad = inference.pad_to_multiple(small, stylizer.factor)
+  raw = inference.crop(np.asarray(stylize_fn(stylizer.generator, stylizer.variables,
                                              jnp.asarray(padded))), pad)
   np.testing.assert_array_equal(out, image_lib.model_to_uint8(image_lib.resize(raw, 90, 150))[0])
   np.testing.assert_array_equal(stylizer(photo, max_side=150), stylizer(photo))  # fits already
@@ -106,3 +118,67 @@ def test_max_side_and_post_processing_checks(trained_workdir):
     stylizer(photo, brightness=1.5)
   with pytest.raises(ValueError, match='contrast'):
     stylizer(photo, contrast=-1.0)
+
+
+def test_step_may_be_a_string_of_digits(trained_workdir):
+  assert load_stylizer(trained_workdir, step='4').step == 4
+  assert load_stylizer(trained_workdir, step=np.int64(4)).step == 4
+  assert inference.find_checkpoint(trained_workdir, ' 4') == 4
+  assert inference.find_checkpoint(trained_workdir) == 4
+
+
+@pytest.mark.parametrize('kwargs, error, message', [
+    ({'brightness': math.nan}, ValueError, 'brightness=nan must be a finite number'),
+    ({'brightness': math.inf}, ValueError, 'finite'),
+    ({'brightness': 1.5}, ValueError, r'in \[-1, 1\]'),
+    ({'brightness': '0.1'}, TypeError, 'must be a number'),
+    ({'brightness': True}, TypeError, 'must be a number'),
+    ({'contrast': math.nan}, ValueError, 'contrast=nan must be a finite number'),
+    ({'contrast': -0.5}, ValueError, '>= 0'),
+    ({'contrast': math.inf}, ValueError, 'finite'),
+    ({'max_side': 0}, ValueError, 'positive integer'),
+    ({'max_side': -3}, ValueError, 'positive integer'),
+    ({'max_side': 64.0}, TypeError, 'positive integer'),
+    ({'max_side': math.nan}, TypeError, 'positive integer'),
+])
+def test_stylize_options_refuse_bad_values(kwargs, error, message):
+  with pytest.raises(error, match=message):
+    StylizeOptions(**kwargs)
+
+
+def test_stylize_options_normalise_and_compare():
+  options = StylizeOptions(brightness=np.float32(0.25), contrast=2, max_side=np.int64(64))
+  assert options == StylizeOptions(brightness=0.25, contrast=2.0, max_side=64)
+  assert type(options.brightness) is float and type(options.max_side) is int
+  assert hash(options) == hash(StylizeOptions(brightness=0.25, contrast=2.0, max_side=64))
+  assert not StylizeOptions().adjusts and options.adjusts
+  with pytest.raises(Exception):  # Frozen.
+    options.brightness = 0.0  # pytype: disable=not-writable
+  assert shopstyle_jax.StylizeOptions is StylizeOptions is inference.StylizeOptions
+
+
+def test_moved_names_still_resolve_from_their_old_modules():
+  from shopstyle_jax import export, exporting, stylize  # pylint: disable=g-import-not-at-top
+  assert stylize.load_stylizer is inference.load_stylizer is shopstyle_jax.load_stylizer
+  assert stylize.stylize_fn is inference.stylize_fn
+  assert export.load_exported is exporting.load_exported is shopstyle_jax.load_exported
+  with pytest.raises(AttributeError):
+    stylize.Stylizer  # pylint: disable=pointless-statement
+
+
+def test_stylizer_takes_options_or_keywords(trained_workdir):
+  stylizer = load_stylizer(trained_workdir)
+  photo = np.random.RandomState(5).randint(0, 256, (50, 70, 3), dtype=np.uint8)
+  options = StylizeOptions(brightness=0.1, contrast=1.2, max_side=40)
+  by_keywords = stylizer(photo, brightness=0.1, contrast=1.2, max_side=40)
+  np.testing.assert_array_equal(stylizer(photo, options=options), by_keywords)
+  np.testing.assert_array_equal(stylizer(photo, options), by_keywords)
+  # Keywords replace those fields of the options.
+  np.testing.assert_array_equal(stylizer(photo, options, max_side=None),
+                                stylizer(photo, brightness=0.1, contrast=1.2))
+  with pytest.raises(TypeError, match='Unknown stylize option.*brightnes'):
+    stylizer(photo, brightnes=0.1)
+  with pytest.raises(TypeError, match='must be a StylizeOptions'):
+    stylizer(photo, {'brightness': 0.1})
+  with pytest.raises(ValueError, match='brightness=nan'):
+    stylizer(photo, brightness=float('nan'))

@@ -1,8 +1,9 @@
-"""The batch CLI (python -m shopstyle_jax.stylize) and image file reading."""
+"""The batch CLI (python -m shopstyle_jax.stylize), its library (batch) and image files."""
 
 import hashlib
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -12,9 +13,14 @@ import pytest
 from PIL import Image
 from PIL import ImageOps
 
+from absl import flags
+
+from shopstyle_jax import batch
 from shopstyle_jax import images as image_lib
+from shopstyle_jax import inference
 from shopstyle_jax import load_stylizer
 from shopstyle_jax import stylize
+from shopstyle_jax import StylizeOptions
 
 from conftest import assert_pixel_rule
 
@@ -126,7 +132,7 @@ def test_find_inputs_folder_list_and_file(tmp_path):
   out = photos / 'styled'  # An output inside the input folder is not walked.
   out.mkdir()
   Image.fromarray(_photo(8, 8)).save(out / 'old.png')
-  root, paths = stylize.find_inputs(str(photos), exclude=str(out))
+  root, paths = batch.find_inputs(str(photos), exclude=str(out))
   assert root == str(photos)
   assert [os.path.relpath(p, photos) for p in paths] == [
       'bag.jpg', 'broken.jpg', 'cutout.png', 'gray.png', 'gray16.png', 'rotated.jpg',
@@ -135,29 +141,29 @@ def test_find_inputs_folder_list_and_file(tmp_path):
   listing = tmp_path / 'list.txt'
   listing.write_text('# catalogue\nphotos/shoes/boot.png\n\n  photos/shoes/red/heel.webp \n'
                      f'{photos / "shoes" / "boot.png"}\nphotos/missing.png\n')
-  root, paths = stylize.find_inputs(str(listing))
+  root, paths = batch.find_inputs(str(listing))
   assert root == str(photos)
   assert paths == [str(photos / 'shoes' / 'boot.png'), str(photos / 'shoes/red/heel.webp'),
                    str(photos / 'missing.png')]
 
-  root, paths = stylize.find_inputs(str(photos / 'bag.jpg'))
+  root, paths = batch.find_inputs(str(photos / 'bag.jpg'))
   assert (root, paths) == (str(photos), [str(photos / 'bag.jpg')])
   with pytest.raises(ValueError, match='does not exist'):
-    stylize.find_inputs(str(tmp_path / 'nowhere'))
+    batch.find_inputs(str(tmp_path / 'nowhere'))
   (tmp_path / 'binary.dat').write_bytes(b'\xff\xfe\x00\x81')
   with pytest.raises(ValueError, match='neither an image'):
-    stylize.find_inputs(str(tmp_path / 'binary.dat'))
+    batch.find_inputs(str(tmp_path / 'binary.dat'))
 
 
 def test_plan_jobs_keeps_paths_and_separates_same_stems(tmp_path):
   root = str(tmp_path)
   paths = [str(tmp_path / 'a.jpg'), str(tmp_path / 'a.png'), str(tmp_path / 'x' / 'b.jpeg')]
-  jobs = stylize.plan_jobs(root, paths, str(tmp_path / 'out'), 'png')
+  jobs = batch.plan_jobs(root, paths, str(tmp_path / 'out'), 'png')
   assert [os.path.relpath(j.dst, tmp_path / 'out') for j in jobs] == [
       'a.png', 'a.png.png', 'x/b.png']
   assert [j.name for j in jobs] == ['a.jpg', 'a.png', 'x/b.jpeg']
   with pytest.raises(ValueError, match='would be overwritten'):
-    stylize.plan_jobs(root, paths, root, 'png')
+    batch.plan_jobs(root, paths, root, 'png')
 
 
 def test_stylize_files_groups_shapes_over_devices(tmp_path, trained_workdir):
@@ -172,14 +178,15 @@ def test_stylize_files_groups_shapes_over_devices(tmp_path, trained_workdir):
     src = tmp_path / 'in' / f'{i}.png'
     src.parent.mkdir(exist_ok=True)
     Image.fromarray(_photo(*size, seed=i)).save(src)
-    jobs.append(stylize.Job(str(src), str(tmp_path / 'out' / f'{i}.png'), f'{i}.png'))
-  jobs.append(stylize.Job(str(tmp_path / 'in' / 'gone.png'), str(tmp_path / 'out' / 'gone.png'),
-                          'gone.png'))
+    jobs.append(batch.Job(str(src), str(tmp_path / 'out' / f'{i}.png'), f'{i}.png'))
+  jobs.append(batch.Job(str(tmp_path / 'in' / 'gone.png'), str(tmp_path / 'out' / 'gone.png'),
+                        'gone.png'))
   expected = [stylizer(image_lib.read_image(j.src), brightness=0.1, contrast=1.2)
               for j in jobs[:-1]]
   reports = []
-  summary = stylize.stylize_files(stylizer, jobs, brightness=0.1, contrast=1.2, workers=2,
-                                  report=reports.append)
+  options = StylizeOptions(brightness=0.1, contrast=1.2)
+  summary = batch.stylize_files(stylizer, jobs, options=options, workers=2,
+                                report=reports.append)
   assert summary.done == len(sizes) and summary.failed == [('gone.png', 'file not found')]
   assert reports == ['FAILED gone.png: file not found']
   for job, size, want in zip(jobs, sizes, expected):
@@ -188,33 +195,120 @@ def test_stylize_files_groups_shapes_over_devices(tmp_path, trained_workdir):
     assert_pixel_rule(out, want, same_program=True)  # One photo per call on CPU.
 
   # Sharded over 8 devices, two photos each: another program, the tolerant rule.
-  summary = stylize.stylize_files(stylizer, jobs[:-1], batch_size=16,
-                                  devices=jax.local_devices(), brightness=0.1, contrast=1.2)
+  summary = batch.stylize_files(stylizer, jobs[:-1], batch_size=16,
+                                devices=jax.local_devices(), options=options)
   assert summary.done == len(sizes) and not summary.failed
   assert_pixel_rule([np.asarray(Image.open(job.dst)) for job in jobs[:-1]], expected)
 
 
 def test_call_sizes_are_few():
-  assert [stylize._call_size(n, 8, 64) for n in (1, 8, 9, 17, 33, 64)] == [8, 8, 16, 32, 64, 64]
-  assert [stylize._call_size(n, 1, 1) for n in (1,)] == [1]
-  assert stylize._call_size(5, 2, 6) == 6
+  assert [batch._call_size(n, 8, 64) for n in (1, 8, 9, 17, 33, 64)] == [8, 8, 16, 32, 64, 64]
+  assert [batch._call_size(n, 1, 1) for n in (1,)] == [1]
+  assert batch._call_size(5, 2, 6) == 6
 
 
 def test_max_side_shrinks_then_restores_size(tmp_path, trained_workdir):
   stylizer = load_stylizer(trained_workdir)
   src = tmp_path / 'big.png'
   Image.fromarray(_photo(90, 150)).save(src)
-  job = stylize.Job(str(src), str(tmp_path / 'big_out.png'), 'big.png')
-  summary = stylize.stylize_files(stylizer, [job], max_side=64, workers=1)
+  job = batch.Job(str(src), str(tmp_path / 'big_out.png'), 'big.png')
+  summary = batch.stylize_files(stylizer, [job], options=StylizeOptions(max_side=64), workers=1)
   assert summary.done == 1
   out = np.asarray(Image.open(job.dst))
   assert out.shape == (90, 150, 3)
   np.testing.assert_array_equal(out, stylizer(image_lib.read_image(str(src)), max_side=64))
 
 
+def _cli(*args) -> int:
+  """Runs the stylize command line in this process, on fresh flags."""
+  flag_values = flags.FlagValues()
+  stylize.define_flags(flag_values)
+  flag_values(['stylize', *args])
+  return stylize.run(flag_values)
+
+
+def test_cli_mistakes_are_one_line_before_the_model_loads(tmp_path, trained_workdir,
+                                                          monkeypatch, capsys):
+  photos, out = tmp_path / 'photos', tmp_path / 'out'
+  photos.mkdir()
+  Image.fromarray(_photo(20, 20)).save(photos / 'a.png')
+  (tmp_path / 'a_file').write_text('')
+
+  def no_model(*args, **kwargs):
+    raise AssertionError('the model was loaded')
+
+  monkeypatch.setattr(inference, 'load_stylizer', no_model)
+  good = (f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}')
+  for args, message in [
+      ((f'--workdir={tmp_path / "nowhere"}',), 'is not a shopstyle_jax workdir'),
+      ((f'--workdir={photos}',), 'is not a shopstyle_jax workdir'),
+      (('--step=999',), r'No checkpoint at step 999 .*available steps: \[.*4\]'),
+      (('--brightness=nan',), 'brightness=nan must be a finite number'),
+      (('--brightness=2',), r'brightness=2.0 must be in \[-1, 1\]'),
+      (('--contrast=-inf',), 'contrast=-inf must be a finite number'),
+      (('--max_side=0',), 'max_side=0 must be a positive integer'),
+      ((f'--output={tmp_path / "a_file" / "sub"}',), 'cannot be written'),
+      ((f'--output={tmp_path / "a_file"}',), 'exists and is not a folder'),
+  ]:
+    assert _cli(*good, *args) == 2, args
+    err = capsys.readouterr().err
+    assert err.startswith('Error: ') and err.count('\n') == 1, err
+    assert re.search(message, err), (args, err)
+  assert not out.exists()  # Nothing written, not even the output folder.
+
+
+def test_cli_cleans_a_killed_runs_temporary_files_and_honours_the_umask(tmp_path,
+                                                                        trained_workdir):
+  photos, out = tmp_path / 'photos', tmp_path / 'out'
+  (photos / 'sub').mkdir(parents=True)
+  Image.fromarray(_photo(20, 24)).save(photos / 'a.png')
+  Image.fromarray(_photo(21, 17, 1)).save(photos / 'sub' / 'b.jpg')
+  (out / 'sub').mkdir(parents=True)
+  stale = [out / '.a.pngq3x_9zk1.tmp', out / 'sub' / '.b.png0f1e2d3c.tmp']
+  kept = [out / '.a.png.tmp', out / '.c.pngq3x_9zk1.tmp', out / 'notes.tmp',
+          out / 'sub' / '.b.png0f1e2d3c.tmp.bak']
+  for path in stale + kept:
+    path.write_bytes(b'half a PNG')
+  old = os.umask(0o027)
+  try:
+    assert _cli(f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}') == 0
+  finally:
+    os.umask(old)
+  assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+  for name in ('a.png', 'sub/b.png'):
+    assert (out / name).stat().st_mode & 0o777 == 0o640, name  # 0o666 & ~umask
+
+
+def test_write_image_honours_the_umask(tmp_path):
+  umask = os.umask(0)
+  os.umask(umask)
+  image_lib.write_image(_photo(4, 4), str(tmp_path / 'a.png'))
+  assert (tmp_path / 'a.png').stat().st_mode & 0o777 == 0o666 & ~umask
+  assert image_lib.stale_temp_files(str(tmp_path), ['a.png']) == []
+  assert image_lib.stale_temp_files(str(tmp_path / 'nowhere'), ['a.png']) == []
+
+
+def test_list_outputs_are_relative_to_the_entries_common_folder(tmp_path):
+  photos = tmp_path / 'photos'
+  _write_catalogue(photos)
+  (tmp_path / 'lists').mkdir()
+  (tmp_path / 'link').symlink_to(photos, target_is_directory=True)
+  # Absolute paths, one through a symbolic link to the folder, and a relative one.
+  listing = tmp_path / 'lists' / 'today.txt'
+  listing.write_text(f'{photos / "bag.jpg"}\n{tmp_path / "link" / "shoes" / "boot.png"}\n'
+                     '../photos/shoes/red/heel.webp\n../link/bag.jpg\n')
+  root, paths = batch.find_inputs(str(listing))
+  assert root == os.path.realpath(photos) and len(paths) == 3
+  jobs = batch.plan_jobs(root, paths, str(tmp_path / 'out'), 'png')
+  assert [os.path.relpath(j.dst, tmp_path / 'out') for j in jobs] == [
+      'bag.png', 'shoes/boot.png', 'shoes/red/heel.png']
+  with pytest.raises(ValueError, match='is not under'):
+    batch.plan_jobs(str(photos / 'shoes'), paths, str(tmp_path / 'out'), 'png')
+
+
 def test_progress_line(tmp_path):
   stream = io.StringIO()
-  progress = stylize.Progress(4, stream=stream, interval=0.0)
+  progress = batch.Progress(4, stream=stream, interval=0.0)
   progress.update(2)
   progress.message('FAILED x.jpg: broken')
   progress.update(2)

@@ -1,0 +1,373 @@
+"""Stylizing many files: plan the outputs, run the network in batches, report.
+
+The library under `python -m shopstyle_jax.stylize`. `find_inputs` and
+`plan_jobs` turn an image file, a folder or a list of paths into `Job`s (each
+output keeps its photo's path relative to their common folder);
+`prepare_output` checks the output folder can be written and
+`remove_stale_temp_files` cleans what a killed run left there, both before a
+model loads; `stylize_files` decodes ahead of the network, batches photos of
+equal padded shape, shards them over devices and writes behind it.
+
+On accelerators, photos whose padded shapes match are stylized together,
+sharded over the local devices; on CPU one photo per call on one device, so
+that each output equals `load_stylizer(...)(photo)` exactly (README's pixel
+rule).
+"""
+
+import collections
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Callable, Iterable, Optional, Sequence, TextIO
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from shopstyle_jax import images as image_lib
+from shopstyle_jax import inference
+from shopstyle_jax.options import StylizeOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One photo to stylize: its file, its output file, and its name in messages."""
+  src: str
+  dst: str
+  name: str
+
+
+@dataclasses.dataclass
+class Summary:
+  """What a run did: files written, skipped (output there) and failed (with why)."""
+  done: int = 0
+  skipped: int = 0
+  failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (name, reason)
+
+  def __str__(self) -> str:
+    return (f'{self.done} done, {self.skipped} skipped (output already there), '
+            f'{len(self.failed)} failed.')
+
+
+def _is_image_name(path: str) -> bool:
+  return os.path.splitext(path)[1].lower() in image_lib.IMAGE_EXTENSIONS
+
+
+def find_inputs(path: str, exclude: Optional[str] = None) -> tuple[str, list[str]]:
+  """The photos `path` names and the folder their output paths are relative to.
+
+  `path` is an image file, a folder (walked recursively, hidden entries and the
+  folder `exclude` left out, files with an image extension kept) or a text file
+  of paths, one a line ('#' comments and blank lines ignored; relative paths are
+  relative to the list's folder). A list's folder is the deepest one holding
+  all its entries, absolute or relative, with symbolic links in folder names
+  resolved, so that the same photo reached two ways is one entry. Raises
+  ValueError when `path` is none of these.
+  """
+  path = os.path.abspath(path)
+  if os.path.isdir(path):
+    exclude = os.path.realpath(exclude) if exclude else None
+    found = []
+    for folder, dirs, files in os.walk(path):
+      dirs[:] = sorted(d for d in dirs if not d.startswith('.') and
+                       os.path.realpath(os.path.join(folder, d)) != exclude)
+      found.extend(os.path.join(folder, f) for f in sorted(files)
+                   if not f.startswith('.') and _is_image_name(f))
+    return path, found
+  if not os.path.isfile(path):
+    raise ValueError(f'--input={path} does not exist.')
+  if _is_image_name(path):
+    return os.path.dirname(path), [path]
+  try:
+    with open(path, encoding='utf-8') as f:
+      lines = [line.strip() for line in f]
+  except UnicodeDecodeError as e:
+    raise ValueError(f'--input={path} is neither an image (by its extension: '
+                     f'{", ".join(image_lib.IMAGE_EXTENSIONS)}), a folder, nor a text file '
+                     'of paths.') from e
+  base = os.path.dirname(path)
+  listed = [_real_folder(os.path.join(base, line)) for line in lines
+            if line and not line.startswith('#')]
+  listed = list(dict.fromkeys(listed))  # Drops repeats, keeps order.
+  if not listed:
+    return base, []
+  return os.path.commonpath([os.path.dirname(p) for p in listed]), listed
+
+
+def _real_folder(path: str) -> str:
+  """`path` normalised, its folder's symbolic links resolved, its file name kept
+  (a linked file keeps its own name for its output)."""
+  folder, name = os.path.split(os.path.normpath(path))
+  return os.path.join(os.path.realpath(folder), name)
+
+
+def plan_jobs(root: str, paths: Sequence[str], output: str, fmt: str) -> list[Job]:
+  """Output paths: `output` + path relative to `root`, with `fmt` as extension.
+
+  When two inputs would share an output (a.jpg and a.png), the second keeps its
+  extension in the name (a.png.png). Raises ValueError if an input is not
+  under `root` (its output would land outside `output`) or an output would
+  overwrite an input.
+  """
+  jobs, taken = [], {}
+  for src in paths:
+    rel = os.path.relpath(src, root)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+      raise ValueError(f'{src} is not under {root}: its output would be outside {output}.')
+    stem = os.path.splitext(rel)[0]
+    dst = os.path.join(output, f'{stem}.{fmt}')
+    key = os.path.normcase(os.path.abspath(dst))
+    if key in taken:
+      logging.warning('%s and %s would both be written to %s; the second keeps its '
+                      'extension in its name.', taken[key], rel, dst)
+      dst = os.path.join(output, f'{rel}.{fmt}')
+      key = os.path.normcase(os.path.abspath(dst))
+    taken[key] = rel
+    jobs.append(Job(src, dst, rel))
+  inputs = {os.path.normcase(os.path.realpath(p)) for p in paths}
+  for job in jobs:
+    if os.path.normcase(os.path.realpath(job.dst)) in inputs:
+      raise ValueError(f'{job.dst} is an input and would be overwritten; choose another '
+                       '--output (or --format).')
+  return jobs
+
+
+def prepare_output(output: str) -> None:
+  """Creates the folder `output` and checks that a file can be written in it:
+  before a model loads, not once per photo. Raises ValueError saying why not."""
+  if os.path.exists(output) and not os.path.isdir(output):
+    raise ValueError(f'--output={output} exists and is not a folder.')
+  probe = os.path.join(output, f'.write_test.{os.getpid()}')
+  try:
+    os.makedirs(output, exist_ok=True)
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f'--output={output} cannot be written ({e.strerror or e}): choose another '
+                     'folder or fix its permissions.') from e
+
+
+def remove_stale_temp_files(jobs: Iterable[Job]) -> int:
+  """Deletes the hidden temporary files a killed run left beside `jobs`' outputs
+  (`images.write_image` names them after the output); returns their count."""
+  names = collections.defaultdict(set)
+  for job in jobs:
+    names[os.path.dirname(job.dst)].add(os.path.basename(job.dst))
+  removed = 0
+  for folder, folder_names in names.items():
+    for path in image_lib.stale_temp_files(folder, folder_names):
+      try:
+        os.remove(path)
+        removed += 1
+      except FileNotFoundError:
+        pass
+  return removed
+
+
+class Progress:
+  """A progress line on `stream`: count, images/s and ETA; redrawn in place on a
+  terminal, else printed every `interval` seconds. Thread-safe."""
+
+  def __init__(self, total: int, stream: TextIO = sys.stderr, interval: float = 10.0):
+    self.total, self.count, self.stream = total, 0, stream
+    self.tty = stream.isatty()
+    self.interval = 0.1 if self.tty else interval
+    self.start = self.last = time.monotonic()
+    self.lock = threading.Lock()
+
+  def _line(self) -> str:
+    elapsed = max(time.monotonic() - self.start, 1e-9)
+    rate = self.count / elapsed
+    eta = (self.total - self.count) / rate if rate > 0 else float('nan')
+    eta_text = time.strftime('%H:%M:%S', time.gmtime(eta)) if np.isfinite(eta) else '?'
+    percent = 100.0 * self.count / max(self.total, 1)
+    width = 24
+    filled = int(width * self.count / max(self.total, 1))
+    return (f'[{"#" * filled}{"." * (width - filled)}] {self.count}/{self.total} images '
+            f'({percent:.0f}%)  {rate:.2f} images/s  ETA {eta_text}')
+
+  def _draw(self, final: bool = False) -> None:
+    end = '\n' if final or not self.tty else ''
+    self.stream.write(('\r\033[K' if self.tty else '') + self._line() + end)
+    self.stream.flush()
+    self.last = time.monotonic()
+
+  def update(self, n: int = 1) -> None:
+    with self.lock:
+      self.count += n
+      if time.monotonic() - self.last >= self.interval:
+        self._draw()
+
+  def message(self, text: str) -> None:
+    """Prints a line above the progress line."""
+    with self.lock:
+      self.stream.write(('\r\033[K' if self.tty else '') + text + '\n')
+      if self.tty:
+        self._draw()
+      self.stream.flush()
+
+  def close(self) -> float:
+    """Draws the final line; returns images per second."""
+    with self.lock:
+      self._draw(final=True)
+      return self.count / max(time.monotonic() - self.start, 1e-9)
+
+
+class DeviceRunner:
+  """Runs a stylizer's network on batches sharded over devices (batch axis)."""
+
+  def __init__(self, stylizer: inference.Stylizer,
+               devices: Optional[Sequence[jax.Device]] = None):
+    self.devices = list(devices or default_devices())
+    self.generator = stylizer.generator
+    mesh = Mesh(np.asarray(self.devices), ('batch',))
+    self.batch_sharding = NamedSharding(mesh, P('batch'))
+    self.variables = jax.device_put(stylizer.variables, NamedSharding(mesh, P()))
+
+  def __call__(self, batch: np.ndarray) -> jax.Array:
+    """Starts the network on [N, H, W, 3], N a multiple of the device count; async."""
+    return inference.stylize_fn(self.generator, self.variables,
+                                jax.device_put(batch, self.batch_sharding))
+
+
+def default_devices() -> list[jax.Device]:
+  """The local devices on accelerators; one device on CPU, where sharding a batch
+  is no faster and compiles another program, whose float rounding may move a level
+  (README's pixel rule)."""
+  devices = jax.local_devices()
+  return devices[:1] if devices[0].platform == 'cpu' else devices
+
+
+def default_batch_size(devices: Sequence[jax.Device]) -> int:
+  """One photo per call on CPU, where larger batches are no faster and would
+  change float rounding (the CLI then matches `load_stylizer` bit for bit); 8 per
+  device on accelerators."""
+  return 1 if devices[0].platform == 'cpu' else 8 * len(devices)
+
+
+def _call_size(count: int, num_devices: int, batch_size: int) -> int:
+  """Rows a bucket of `count` photos is run with: num_devices * 2^k, so a shape
+  compiles for at most log2(batch_size / num_devices) + 1 batch sizes."""
+  size = num_devices
+  while size < count:
+    size *= 2
+  return min(size, batch_size)
+
+
+def stylize_files(stylizer: inference.Stylizer, jobs: Sequence[Job], *,
+                  options: Optional[StylizeOptions] = None, batch_size: Optional[int] = None,
+                  devices: Optional[Sequence[jax.Device]] = None, quality: int = 95,
+                  png_compression: int = 1, workers: int = 4,
+                  progress: Optional[Progress] = None,
+                  report: Callable[[str], None] = logging.warning) -> Summary:
+  """Stylizes `jobs` with `options` (existing outputs are overwritten: filter first).
+
+  Files are decoded `workers` at a time ahead of the network and written by as
+  many threads; photos are grouped by padded shape (after `options.max_side`)
+  into batches of `batch_size`, sharded over `devices`. A file that cannot be
+  read or written is reported through `report` and counted as failed.
+  """
+  options = options or StylizeOptions()
+  runner = DeviceRunner(stylizer, devices)
+  num_devices = len(runner.devices)
+  batch_size = batch_size or default_batch_size(runner.devices)
+  batch_size = -(-batch_size // num_devices) * num_devices
+  summary, lock = Summary(), threading.Lock()
+
+  def fail(job: Job, error: BaseException) -> None:
+    reason = str(error) if isinstance(error, image_lib.ImageReadError) else (
+        f'{type(error).__name__}: {error}')
+    reason = reason.replace(job.src + ': ', '')
+    with lock:
+      summary.failed.append((job.name, reason))
+    report(f'FAILED {job.name}: {reason}')
+    if progress:
+      progress.update()
+
+  def load(job: Job) -> inference.Prepared:
+    return inference.prepare(image_lib.read_image(job.src), stylizer.factor, options)
+
+  def save(job: Job, out: np.ndarray, prepared: inference.Prepared) -> None:
+    try:
+      image_lib.write_image(inference.finish(out, prepared, options), job.dst, quality,
+                            png_compression)
+    except Exception as e:  # pylint: disable=broad-except
+      fail(job, e)
+      return
+    finally:
+      write_slots.release()
+    with lock:
+      summary.done += 1
+    if progress:
+      progress.update()
+
+  readers = concurrent.futures.ThreadPoolExecutor(workers, 'stylize-read')
+  writers = concurrent.futures.ThreadPoolExecutor(workers, 'stylize-write')
+  writes = []
+  # Outputs waiting for a writer hold memory: the network waits when writers lag.
+  write_slots = threading.BoundedSemaphore(2 * (workers + batch_size))
+  buckets: dict[tuple, list] = collections.OrderedDict()
+  in_flight = None  # (members, device output) of the last batch dispatched
+
+  def collect(members, out) -> None:
+    out = np.asarray(out)
+    for i, (job, prepared) in enumerate(members):
+      write_slots.acquire()
+      writes.append(writers.submit(save, job, out[i:i + 1].copy(), prepared))
+
+  def dispatch(key: tuple) -> None:
+    nonlocal in_flight
+    members = buckets.pop(key)
+    rows = [p.batch for _, p in members]
+    size = _call_size(len(rows), num_devices, batch_size)
+    rows += [np.zeros_like(rows[0])] * (size - len(rows))
+    out = runner(np.concatenate(rows))
+    if in_flight is not None:
+      collect(*in_flight)  # While the device works on this batch.
+    in_flight = (members, out)
+
+  # Bounds what waits in partly filled buckets when photos come in many shapes.
+  max_waiting = 4 * batch_size
+  try:
+    queue = collections.deque()
+    pending = iter(jobs)
+    for job in pending:
+      queue.append((job, readers.submit(load, job)))
+      if len(queue) >= 2 * batch_size + workers:
+        break
+    waiting = 0
+    while queue:
+      job, future = queue.popleft()
+      next_job = next(pending, None)
+      if next_job is not None:
+        queue.append((next_job, readers.submit(load, next_job)))
+      try:
+        prepared = future.result()
+      except (ValueError, OSError) as e:
+        fail(job, e)
+        continue
+      key = prepared.batch.shape[1:3]
+      buckets.setdefault(key, []).append((job, prepared))
+      waiting += 1
+      if len(buckets[key]) == batch_size:
+        waiting -= batch_size
+        dispatch(key)
+      elif waiting >= max_waiting:
+        key = max(buckets, key=lambda k: len(buckets[k]))
+        waiting -= len(buckets[key])
+        dispatch(key)
+    for key in list(buckets):
+      dispatch(key)
+    if in_flight is not None:
+      collect(*in_flight)
+    for w in writes:
+      w.result()
+  finally:
+    readers.shutdown(wait=True, cancel_futures=True)
+    writers.shutdown(wait=True)
+  return summary

@@ -1,0 +1,191 @@
+"""A trained generator as one self-contained file: write it, and load it back.
+
+The library under `python -m shopstyle_jax.export`. The file is a zip archive
+holding
+
+  metadata.json       factor, step, style, dataset, model settings, versions
+  function.stablehlo  `jax.export` serialization of f(weights, images) -> images:
+                      the generator's `stylize_fn` as StableHLO, for the batch
+                      size and any height and width that are multiples of the
+                      factor (all symbolic), lowered for CPU, CUDA and TPU
+  weights/NNNN.npy    the weights f takes, in order
+
+`load_exported(path)` returns a callable with `load_stylizer`'s interface that
+needs only jax and numpy: no model code, no config, no checkpoint library.
+Reflection padding to the factor and cropping back run on the host, outside
+the exported function, with the same code as `load_stylizer` (`inference`,
+which imports only jax and numpy).
+"""
+
+import datetime
+import io
+import json
+import os
+import zipfile
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import export as jax_export
+
+from shopstyle_jax import inference
+
+FORMAT = 'shopstyle_jax.exported_stylizer'
+VERSION = 1
+DEFAULT_PLATFORMS = ('cpu', 'cuda', 'tpu')
+_METADATA, _FUNCTION, _WEIGHTS = 'metadata.json', 'function.stablehlo', 'weights/'
+
+
+class ExportedStylizer(inference.HostStylizer):
+  """An exported generator as a callable on uint8 photos of any size:
+  `stylizer(images, options=None, **overrides)` (a `StylizeOptions`, or its
+  fields as keywords), exactly as the `Stylizer` that `load_stylizer` returns."""
+
+  def __init__(self, exported: jax_export.Exported, weights: Sequence[np.ndarray],
+               metadata: dict[str, Any]):
+    self.exported = exported
+    self.weights = [jax.device_put(w) for w in weights]
+    self.metadata = metadata
+    self.factor = int(metadata['factor'])
+    self.step = metadata.get('step')
+    self._call = jax.jit(exported.call)  # One compile per input shape.
+
+  def run(self, batch: np.ndarray) -> np.ndarray:
+    return np.asarray(self._call(self.weights, jnp.asarray(batch, jnp.float32)))
+
+
+def export_stylizer(stylizer: Any, platforms: Sequence[str] = DEFAULT_PLATFORMS
+                    ) -> tuple[jax_export.Exported, list[np.ndarray]]:
+  """Exports a `Stylizer`'s network with symbolic batch, height and width.
+
+  Returns the Exported f(weights, images) and the weights list it takes.
+  """
+  generator = stylizer.generator
+  leaves, treedef = jax.tree.flatten(jax.device_get(stylizer.variables))
+  weights = [np.asarray(x) for x in leaves]
+
+  def fn(weights, images):
+    return inference.stylize_fn(generator, jax.tree.unflatten(treedef, weights), images)
+
+  f = generator.factor
+  # Multiples of the factor by construction, so every downsampling divides.
+  shape = jax_export.symbolic_shape(f'b, {f}*h, {f}*w, 3')
+  args = ([jax.ShapeDtypeStruct(w.shape, w.dtype) for w in weights],
+          jax.ShapeDtypeStruct(shape, jnp.float32))
+  exported = jax_export.export(jax.jit(fn), platforms=tuple(platforms))(*args)
+  return exported, weights
+
+
+def save_exported(path: str, exported: jax_export.Exported, weights: Sequence[np.ndarray],
+                  metadata: dict[str, Any]) -> None:
+  """Writes the archive (via a temporary file, so a crash leaves no partial one)."""
+  metadata = dict(metadata, format=FORMAT, version=VERSION, platforms=list(exported.platforms),
+                  num_weights=len(weights), jax_version=jax.__version__,
+                  input_shape=str(exported.in_avals[-1].shape))
+  tmp = f'{path}.tmp'
+  with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_STORED) as zf:
+    zf.writestr(_METADATA, json.dumps(metadata, indent=2, sort_keys=True))
+    zf.writestr(_FUNCTION, bytes(exported.serialize()))
+    for i, w in enumerate(weights):
+      buf = io.BytesIO()
+      np.save(buf, w, allow_pickle=False)
+      zf.writestr(f'{_WEIGHTS}{i:04d}.npy', buf.getvalue())
+  os.replace(tmp, path)
+
+
+# Left as they are: a missing or unreadable file (or no memory) is no damage. Damaged
+# data raises many types (BadZipFile, KeyError, struct.error, AttributeError from
+# the deserializer, ...): every other exception means a damaged file.
+_PASS_THROUGH = (FileNotFoundError, IsADirectoryError, PermissionError, MemoryError)
+
+
+def _damaged(path: str, error: BaseException) -> ValueError:
+  return ValueError(f'{path} is not a shopstyle_jax exported stylizer or is damaged '
+                    f'({type(error).__name__}: {error}); export it again with python -m '
+                    'shopstyle_jax.export.')
+
+
+def read_metadata(path: str) -> dict[str, Any]:
+  """The metadata of an exported stylizer file, without loading the function.
+  Raises ValueError for a file that is not one, or is damaged."""
+  try:
+    with zipfile.ZipFile(path) as zf:
+      metadata = json.loads(zf.read(_METADATA))
+  except _PASS_THROUGH:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise _damaged(path, e) from e
+  if not isinstance(metadata, dict) or metadata.get('format') != FORMAT:
+    raise ValueError(f'{path} is not a shopstyle_jax exported stylizer (its metadata.json is '
+                     'not one written by python -m shopstyle_jax.export).')
+  if metadata.get('version', 0) > VERSION:
+    raise ValueError(f'{path} has format version {metadata["version"]}; this shopstyle_jax '
+                     f'reads up to {VERSION}: upgrade it.')
+  return metadata
+
+
+def load_exported(path: str) -> ExportedStylizer:
+  """Loads a file written by `python -m shopstyle_jax.export` as a stylizer.
+
+  Needs only jax and numpy. The result is called like `load_stylizer`'s:
+  `stylizer(photo, brightness=0.1, contrast=1.2)` or `stylizer(photo, options)`;
+  its `metadata` holds the step, style and model settings. Raises
+  FileNotFoundError, or ValueError for a file that is not one or is damaged.
+  """
+  metadata = read_metadata(path)
+  try:
+    with zipfile.ZipFile(path) as zf:
+      exported = jax_export.deserialize(bytearray(zf.read(_FUNCTION)))
+      weights = [np.load(io.BytesIO(zf.read(f'{_WEIGHTS}{i:04d}.npy')), allow_pickle=False)
+                 for i in range(int(metadata['num_weights']))]
+    expected = [tuple(a.shape) for a in exported.in_avals[:-1]]
+    if [w.shape for w in weights] != expected:
+      raise ValueError(f'its {len(weights)} weights do not fit the function\'s '
+                       f'{len(expected)} inputs')
+  except _PASS_THROUGH:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise _damaged(path, e) from e
+  return ExportedStylizer(exported, weights, metadata)
+
+
+def check_output(path: str) -> None:
+  """Creates `path`'s folder and checks that a file can be written there, before
+  the slow export; ValueError saying why not."""
+  folder = os.path.dirname(os.path.abspath(path))
+  if os.path.isdir(path):
+    raise ValueError(f'{path} is a folder; name the file to write, e.g. {path}/stylizer.bin.')
+  probe = os.path.join(folder, f'.write_test.{os.getpid()}')
+  try:
+    os.makedirs(folder, exist_ok=True)
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f'Cannot write {path} ({e.strerror or e}): choose another --output or fix '
+                     'the folder\'s permissions.') from e
+
+
+def stylizer_metadata(stylizer: Any, workdir: str, precision: str) -> dict[str, Any]:
+  """What `save_exported` records about a `Stylizer` from `workdir`."""
+  config = stylizer.config
+  return {
+      'factor': stylizer.factor,
+      'step': stylizer.step,
+      'workdir': os.path.abspath(workdir),
+      'style': config.data.style,
+      'dataset': config.data.get('folder') or config.data.name,
+      'model': config.model.to_dict(),
+      'image_size': config.image_size,
+      'precision': precision,
+      'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+  }
+
+
+def verify(path: str, stylizer: Any) -> int:
+  """Reloads the file at `path` and returns the largest difference, in levels,
+  between it and `stylizer` on a random photo (0: the same pixels)."""
+  photo = np.random.RandomState(0).randint(
+      0, 256, (stylizer.factor + 3, stylizer.factor + 5, 3), np.uint8)
+  return int(np.abs(load_exported(path)(photo).astype(int) - stylizer(photo)).max())

@@ -1,0 +1,235 @@
+"""Inference: `stylize_fn` (jitted, pure) and the stylizers built on it.
+
+`load_stylizer(workdir)` turns a trained workdir into a callable on uint8
+photos of any size; `exporting.load_exported` builds the same callable from an
+exported file. Both share the host side here (`HostStylizer`: `prepare` pads
+photos for the network, `finish` crops, resizes back, post-processes and
+quantises), so they give the same pixels. The steps and their order are those
+of `StylizeOptions`.
+
+Only jax and numpy are imported at module level: exported stylizers use this
+module without flax, orbax or ml_collections, which `load_stylizer` imports
+when called.
+"""
+
+import dataclasses
+import functools
+import numbers
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from shopstyle_jax import images as image_lib
+from shopstyle_jax.options import StylizeOptions
+from shopstyle_jax.options import resolve as resolve_options
+
+__all__ = ('HostStylizer', 'Prepared', 'StylizeOptions', 'Stylizer', 'find_checkpoint', 'finish',
+           'load_stylizer', 'prepare', 'stylize_fn')
+
+
+@functools.partial(jax.jit, static_argnames=('generator',))
+def stylize_fn(generator: Any, variables: Any, images: jax.Array) -> jax.Array:
+  """Photos -> styled images, deterministic (dropout off, noise input zero).
+
+  Args:
+    generator: the generator, a flax module (static: one compile per module and shape).
+    variables: its flax variables ({'params': ..., 'batch_stats': ...}).
+    images: float32 [N, H, W, 3] in [-1, 1]; H and W multiples of `generator.factor`.
+  Returns:
+    float32 [N, H, W, 3] in [-1, 1].
+  """
+  return generator.apply(variables, images, train=False).astype(jnp.float32)
+
+
+# --- The host side: padding, cropping, post-processing ------------------------------
+
+
+def padding(height: int, width: int, factor: int) -> tuple[tuple[int, int], tuple[int, int]]:
+  """Reflection padding that brings H and W to multiples of `factor`, split
+  evenly between the two sides (the extra pixel, if any, after)."""
+  def split(n):
+    total = -n % factor
+    return total // 2, total - total // 2
+  return split(height), split(width)
+
+
+def pad_to_multiple(images: np.ndarray, factor: int) -> tuple[np.ndarray, tuple]:
+  """Pads a [N, H, W, C] batch by reflection; returns it and the padding used."""
+  (top, bottom), (left, right) = pad = padding(images.shape[1], images.shape[2], factor)
+  if top or bottom or left or right:
+    # NumPy's 'reflect' repeats the reflection when the pad exceeds the image.
+    images = np.pad(images, ((0, 0), (top, bottom), (left, right), (0, 0)), mode='reflect')
+  return images, pad
+
+
+def crop(images: np.ndarray, pad: tuple) -> np.ndarray:
+  """Undoes `pad_to_multiple`'s padding on [N, H, W, C]."""
+  (top, bottom), (left, right) = pad
+  return images[:, top:images.shape[1] - bottom, left:images.shape[2] - right]
+
+
+def adjust(image, brightness: float = 0.0, contrast: float = 1.0):
+  """The reference method's post-processing on [-1, 1] images: contrast scales
+  around mid-grey (0), brightness adds; works on NumPy and JAX arrays."""
+  if brightness == 0.0 and contrast == 1.0:
+    return image
+  return image * contrast + brightness
+
+
+def fit_max_side(height: int, width: int, max_side: Optional[int]) -> tuple[int, int]:
+  """(H, W) scaled down so that the longer side is at most `max_side`, aspect kept."""
+  if max_side is None or max(height, width) <= max_side:
+    return height, width
+  scale = max_side / max(height, width)
+  return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """Photos ready for a generator, and how to turn its output back into them.
+
+  Attributes:
+    batch: float32 [N, Hp, Wp, 3] in [-1, 1]; Hp, Wp multiples of the factor.
+    pad: the reflection padding `crop` removes.
+    size: (H, W) of the photos as given (restored after a `max_side` resize).
+    single: whether one [H, W, C] image was given rather than a batch.
+  """
+  batch: np.ndarray
+  pad: tuple
+  size: tuple[int, int]
+  single: bool
+
+
+def prepare(images: np.ndarray, factor: int,
+            options: Optional[StylizeOptions] = None) -> Prepared:
+  """Any photo or batch (see `images.to_rgb_uint8`) -> a padded [-1, 1] batch for
+  the network: steps 1-3 of `StylizeOptions`."""
+  options = resolve_options(options)
+  rgb = image_lib.to_rgb_uint8(images)
+  single = rgb.ndim == 3
+  batch = image_lib.uint8_to_model(rgb[None] if single else rgb)
+  size = batch.shape[1:3]
+  batch = image_lib.resize(batch, *fit_max_side(*size, options.max_side))
+  padded, pad = pad_to_multiple(batch, factor)
+  return Prepared(padded, pad, size, single)
+
+
+def finish(outputs: np.ndarray, prepared: Prepared,
+           options: Optional[StylizeOptions] = None) -> np.ndarray:
+  """The network's [-1, 1] output for `prepared` -> uint8 photos of the sizes given:
+  steps 5-7 of `StylizeOptions` (crop, resize back, brightness/contrast, quantise)."""
+  options = resolve_options(options)
+  out = image_lib.resize(crop(np.asarray(outputs, np.float32), prepared.pad), *prepared.size)
+  out = image_lib.model_to_uint8(adjust(out, options.brightness, options.contrast))
+  return out[0] if prepared.single else out
+
+
+class HostStylizer:
+  """The host side shared by every stylizer (a checkpoint's, an exported one's):
+  any photo in, uint8 out. Subclasses set `factor` and implement `run`."""
+
+  factor: int
+
+  def run(self, batch: np.ndarray) -> np.ndarray:
+    """float32 [N, H, W, 3] in [-1, 1], H and W multiples of `factor` -> same."""
+    raise NotImplementedError
+
+  def __call__(self, images: np.ndarray, options: Optional[StylizeOptions] = None,
+               **overrides: Any) -> np.ndarray:
+    """uint8 [H,W,3] or [N,H,W,3] (also gray [H,W]/[H,W,1], RGBA, uint16, float
+    [0,1]) -> uint8 of the same leading shape with 3 channels.
+
+    Args:
+      images: the photo or batch.
+      options: a `StylizeOptions` (the steps and their order); default the defaults.
+      **overrides: any of its fields (`brightness`, `contrast`, `max_side`) as
+        keywords, replacing those of `options`: `stylizer(photo, brightness=0.1)`.
+    """
+    options = resolve_options(options, **overrides)
+    prepared = prepare(images, self.factor, options)
+    return finish(self.run(prepared.batch), prepared, options)
+
+
+# --- A checkpoint's stylizer ---------------------------------------------------------
+
+
+class Stylizer(HostStylizer):
+  """A trained generator as a callable on uint8 photos of any size.
+
+  `stylizer(images, options=None, **overrides)`: see `HostStylizer.__call__`.
+  `generator`, `variables` (on device), `step` and `config` (the run's) are
+  attributes.
+  """
+
+  def __init__(self, generator: Any, variables: Any, step: Optional[int] = None,
+               config: Any = None):
+    self.generator = generator
+    self.variables = jax.device_put(variables)
+    self.step = step
+    self.config = config
+
+  @property
+  def factor(self) -> int:
+    return self.generator.factor
+
+  def run(self, batch: np.ndarray) -> np.ndarray:
+    return np.asarray(stylize_fn(self.generator, self.variables, jnp.asarray(batch)))
+
+
+def checkpoint_step(step: Any) -> Optional[int]:
+  """`step` as a checkpoint step: an integer, a string of digits ('4') or None."""
+  if step is None:
+    return None
+  if isinstance(step, numbers.Integral) and not isinstance(step, bool):
+    return int(step)
+  if isinstance(step, str) and step.strip().isdigit():
+    return int(step.strip())
+  raise TypeError(f'step={step!r} must be a checkpoint step (an integer) or None.')
+
+
+def find_checkpoint(workdir: str, step: Any = None) -> int:
+  """The step `load_stylizer(workdir, step)` would restore, loading nothing: a
+  command line's early check. Raises as `load_stylizer` does for a folder that
+  is no workdir or a missing step."""
+  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax import checkpoints
+  from shopstyle_jax import workdir as workdir_lib
+  # pylint: enable=g-import-not-at-top
+  step = checkpoint_step(step)
+  workdir_lib.read_config(workdir)
+  return checkpoints.find_step(workdir, step)
+
+
+def load_stylizer(workdir: str, step: Optional[int] = None, *,
+                  precision: Optional[str] = None) -> Stylizer:
+  """Restores a checkpoint's generator (EMA weights when the run kept them).
+
+  Args:
+    workdir: a training workdir (holds config.json and checkpoints/).
+    step: checkpoint step (an integer, or a string of digits); the latest by default.
+    precision: 'float32' or 'bfloat16' activations; default float32.
+  Raises:
+    FileNotFoundError: not a workdir, no checkpoint, or no checkpoint at `step`
+      (the message lists the steps there are).
+    ValueError: a bad `precision`, or a checkpoint that cannot be read.
+  """
+  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax import checkpoints
+  from shopstyle_jax import workdir as workdir_lib
+  from shopstyle_jax.models import generators
+  # pylint: enable=g-import-not-at-top
+  step = checkpoint_step(step)
+  if precision not in (None, 'float32', 'bfloat16'):
+    raise ValueError(f"precision={precision!r}; use 'float32' or 'bfloat16'.")
+  config = workdir_lib.load_config(workdir)
+  dtype = jnp.bfloat16 if precision == 'bfloat16' else jnp.float32
+  generator = generators.create_generator(config.model, dtype=dtype)
+  tree, step = checkpoints.restore_subtree(
+      workdir, ('g_params', 'g_batch_stats', 'ema_params'), step)
+  params = tree['ema_params'] or tree['g_params']
+  variables = {'params': params}
+  if tree['g_batch_stats']:
+    variables['batch_stats'] = tree['g_batch_stats']
+  return Stylizer(generator, variables, step, config)

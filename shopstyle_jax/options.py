@@ -1,0 +1,94 @@
+"""`StylizeOptions`: what a caller may ask of a stylizer, defined once.
+
+The Python API (`stylizer(photo, options=...)` or keyword arguments), the batch
+command line, the exported stylizer and, later, the web app take these same
+options, validated here when they are built: a bad value fails before any model
+loads. Plain Python only, so the exported stylizer (jax and numpy) and a
+command line's flag checks can import it at no cost.
+"""
+
+import dataclasses
+import math
+import numbers
+from typing import Any, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class StylizeOptions:
+  """How a photo is stylized; the defaults leave the network's output as it is.
+
+  A photo goes through these steps, in this order (later options insert their
+  step into it):
+
+    1. decode: the file is read upright (`images.read_image`), then made uint8 RGB;
+    2. resize for `max_side`: a photo whose longer side exceeds it is shrunk to it;
+    3. pad by reflection to the generator's multiple;
+    4. the network (`inference.stylize_fn`), in [-1, 1];
+    5. crop the padding off, and resize back to the photo's size after step 2;
+    6. brightness and contrast: `x * contrast + brightness` in [-1, 1];
+    7. quantise to uint8 (clipped, rounded to nearest).
+
+  Attributes:
+    brightness: added in [-1, 1] after the network (0.1 is about 13 levels
+      lighter); a finite number in [-1, 1].
+    contrast: factor around mid-grey after the network (1 = unchanged, 0 = flat
+      grey); a finite number >= 0.
+    max_side: stylize photos whose longer side exceeds this many pixels at that
+      size (faster), and return them at their own size; None (default) for no limit.
+  """
+  brightness: float = 0.0
+  contrast: float = 1.0
+  max_side: Optional[int] = None
+
+  def __post_init__(self):
+    brightness = _number('brightness', self.brightness)
+    if not -1.0 <= brightness <= 1.0:
+      raise ValueError(f'brightness={brightness} must be in [-1, 1] (it is added to images in '
+                       '[-1, 1]; 0 = unchanged).')
+    contrast = _number('contrast', self.contrast)
+    if not contrast >= 0.0:
+      raise ValueError(f'contrast={contrast} must be >= 0 (a factor around mid-grey; 1 = '
+                       'unchanged).')
+    max_side = self.max_side
+    if max_side is not None:
+      if isinstance(max_side, bool) or not isinstance(max_side, numbers.Integral):
+        raise TypeError(f'max_side={max_side!r} must be a positive integer (pixels) or None.')
+      max_side = int(max_side)
+      if max_side < 1:
+        raise ValueError(f'max_side={max_side} must be a positive integer (pixels) or None.')
+    # Plain Python values, so that equal options compare and hash equal.
+    object.__setattr__(self, 'brightness', brightness)
+    object.__setattr__(self, 'contrast', contrast)
+    object.__setattr__(self, 'max_side', max_side)
+
+  @property
+  def adjusts(self) -> bool:
+    """Whether step 6 changes anything."""
+    return self.brightness != 0.0 or self.contrast != 1.0
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(StylizeOptions))
+
+
+def resolve(options: Optional[StylizeOptions] = None, **overrides: Any) -> StylizeOptions:
+  """`options` (default: the defaults) with the fields given as keywords replaced:
+  what `stylizer(photo, options, brightness=...)` runs with."""
+  if options is None:
+    options = StylizeOptions()
+  elif not isinstance(options, StylizeOptions):
+    raise TypeError(f'options={options!r} must be a StylizeOptions.')
+  unknown = sorted(set(overrides) - set(FIELDS))
+  if unknown:
+    raise TypeError(f'Unknown stylize option(s) {", ".join(unknown)}; the options are '
+                    f'{", ".join(FIELDS)}.')
+  return dataclasses.replace(options, **overrides) if overrides else options
+
+
+def _number(name: str, value: Any) -> float:
+  """`value` as a finite float; TypeError for what is not a real number."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    raise TypeError(f'{name}={value!r} must be a number.')
+  value = float(value)
+  if not math.isfinite(value):
+    raise ValueError(f'{name}={value} must be a finite number.')
+  return value
