@@ -20,6 +20,7 @@ CONFIG_FILE = 'config.json'
 # Keys that fix the parameters' shapes: a workdir's checkpoints only fit a
 # config that agrees on all of them.
 MODEL_SHAPE_PREFIX = 'model.'
+MODEL_SHAPE_KEYS = ('method',)  # Each method keeps other networks in its state.
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                'configs', 'default.py')
 
@@ -44,11 +45,18 @@ def flatten(d: dict, prefix: str = '') -> dict:
   return out
 
 
+def _is_model_shape_key(key: str) -> bool:
+  return key.startswith(MODEL_SHAPE_PREFIX) or key in MODEL_SHAPE_KEYS
+
+
 def model_shape_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
-  """'config.key: saved -> new' for each model-shape key that differs."""
-  old = {k: v for k, v in flatten(saved).items() if k.startswith(MODEL_SHAPE_PREFIX)}
+  """'config.key: saved -> new' for each model-shape key that differs. A key added
+  since the run counts with today's default (a run from before config.method
+  was 'paired')."""
+  defaults = flatten(json.loads(default_config().to_json_best_effort()))
+  old = {k: v for k, v in {**defaults, **flatten(saved)}.items() if _is_model_shape_key(k)}
   new = {k: v for k, v in flatten(json.loads(config.to_json_best_effort())).items()
-         if k.startswith(MODEL_SHAPE_PREFIX)}
+         if _is_model_shape_key(k)}
   return [f'config.{k}: {old.get(k)!r} -> {new.get(k)!r}'
           for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 

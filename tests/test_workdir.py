@@ -1,6 +1,7 @@
 """workdir.py: config.json written, refused, read back and merged with today's defaults."""
 
 import json
+import os
 
 import pytest
 
@@ -67,3 +68,17 @@ def test_overridable_types():
   config.a = 'x'
   config.c.d = 3
   assert (config.a, config.c.d) == ('x', 3)
+
+
+def test_a_run_from_before_new_model_keys_resumes_and_the_method_is_a_shape_key():
+  fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'v0',
+                         'workdir', 'config.json')
+  with open(fixture) as f:
+    saved = json.load(f)
+  assert 'method' not in saved and 'nce_mlp_channels' not in saved['model']
+  config = workdir_lib.load_config(os.path.dirname(fixture))
+  assert config.method == 'paired'
+  assert workdir_lib.model_shape_differences(saved, config) == []
+  config.method = 'cut'
+  assert workdir_lib.model_shape_differences(saved, config) == [
+      "config.method: 'paired' -> 'cut'"]
