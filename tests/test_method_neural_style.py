@@ -5,7 +5,6 @@ terms, skipped NaN steps and its configs."""
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -83,20 +82,27 @@ def run_steps(config, state, data, devices):
   return jax.device_get(state), history
 
 
-def test_one_and_eight_devices_agree():
+def test_one_and_eight_devices_agree_with_discriminator_and_batch_norm():
   assert jax.device_count() == 8
-  config = small_config()
+  # The hardest case: every term, and batch norm (statistics over the global batch) in G and D.
+  config = small_config(adversarial_weight=0.5)
+  config.model.norm = 'batch'
   _, state = build(config)
   data = batches(config, 2)
   s1, h1 = run_steps(config, state, data, jax.devices()[:1])
   s8, h8 = run_steps(config, state, data, jax.devices())
-  assert set(h1[0]) == {'g_loss', 'g_content', 'g_style', 'g_tv', 'g_grad_norm',
-                        'learning_rate', 'finite'}
+  assert set(h1[0]) == {'d_loss', 'g_loss', 'g_adversarial', 'g_content', 'g_style', 'g_tv',
+                        'g_grad_norm', 'learning_rate', 'finite'}
   for m1, m8 in zip(h1, h8):
     for k in m1:
       assert m8[k] == pytest.approx(m1[k], rel=1e-4, abs=1e-6), k
   assert int(s1.step) == int(s8.step) == 2
-  assert_same_training(s8.g_params, s1.g_params, state.g_params)
+  for name in ('g_params', 'd_params'):
+    assert_same_training(getattr(s8, name), getattr(s1, name), getattr(state, name))
+  # Batch-norm statistics are averages, not Adam updates: relative to their scale.
+  for name in ('g_batch_stats', 'd_batch_stats'):
+    for a, b in zip(jax.tree.leaves(getattr(s8, name)), jax.tree.leaves(getattr(s1, name))):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(b))))
 
 
 def hand_terms(config, models, state, batch, params):
@@ -154,6 +160,31 @@ def test_style_targets_are_per_pair(setup):
   assert float(metrics['g_style']) == pytest.approx(float(np.mean(rows)), rel=1e-4)
 
 
+def test_discriminator_steps_first_then_generator_against_it():
+  config = small_config(adversarial_weight=0.5)
+  models, state = build(config)
+  vgg, params = vgg_setup()
+  old = jax.device_get(state)
+  batch = batches(config, 1)[0]
+  new, metrics = jax.jit(neural_style.make_step(config, models, vgg))(state, batch, params)
+  g, d = models.generator, models.discriminator
+  out = g.apply({'params': old.g_params}, batch['photo'], train=True)
+  logits = lambda p, x: d.apply({'params': p}, x, train=True)
+  # D: style images are real, outputs fake, scored with the old D.
+  d_loss = losses.discriminator_loss('vanilla', logits(old.d_params, batch['style']),
+                                     logits(old.d_params, out))
+  assert float(metrics['d_loss']) == pytest.approx(float(d_loss), rel=1e-4)
+  # G's adversarial term uses the updated D.
+  adv = losses.generator_adversarial_loss('vanilla', logits(new.d_params, out))
+  assert float(metrics['g_adversarial']) == pytest.approx(float(adv), rel=1e-4)
+  stale = losses.generator_adversarial_loss('vanilla', logits(old.d_params, out))
+  assert abs(float(stale) - float(adv)) > 1e-6
+  terms, *_ = hand_terms(config, models, old, batch, params)
+  total = 0.5 * adv + terms['content'] + 5.0 * terms['style'] + 0.1 * terms['tv']
+  assert float(metrics['g_loss']) == pytest.approx(float(total), rel=1e-4)
+  assert new.d_opt_state != {} and float(metrics['finite']) == 1.0
+
+
 def count_convs(config, vgg=None, params=None):
   models, state = build(config)
   step = neural_style.make_step(config, models, vgg)
@@ -171,6 +202,9 @@ def test_zero_weight_terms_cost_no_compute():
   # the photos' with the content term; G(x)'s forward and backward stay for either.
   assert both - content_only == 4 and both - style_only == 4
   assert without_vgg < content_only
+  # No discriminator without its weight: no D compute and no D state.
+  assert without_vgg < count_convs(small_config(content_weight=0.0, style_weight=0.0,
+                                                adversarial_weight=1.0))
   # Without content and style the step runs without any VGG: none given, none needed.
   config = small_config(content_weight=0.0, style_weight=0.0)
   assert neural_style.vgg_layers(config) == ()
