@@ -6,7 +6,9 @@
 The style folder may hold a single image (Johnson et al. train one network per
 style image); every batch row gets a random crop of it, resized like the photos
 to `data.load_size`, so that size sets the scale of the brush strokes learnt.
-Photos come from the synthetic catalogue, or `--config.data.folder=...`.
+Photos come from the synthetic catalogue, or `--config.data.folder=...`. Without a
+style folder it learns the catalogue's sketches from its other half
+(`config.data.unpaired`), so it also runs as given, offline.
 `configs/neural_style.py:cpu` is a CPU-sized run (64x64, 400 steps, ~15 min on 2 cores).
 
 Johnson et al.'s settings (their code's defaults, github jcjohnson/fast-neural-style),
@@ -59,11 +61,13 @@ def get_config(variant: str = 'full'):
   lc.style_layer_weights = (1.0, 1.0, 1.0, 1.0)
   lc.tv_weight = 500.0  # TV's values are ~0.1-0.3, content's ~1e2-1e3: see above.
   lc.vgg_weights = 'imagenet'
-  # Paired-only terms (photo vs target), unused by this method. config_lib.validate
-  # still asks for one paired weight > 0, so the default mse_weight stays; zero it
-  # once validate checks weights per method.
+  # Paired-only terms (photo vs target): no pairs here.
+  lc.mse_weight = 0.0
   lc.l1_weight = 0.0
   lc.perceptual_weight = 0.0
+  # As given, style images come from the catalogue's other half (its sketches), so
+  # the config runs offline; --config.data.style_folder=... wins over this.
+  config.data.unpaired = True
 
   config.optimizer.learning_rate = 1e-3
   config.optimizer.b1 = 0.9

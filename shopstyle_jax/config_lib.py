@@ -4,6 +4,7 @@ Every error names the key, the value and what is allowed, so a typo costs
 seconds, not a compile.
 """
 
+import os
 from typing import Optional
 
 import ml_collections
@@ -51,10 +52,6 @@ def _check_unpaired_data(data: ml_collections.ConfigDict) -> None:
   """The unpaired-data keys: one source of style images, an existing folder."""
   if not data.style_folder:
     return
-  if data.unpaired:
-    raise ValueError('config.data.style_folder and config.data.unpaired=True are exclusive: '
-                     'style images come from the style folder, or (unpaired=True) from the '
-                     "dataset's other half; set one.")
   path = os.path.realpath(os.path.expanduser(data.style_folder))
   if not os.path.isdir(path):
     what = 'is not a directory' if os.path.exists(path) else 'does not exist'

@@ -65,6 +65,7 @@ def cache_dir(tmp_path_factory) -> pathlib.Path:
 def _unpaired_config(data_dir, **data):
   config = load_config('tiny')
   config.data.data_dir = data_dir
+  config.method, config.loss.mse_weight = 'cut', 0.0  # A method that learns without pairs.
   config.data.unpaired = True
   for key, value in data.items():
     setattr(config.data, key, value)
@@ -309,11 +310,10 @@ def test_exact_resume(data_dir, style_folder, cache_dir, mode):
 def test_config_checks(data_dir, style_folder, tmp_path):
   config = _style_config(data_dir, style_folder, tmp_path)
   config_lib.validate(config)
-  config.data.unpaired = True
-  with pytest.raises(ValueError, match='style_folder and config.data.unpaired=True are exclusive'):
-    config_lib.validate(config)
-  with pytest.raises(ValueError, match='exclusive'):
-    pipeline.prepare(config)
+  sizes = {k: len(v) for k, v in pipeline.unpaired_sources(config).items()}
+  config.data.unpaired = True  # The style folder wins: all photos, the folder's styles.
+  config_lib.validate(config)
+  assert {k: len(v) for k, v in pipeline.unpaired_sources(config).items()} == sizes
   config.data.unpaired = False
   config.data.style_folder = str(tmp_path / 'nowhere')
   with pytest.raises(ValueError, match=r"config.data.style_folder='.*nowhere' does not exist"):

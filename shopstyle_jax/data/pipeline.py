@@ -94,11 +94,9 @@ def _style_folder_spec(config: ml_collections.ConfigDict
 
 def is_unpaired(config: ml_collections.ConfigDict) -> bool:
   """Whether train batches are {'photo', 'style'} (unpaired methods) rather
-  than {'photo', 'target'} pairs."""
-  if config.data.style_folder and config.data.unpaired:
-    raise ValueError('config.data.style_folder and config.data.unpaired=True '
-                     'are exclusive: style images come from the style folder '
-                     "or from the dataset's other half; set one.")
+  than {'photo', 'target'} pairs. A style folder wins over `data.unpaired`, so
+  the unpaired configs (offline on the catalogue's halves by default) take
+  `--config.data.style_folder=...` as it is."""
   return bool(config.data.style_folder or config.data.unpaired)
 
 
@@ -126,7 +124,6 @@ def prepare(config: ml_collections.ConfigDict) -> None:
   others wait on a file lock (`build_lock`), then reuse its copy. Fails fast,
   before any download: an unknown style, a missing or empty folder.
   """
-  is_unpaired(config)  # Refuses a style folder with data.unpaired.
   if config.data.style_folder:
     folder_lib.prepare(_style_folder_spec(config))
   if config.data.folder:
@@ -224,7 +221,8 @@ def unpaired_sources(config: ml_collections.ConfigDict
   random access to {'photo': uint8} or {'style': uint8} images.
 
   With `config.data.style_folder`: every train photo of the usual source, and
-  every style image. With `config.data.unpaired`: the train split's even
+  every style image (`config.data.unpaired` is then ignored). Otherwise, with
+  `config.data.unpaired`: the train split's even
   indices give the photos and its odd indices the style images (their
   targets), so no photo's own target is ever seen.
   """
