@@ -26,7 +26,6 @@ from shopstyle_jax import evaluation
 from shopstyle_jax import parallel
 from shopstyle_jax import runtime
 from shopstyle_jax import state as state_lib
-from shopstyle_jax import stylize
 from shopstyle_jax import train_step as train_step_lib
 from shopstyle_jax.data import pipeline
 from shopstyle_jax.models import discriminators
@@ -98,34 +97,6 @@ class _StopRequest:
   @staticmethod
   def exit_code(signum: int) -> int:
     return 130 if signum == signal.SIGINT else 0
-
-
-def _eval_fn(generator):
-  """Eval over a sharded batch: sums of the scores over valid rows."""
-  def fn(variables, batch):
-    out = stylize.stylize_fn(generator, variables, batch['photo'])
-    scores = evaluation.scores(batch['photo'], batch['target'], out)
-    valid = batch['valid'].astype(jnp.float32)
-    sums = {k: jnp.sum(v * valid) for k, v in scores.items()}
-    sums['count'] = jnp.sum(valid)
-    return sums, out
-  return jax.jit(fn)
-
-
-def evaluate(config, eval_fn, variables, eval_batches, mesh) -> tuple[dict, np.ndarray]:
-  """Mean PSNR/SSIM (and baselines) over the eval set, and an image grid."""
-  totals, grid = {}, None
-  for i, local in enumerate(eval_batches):
-    batch = parallel.global_batch(local, mesh)
-    sums, out = eval_fn(variables, batch)
-    for k, v in jax.device_get(sums).items():
-      totals[k] = totals.get(k, 0.0) + float(v)
-    if i == 0:
-      photo, target, out = multihost_utils.process_allgather(
-          (batch['photo'], batch['target'], out), tiled=True)
-      grid = evaluation.image_grid(photo, target, out, rows=config.eval.grid_rows)
-  count = max(totals.pop('count', 0.0), 1.0)
-  return {k: v / count for k, v in totals.items()}, grid
 
 
 def _checksum(tree) -> float:
@@ -217,14 +188,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
 
   step_fn = parallel.jit_data_parallel(
       train_step_lib.make_train_step(config, generator, discriminator, vgg), mesh)
-  eval_fn = _eval_fn(generator)
 
   def run_eval(step, state):
     t0 = time.time()
-    scores, grid = evaluate(config, eval_fn, state.generator_variables(), eval_batches, mesh)
+    measured = evaluation.evaluate(generator, state.generator_variables(), eval_batches, mesh,
+                                   grid_rows=config.eval.grid_rows)
+    scores = measured.scores
     writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
-    if grid is not None:
-      writer.write_images(step, {'eval/input_target_output': grid[None]})
+    if measured.grid is not None:
+      writer.write_images(step, {'eval/input_target_output': measured.grid[None]})
     if is_main:
       logging.info('Eval at step %d (%.1fs): psnr %.2f ssim %.4f (identity %.2f/%.4f, blank '
                    '%.2f/%.4f)', step, time.time() - t0, scores['psnr'], scores['ssim'],
