@@ -30,6 +30,7 @@ from shopstyle_jax import train_step as train_step_lib
 from shopstyle_jax.data import pipeline
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
+from shopstyle_jax.models import layers
 
 # What a fine-tuning run (config.init_from) takes from another run.
 _TRANSFERRED = ('g_params', 'g_batch_stats', 'd_params', 'd_batch_stats')
@@ -37,10 +38,6 @@ _TRANSFERRED = ('g_params', 'g_batch_stats', 'd_params', 'd_batch_stats')
 
 class NonFiniteError(RuntimeError):
   """Training produced NaN/Inf for too many consecutive steps."""
-
-
-def _dtype(config) -> Any:
-  return jnp.bfloat16 if config.precision == 'bfloat16' else jnp.float32
 
 
 def _perceptual_setup(config, writer) -> tuple[Any, Any, Optional[str]]:
@@ -53,7 +50,8 @@ def _perceptual_setup(config, writer) -> tuple[Any, Any, Optional[str]]:
       config.loss.vgg_weights, config.loss.vgg_layers, seed=config.seed)
   logging.info('Perceptual loss VGG19 weights: %s', description)
   writer.write_texts(0, {'vgg19_weights': description})
-  vgg = vgg_lib.VGG19(layers=tuple(config.loss.vgg_layers), dtype=_dtype(config))
+  vgg = vgg_lib.VGG19(layers=tuple(config.loss.vgg_layers),
+                      dtype=layers.precision_dtype(config.precision))
   return vgg, params, description
 
 
@@ -141,7 +139,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   is_main = jax.process_index() == 0
   mesh = parallel.create_mesh()
 
-  dtype = _dtype(config)
+  dtype = layers.precision_dtype(config.precision)
   generator = generators.create_generator(config.model, dtype=dtype)
   discriminator = discriminators.create_discriminator(config.model, dtype=dtype)
   replicated = parallel.replicated(mesh)
