@@ -41,13 +41,20 @@ class TrainState:
 
   def generator_variables(self, use_ema: bool = True) -> dict:
     """The variables `stylize_fn` needs: EMA weights when there are any."""
-    params = self.ema_params if (use_ema and self.ema_params) else self.g_params
-    return variables(params, self.g_batch_stats)
+    return generator_variables(self.g_params, self.g_batch_stats,
+                               self.ema_params if use_ema else None)
 
 
 def variables(params: Params, batch_stats: Params) -> dict:
   """A flax variables dict; 'batch_stats' only when the model has any."""
   return {'params': params, 'batch_stats': batch_stats} if batch_stats else {'params': params}
+
+
+def generator_variables(g_params: Params, g_batch_stats: Params, ema_params: Params = None
+                        ) -> dict:
+  """The generator's variables for inference (eval, stylizers, export): the EMA
+  weights when the run kept them (`ema_params` not empty), else `g_params`."""
+  return variables(ema_params or g_params, g_batch_stats)
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
