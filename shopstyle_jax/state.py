@@ -22,6 +22,13 @@ def prng_key(seed: int) -> jax.Array:
   return jax.random.key(seed, impl=PRNG_IMPL)
 
 
+# Fields of earlier TrainState layouts: checkpoints that hold them still restore
+# (`checkpoints.restore(..., retired=RETIRED_FIELDS)` reads and drops them).
+# nonfinite_count (until issue 13): consecutive non-finite steps, never read;
+# the training loop keeps that count.
+RETIRED_FIELDS = ('nonfinite_count',)
+
+
 @flax.struct.dataclass
 class TrainState:
   """Everything that changes during training; the models themselves are static.
@@ -37,7 +44,6 @@ class TrainState:
   d_batch_stats: Params
   d_opt_state: optax.OptState
   ema_params: Params
-  nonfinite_count: jax.Array  # Consecutive steps skipped for NaN/Inf.
 
   def generator_variables(self, use_ema: bool = True) -> dict:
     """The variables `stylize_fn` needs: EMA weights when there are any."""
@@ -92,5 +98,4 @@ def create_train_state(config: ml_collections.ConfigDict, generator: nn.Module,
       d_batch_stats=d_vars.get('batch_stats', {}),
       d_opt_state=tx.init(d_params),
       ema_params=jax.tree.map(jnp.copy, g_params) if config.ema_decay > 0 else {},
-      nonfinite_count=jnp.zeros((), jnp.int32),
   )

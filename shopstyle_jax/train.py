@@ -169,7 +169,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
   manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
   if manager.latest_step() is not None:
-    state, data_state, step = checkpoints.restore(manager, abstract_state)
+    state, data_state, step = checkpoints.restore(manager, abstract_state,
+                                                  retired=state_lib.RETIRED_FIELDS)
     if data_state is not None:
       train_iter.set_state(data_state)
     logging.info('Resumed from the checkpoint at step %d (g_params checksum %.6e).', step,
