@@ -97,11 +97,6 @@ class _StopRequest:
     return 130 if signum == signal.SIGINT else 0
 
 
-def _checksum(tree) -> float:
-  """A fingerprint of parameters, logged on resume so that tests can check it."""
-  return float(sum(jnp.sum(jnp.abs(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
-
-
 def _init_from(config, state: state_lib.TrainState) -> state_lib.TrainState:
   """Replaces both networks' weights with another run's (fine-tuning)."""
   source, step = checkpoints.resolve(config.init_from)
@@ -173,8 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
                                                   retired=state_lib.RETIRED_FIELDS)
     if data_state is not None:
       train_iter.set_state(data_state)
-    logging.info('Resumed from the checkpoint at step %d (g_params checksum %.6e).', step,
-                 _checksum(state.g_params))
+    logging.info('Resumed from the checkpoint at step %d.', step)
   else:
     state = init(state_lib.prng_key(config.seed))
     if config.init_from:
