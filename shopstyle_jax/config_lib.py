@@ -20,6 +20,8 @@ PRECISIONS = layers.PRECISIONS
 # Keys that fix the parameters' shapes: a workdir's checkpoints only fit a
 # config that agrees on all of them.
 MODEL_SHAPE_PREFIX = 'model.'
+# Keys that pick what a run trains on: a resumed run that changes them switches data.
+DATA_SOURCE_KEYS = ('data.name', 'data.folder', 'data.style')
 
 
 def generator_factor(config: ml_collections.ConfigDict) -> int:
@@ -136,6 +138,21 @@ def model_shape_differences(saved: dict, config: ml_collections.ConfigDict) -> l
          if k.startswith(MODEL_SHAPE_PREFIX)}
   return [f'config.{k}: {old.get(k)!r} -> {new.get(k)!r}'
           for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def data_source_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+  """'key: saved -> new' for each of DATA_SOURCE_KEYS that differs (folders
+  compared as real paths)."""
+  old = flatten(saved)
+  new = flatten(json.loads(config.to_json_best_effort()))
+
+  def same(key, a, b):
+    if key == 'data.folder' and a and b:
+      a, b = (os.path.realpath(os.path.expanduser(x)) for x in (a, b))
+    return a == b
+
+  return [f'config.{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in DATA_SOURCE_KEYS
+          if not same(k, old.get(k), new.get(k))]
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str, extra: dict) -> None:

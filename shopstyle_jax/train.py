@@ -6,6 +6,7 @@ own: numbers come from train_step.py, evaluation.py and the models.
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -126,6 +127,15 @@ def _init_from(config, state: state_lib.TrainState) -> state_lib.TrainState:
   return state
 
 
+def _saved_config(workdir: str) -> Optional[dict]:
+  """The config.json an earlier run wrote into `workdir`, if any."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
   """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the state."""
   config_lib.validate(config, num_devices=jax.device_count())
@@ -152,7 +162,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   writer = (metric_writers.create_default_writer(workdir) if is_main
             else metric_writers.MultiWriter([]))
   vgg, vgg_params, vgg_description = _perceptual_setup(config, writer)
+  saved_config = None
   if is_main:
+    saved_config = _saved_config(workdir)  # Before it is rewritten: what the run was.
     config_lib.write_config(config, workdir, {'run': {
         'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
         'devices': jax.device_count(), 'processes': jax.process_count(),
@@ -169,6 +181,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     if data_state is not None:
       train_iter.set_state(data_state)
     logging.info('Resumed from the checkpoint at step %d.', step)
+    changed = config_lib.data_source_differences(saved_config, config) if saved_config else []
+    if changed:
+      logging.warning('Resuming the run in %s on other data than it trained on so far (%s): '
+                      'from step %d it trains on the new data.', workdir, '; '.join(changed),
+                      step)
   else:
     state = init(state_lib.prng_key(config.seed))
     if config.init_from:
@@ -201,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
       every_steps=config.log_every_steps) if is_main else lambda step: None)
   stop = _StopRequest()
   history, nonfinite, pending = [], 0, None
-  step, last_log = start_step, time.time()
+  step, last_log, last_saved = start_step, time.time(), None
 
   def consume():
     """Handles the finished step's metrics (fetched one step late, so the
@@ -252,6 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
           logging.warning('Not checkpointing step %d: it was skipped as non-finite.', step)
         else:
           checkpoints.save(manager, step, state, train_iter.get_state())
+          last_saved = step
       if stopping:
         break
     consume()
@@ -260,8 +278,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     writer.flush()
   logging.info('Process %d of %d finished at step %d.', jax.process_index(),
                jax.process_count(), step)
+  if step > start_step and last_saved != step:
+    # The last steps were non-finite (fewer in a row than config.max_nonfinite_steps).
+    saved = checkpoints.available_steps(workdir)
+    kept = f'the latest checkpoint is step {saved[-1]}' if saved else 'there is no checkpoint'
+    if last_saved is None:
+      raise NonFiniteError(
+          f'Training ended at step {step} without saving any step of this run (steps '
+          f'{start_step + 1} to {step}): every step it would have checkpointed was '
+          f'non-finite, the last {nonfinite} in a row (config.max_nonfinite_steps='
+          f'{config.max_nonfinite_steps}); {kept}. Lower config.optimizer.learning_rate, use '
+          'config.precision=float32 or check the data.')
+    logging.warning('Training ended at step %d, but the last %d step(s) were non-finite and '
+                    'skipped: %s.', step, nonfinite, kept)
   if stop.signum is not None:
-    logging.warning('Stopped at step %d by %s; checkpoint saved.', step,
-                    signal.Signals(stop.signum).name)
+    logging.warning('Stopped at step %d by %s; %s.', step, signal.Signals(stop.signum).name,
+                    'checkpoint saved' if last_saved == step else 'no checkpoint at this step')
     raise SystemExit(stop.exit_code(stop.signum))
   return state

@@ -1,6 +1,7 @@
 """Failure behaviour with real processes: signals, kill -9, NaNs, bad settings."""
 
 import json
+import logging
 import os
 import random
 import re
@@ -11,8 +12,10 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import LONG, ROOT, run_main, wait_for
 from shopstyle_jax import checkpoints
@@ -119,6 +122,61 @@ def test_nonfinite_training_stops_without_checkpointing_bad_state(tmp_path, data
   for key in ('g_params', 'd_params'):
     tree, _ = checkpoints.restore_subtree(workdir, (key,), 2)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(tree))
+
+
+def test_a_run_that_saves_no_finite_step_fails_and_says_so(tmp_path, tiny_config, caplog,
+                                                          monkeypatch):
+  """Fewer non-finite steps in a row than max_nonfinite_steps, but at every checkpoint."""
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  make_train_step = train.train_step_lib.make_train_step
+
+  def poisoned(*args, **kwargs):
+    """The real step, on NaN targets from the second step (state.step 1) on."""
+    step = make_train_step(*args, **kwargs)
+
+    def fn(state, batch, vgg_params=None):
+      target = jnp.where(state.step >= 1, jnp.nan, batch['target'])
+      return step(state, {**batch, 'target': target}, vgg_params)
+    return fn
+
+  monkeypatch.setattr(train.train_step_lib, 'make_train_step', poisoned)
+  workdir = str(tmp_path / 'w')
+  config = tiny_config
+  config.num_train_steps, config.checkpoint_every_steps = 3, 1
+  config.eval_every_steps = 1000
+  with caplog.at_level(logging.WARNING):
+    train.train_and_evaluate(config, workdir)
+  assert checkpoints.available_steps(workdir) == [1]
+  assert ('Training ended at step 3, but the last 2 step(s) were non-finite and skipped: the '
+          'latest checkpoint is step 1.') in caplog.text
+  # Resumed from step 1, no step of the run is finite: an error, not a silent exit 0.
+  config.num_train_steps = 4
+  with pytest.raises(train.NonFiniteError, match=(
+      r'Training ended at step 4 without saving any step of this run \(steps 2 to 4\): every '
+      r'step it would have checkpointed was non-finite, the last 3 in a row '
+      r'\(config.max_nonfinite_steps=10\); the latest checkpoint is step 1.')):
+    train.train_and_evaluate(config, workdir)
+  assert checkpoints.available_steps(workdir) == [1]
+
+
+def test_resuming_on_other_data_warns(tmp_path, tiny_config, caplog):
+  """(tests/test_main.py checks that a resume on the same data does not warn.)"""
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  workdir, photos = str(tmp_path / 'w'), tmp_path / 'photos'
+  photos.mkdir()
+  rs = np.random.RandomState(0)
+  for i in range(4):
+    Image.fromarray(rs.randint(0, 256, (40, 48, 3), np.uint8)).save(photos / f'{i}.jpg')
+  config = tiny_config
+  config.num_train_steps, config.eval_every_steps = 1, 1000
+  train.train_and_evaluate(config, workdir)
+  config.num_train_steps = 2
+  config.data.folder, config.data.cache_dir = str(photos), str(tmp_path / 'cache')
+  with caplog.at_level(logging.WARNING):
+    train.train_and_evaluate(config, workdir)
+  assert (f"Resuming the run in {workdir} on other data than it trained on so far "
+          f"(config.data.folder: None -> '{photos}'): from step 1 it trains on the new "
+          'data.') in caplog.text
 
 
 def test_unusable_workdir_is_refused(tmp_path, data_dir):
