@@ -18,7 +18,12 @@ DATA_AXIS = 'data'
 
 
 def create_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
-  """A 1-D mesh over `devices` (default: all devices of all processes)."""
+  """A 1-D mesh over `devices` (default: all devices of all processes).
+
+  Training uses every device; evaluation and inference pass this process's own
+  (e.g. `jax.local_devices()`), with `batch_sharded(mesh)` for the images and
+  `replicated(mesh)` for the weights.
+  """
   devices = jax.devices() if devices is None else list(devices)
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
