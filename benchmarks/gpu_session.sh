@@ -1,14 +1,9 @@
 #!/usr/bin/env bash
 # One prepared GPU benchmark session (JAX and the PyTorch reference on the same
-# GPU). Expects a Python with jax[cuda], flax, optax and torch; ml_collections may
-# be installed from wheels in .whl/ (machines without it). Results go to $OUT
-# (default ./bench_out).
+# GPU). Expects a Python with jax[cuda], flax, optax, ml_collections and torch.
+# Results go to $OUT (default ./bench_out).
 set -uo pipefail
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import jax, flax, torch; print('jax', jax.__version__, 'flax', flax.__version__, 'torch', torch.__version__, jax.devices())" | tee -a "$OUT/gpu.txt"

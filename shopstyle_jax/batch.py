@@ -26,10 +26,10 @@ from typing import Callable, Iterable, Optional, Sequence, TextIO
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
+from shopstyle_jax import parallel
 from shopstyle_jax.options import StylizeOptions
 
 
@@ -225,9 +225,9 @@ class DeviceRunner:
                devices: Optional[Sequence[jax.Device]] = None):
     self.devices = list(devices or default_devices())
     self.generator = stylizer.generator
-    mesh = Mesh(np.asarray(self.devices), ('batch',))
-    self.batch_sharding = NamedSharding(mesh, P('batch'))
-    self.variables = jax.device_put(stylizer.variables, NamedSharding(mesh, P()))
+    mesh = parallel.create_mesh(self.devices)
+    self.batch_sharding = parallel.batch_sharded(mesh)
+    self.variables = jax.device_put(stylizer.variables, parallel.replicated(mesh))
 
   def __call__(self, batch: np.ndarray) -> jax.Array:
     """Starts the network on [N, H, W, 3], N a multiple of the device count; async."""

@@ -18,7 +18,6 @@ from typing import Any, Optional
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 
@@ -30,6 +29,7 @@ from shopstyle_jax import train_step as train_step_lib
 from shopstyle_jax.inference import stylize_fn
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
+from shopstyle_jax.models import layers
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
@@ -87,7 +87,7 @@ def _median_seconds(fn, n: int) -> tuple[float, list[float]]:
 def run(config, steps: int, warmup: int, stylize_batch_size: Optional[int] = None,
         stylize_steps: Optional[int] = None) -> dict[str, Any]:
   """Benchmarks the train step and the stylizer of `config`; returns the record."""
-  dtype = jnp.bfloat16 if config.precision == 'bfloat16' else jnp.float32
+  dtype = layers.precision_dtype(config.precision)
   mesh = parallel.create_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   generator = generators.create_generator(config.model, dtype=dtype)
@@ -95,9 +95,10 @@ def run(config, steps: int, warmup: int, stylize_batch_size: Optional[int] = Non
   vgg = vgg_params = None
   if config.loss.perceptual_weight:
     from shopstyle_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
-    layers = tuple(config.loss.vgg_layers)
-    vgg = vgg_lib.VGG19(layers=layers, dtype=dtype)  # Random weights: same cost.
-    vgg_params = jax.device_put(vgg_lib.init_random_params(layers), parallel.replicated(mesh))
+    vgg_layers = tuple(config.loss.vgg_layers)
+    vgg = vgg_lib.VGG19(layers=vgg_layers, dtype=dtype)  # Random weights: same cost.
+    vgg_params = jax.device_put(vgg_lib.init_random_params(vgg_layers),
+                                parallel.replicated(mesh))
   state = jax.jit(lambda k: state_lib.create_train_state(config, generator, discriminator, k),
                   out_shardings=parallel.replicated(mesh))(state_lib.prng_key(config.seed))
   step = parallel.jit_data_parallel(

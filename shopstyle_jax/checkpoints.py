@@ -8,10 +8,11 @@ that a resume would pick.
 """
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import jax
 import numpy as np
@@ -62,22 +63,39 @@ def close(manager: ocp.CheckpointManager) -> None:
 
 
 def restore(manager: ocp.CheckpointManager, abstract_state: Any,
-            step: Optional[int] = None) -> tuple[Any, Optional[dict], int]:
+            step: Optional[int] = None, retired: Sequence[str] = ()
+            ) -> tuple[Any, Optional[dict], int]:
   """Restores (state, data_state, step); latest step by default.
 
-  `abstract_state` (jax.ShapeDtypeStruct leaves with shardings) gives the
-  tree structure and where each array goes, so every process restores its
-  shards of a multi-host checkpoint.
+  `abstract_state` (a dataclass of jax.ShapeDtypeStruct leaves with
+  shardings) gives the tree structure and where each array goes, so every
+  process restores its shards of a multi-host checkpoint. `retired` names
+  fields that older layouts of the state had: a checkpoint holding them is
+  restored in its own layout, then they are dropped.
   """
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f'No checkpoint in {manager.directory}.')
-  items = {'state': ocp.args.StandardRestore(abstract_state)}
+  target, old = abstract_state, []
+  if retired:
+    saved = _tree_metadata(os.path.join(str(manager.directory), str(step), 'state'))
+    old = [k for k in retired if k in saved]
+  if old:
+    target = {f.name: getattr(abstract_state, f.name)
+              for f in dataclasses.fields(abstract_state)}
+    for key in old:  # Read as host arrays, then dropped.
+      target[key] = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), saved[key])
+  items = {'state': ocp.args.StandardRestore(target)}
   has_data = 'data' in _item_names(manager, step)
   if has_data:
     items['data'] = ocp.args.JsonRestore()
   restored = manager.restore(step, args=ocp.args.Composite(**items))
-  return restored['state'], (restored['data'] if has_data else None), step
+  state = restored['state']
+  if old:
+    state = type(abstract_state)(**{k: v for k, v in state.items() if k not in old})
+    logging.info('Checkpoint %d has an older layout; migrated (dropped %s).', step,
+                 ', '.join(old))
+  return state, (restored['data'] if has_data else None), step
 
 
 def _item_names(manager: ocp.CheckpointManager, step: int) -> set:
@@ -106,6 +124,12 @@ def _without_step_metadata_warning():
     yield
   finally:
     logger.removeFilter(flt)
+
+
+def _tree_metadata(path: str) -> dict:
+  """The saved tree's metadata (shapes, dtypes) of one step's `state` folder."""
+  with _without_step_metadata_warning():
+    return ocp.PyTreeCheckpointer().metadata(path).item_metadata.tree
 
 
 def available_steps(workdir: str) -> list[int]:
@@ -179,8 +203,7 @@ def restore_subtree(workdir: str, keys: tuple[str, ...], step: Optional[int] = N
   path = os.path.join(checkpoint_dir(workdir), str(step), 'state')
   checkpointer = ocp.PyTreeCheckpointer()
   try:
-    with _without_step_metadata_warning():
-      metadata = checkpointer.metadata(path).item_metadata.tree
+    metadata = _tree_metadata(path)
     missing = [k for k in keys if k not in metadata]
     if missing:
       raise ValueError(f'it has no {missing}, only {sorted(metadata)}')

@@ -10,16 +10,17 @@ from typing import Optional
 import ml_collections
 
 from shopstyle_jax import losses
+from shopstyle_jax import parallel
 from shopstyle_jax import styles
 from shopstyle_jax.models import layers
 from shopstyle_jax.models import generators
 
-PRECISIONS = ('float32', 'bfloat16')
+PRECISIONS = layers.PRECISIONS
 
 
 def generator_factor(config: ml_collections.ConfigDict) -> int:
-  """Input sizes must be multiples of this."""
-  return 2 ** config.model.depth if config.model.generator == 'unet' else 4
+  """Input sizes must be multiples of this: the generator's own `factor`."""
+  return generators.create_generator(config.model).factor
 
 
 def _choice(key: str, value, allowed) -> None:
@@ -185,8 +186,5 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
         f'{m.generator} generator downsamples by {factor}); e.g. '
         f'{max(factor, config.image_size // factor * factor)}.')
   if num_devices is not None:
-    for key in ('batch_size', 'eval.batch_size'):
-      value = config.batch_size if key == 'batch_size' else config.eval.batch_size
-      if value % num_devices:
-        raise ValueError(f'config.{key}={value} is not divisible by the number of devices '
-                         f'({num_devices}); use a multiple of {num_devices}.')
+    parallel.check_batch_size(config.batch_size, num_devices, 'config.batch_size')
+    parallel.check_batch_size(config.eval.batch_size, num_devices, 'config.eval.batch_size')

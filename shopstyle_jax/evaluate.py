@@ -12,7 +12,6 @@ photo itself, and a blank white page) and writes it as JSON; `--grid` writes
 photo | target | output rows as one PNG.
 """
 
-import functools
 import json
 import logging
 import os
@@ -22,7 +21,6 @@ import time
 from typing import Any, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -32,17 +30,8 @@ from shopstyle_jax import parallel
 from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.data import pipeline
 
-METRICS = ('psnr', 'ssim', 'identity_psnr', 'identity_ssim', 'blank_psnr', 'blank_ssim')
+METRICS = evaluation.METRICS
 _ALL = 2**31 - 1
-
-
-@functools.partial(jax.jit, static_argnames=('generator',))
-def _batch_scores(generator, variables, photo, target, valid):
-  """Sums of the per-image scores over the valid rows, their count, and the outputs."""
-  out = inference.stylize_fn(generator, variables, photo)
-  weights = valid.astype(jnp.float32)
-  sums = {k: jnp.sum(v * weights) for k, v in evaluation.scores(photo, target, out).items()}
-  return sums, jnp.sum(weights), out
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
@@ -71,36 +60,21 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   config.eval.num_examples = num_examples or _ALL
   # Whole batches per device; the pipeline marks the padding rows invalid.
   config.eval.batch_size = -(-config.eval.batch_size // len(devices)) * len(devices)
-  mesh = parallel.create_mesh(devices)
-  variables = jax.device_put(stylizer.variables, parallel.replicated(mesh))
 
   start = time.time()
   pipeline.prepare(config)
-  batches = pipeline.create_eval_batches(config, 0, 1)
-  totals, count, shown = {k: 0.0 for k in METRICS}, 0.0, []
-  for local in batches:
-    batch = parallel.global_batch(local, mesh)
-    sums, n, out = _batch_scores(stylizer.generator, variables, batch['photo'],
-                                 batch['target'], batch['valid'])
-    for k, v in jax.device_get(sums).items():
-      totals[k] += float(v)
-    count += float(n)
-    if sum(len(s[0]) for s in shown) < grid_rows:
-      valid = local['valid']
-      shown.append((local['photo'][valid], local['target'][valid], np.asarray(out)[valid]))
-  if not count:
+  measured = evaluation.evaluate(stylizer.generator, stylizer.variables,
+                                 pipeline.create_eval_batches(config, 0, 1),
+                                 parallel.create_mesh(devices), grid_rows=grid_rows)
+  if not measured.num_examples:
     raise ValueError(f'The test split of {_dataset(config)} is empty.')
-  results = {k: v / count for k, v in totals.items()}
+  results = dict(measured.scores)
   results.update(
-      num_examples=int(count), step=stylizer.step, workdir=os.path.abspath(workdir),
+      num_examples=measured.num_examples, step=stylizer.step, workdir=os.path.abspath(workdir),
       dataset=_dataset(config), style=config.data.style, split='test',
       image_size=config.image_size, precision=precision,
       seconds=round(time.time() - start, 2))
-  grid = None
-  if grid_rows and shown:
-    photo, target, out = (np.concatenate(c) for c in zip(*shown))
-    grid = evaluation.image_grid(photo, target, out, rows=grid_rows)
-  return results, grid
+  return results, measured.grid
 
 
 def _dataset(config: ml_collections.ConfigDict) -> str:

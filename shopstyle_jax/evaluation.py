@@ -1,11 +1,24 @@
-"""Image-quality metrics (PSNR, SSIM via dm_pix) and image grids."""
+"""Image-quality scores (PSNR, SSIM via dm_pix, two baselines), image grids and
+the one eval loop that training and `python -m shopstyle_jax.evaluate` share."""
+
+import dataclasses
+import functools
+from typing import Any, Iterable, Optional
 
 import dm_pix
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 
 from shopstyle_jax import images as image_lib
+from shopstyle_jax import parallel
+from shopstyle_jax import stylize
+
+# The mean scores `evaluate` returns, in the order tables show them.
+METRICS = ('psnr', 'ssim', 'identity_psnr', 'identity_ssim', 'blank_psnr', 'blank_ssim')
 
 
 def to_unit(images: jax.Array) -> jax.Array:
@@ -40,3 +53,65 @@ def image_grid(*columns: np.ndarray, rows: int, gap: int = 2) -> np.ndarray:
     for i in range(rows):
       grid[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = col[i]
   return grid
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """What `evaluate` measured: mean `METRICS` over the valid examples, their
+  count, and photo | target | output rows of the first valid examples (or None)."""
+  scores: dict[str, float]
+  num_examples: int
+  grid: Optional[np.ndarray]
+
+
+@functools.partial(jax.jit, static_argnames=('generator',))
+def _score_batch(generator: nn.Module, variables: Any, batch: dict[str, jax.Array]
+                 ) -> tuple[dict[str, jax.Array], jax.Array]:
+  """Sums of the per-image scores over the batch's valid rows, 'count' (their
+  number), and the generator's outputs."""
+  out = stylize.stylize_fn(generator, variables, batch['photo'])
+  valid = batch['valid'].astype(jnp.float32)
+  sums = {k: jnp.sum(v * valid) for k, v in scores(batch['photo'], batch['target'], out).items()}
+  sums['count'] = jnp.sum(valid)
+  return sums, out
+
+
+def evaluate(generator: nn.Module, variables: Any, batches: Iterable[dict[str, np.ndarray]],
+             mesh: Mesh, *, grid_rows: int = 0) -> Evaluation:
+  """Scores `generator` (deterministic, as `stylize_fn`) on eval batches.
+
+  Args:
+    generator: the generator module.
+    variables: its flax variables (EMA weights, if any, already chosen); placed
+      replicated on `mesh` here unless they are already.
+    batches: this process's share of each global eval batch ({'photo',
+      'target': [-1, 1] float32, 'valid': bool}, as `pipeline.create_eval_batches`
+      gives), sharded over `mesh` on the leading axis.
+    mesh: a `parallel.create_mesh` mesh; every process of it must call this.
+    grid_rows: rows of the photo | target | output grid, taken from the first
+      valid examples of all processes; 0 for none.
+  Returns:
+    The means over the valid rows, their number and the grid (None when
+    `grid_rows` is 0 or no row was valid). Identical on every process.
+  """
+  variables = jax.device_put(variables, parallel.replicated(mesh))
+  totals, count, shown, num_shown = dict.fromkeys(METRICS, 0.0), 0.0, [], 0
+  for local in batches:
+    batch = parallel.global_batch(local, mesh)
+    sums, out = _score_batch(generator, variables, batch)
+    sums = jax.device_get(sums)
+    count += float(sums.pop('count'))
+    for k, v in sums.items():
+      totals[k] += float(v)
+    if num_shown < grid_rows:  # The same on every process: all take part in the gather.
+      photo, target, out, valid = multihost_utils.process_allgather(
+          (batch['photo'], batch['target'], out, batch['valid']), tiled=True)
+      valid = np.asarray(valid, bool)
+      shown.append((photo[valid], target[valid], out[valid]))
+      num_shown += int(valid.sum())
+  grid = None
+  if num_shown:
+    photo, target, out = (np.concatenate(c) for c in zip(*shown))
+    grid = image_grid(photo, target, out, rows=grid_rows)
+  means = {k: v / max(count, 1.0) for k, v in totals.items()}
+  return Evaluation(means, int(count), grid)

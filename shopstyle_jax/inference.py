@@ -217,19 +217,17 @@ def load_stylizer(workdir: str, step: Optional[int] = None, *,
   """
   # pylint: disable=g-import-not-at-top
   from shopstyle_jax import checkpoints
+  from shopstyle_jax import state as state_lib
   from shopstyle_jax import workdir as workdir_lib
   from shopstyle_jax.models import generators
+  from shopstyle_jax.models import layers
   # pylint: enable=g-import-not-at-top
   step = checkpoint_step(step)
-  if precision not in (None, 'float32', 'bfloat16'):
-    raise ValueError(f"precision={precision!r}; use 'float32' or 'bfloat16'.")
+  dtype = layers.precision_dtype(precision)
   config = workdir_lib.load_config(workdir)
-  dtype = jnp.bfloat16 if precision == 'bfloat16' else jnp.float32
   generator = generators.create_generator(config.model, dtype=dtype)
   tree, step = checkpoints.restore_subtree(
       workdir, ('g_params', 'g_batch_stats', 'ema_params'), step)
-  params = tree['ema_params'] or tree['g_params']
-  variables = {'params': params}
-  if tree['g_batch_stats']:
-    variables['batch_stats'] = tree['g_batch_stats']
+  variables = state_lib.generator_variables(tree['g_params'], tree['g_batch_stats'],
+                                           tree['ema_params'])
   return Stylizer(generator, variables, step, config)

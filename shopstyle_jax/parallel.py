@@ -18,7 +18,12 @@ DATA_AXIS = 'data'
 
 
 def create_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
-  """A 1-D mesh over `devices` (default: all devices of all processes)."""
+  """A 1-D mesh over `devices` (default: all devices of all processes).
+
+  Training uses every device; evaluation and inference pass this process's own
+  (e.g. `jax.local_devices()`), with `batch_sharded(mesh)` for the images and
+  `replicated(mesh)` for the weights.
+  """
   devices = jax.devices() if devices is None else list(devices)
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
@@ -31,13 +36,16 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def check_batch_size(batch_size: int, mesh: Mesh, key: str = 'config.batch_size') -> None:
-  """The global batch must split evenly over the devices."""
-  n = mesh.devices.size
+def check_batch_size(batch_size: int, devices: int | Mesh, key: str = 'config.batch_size'
+                     ) -> None:
+  """The global batch must split evenly over the devices (a count, or a mesh's)."""
+  n = devices.devices.size if isinstance(devices, Mesh) else devices
   if batch_size % n:
+    processes = jax.process_count()
     raise ValueError(
-        f'{key}={batch_size} is not divisible by the number of devices ({n}, over '
-        f'{jax.process_count()} process(es)); use a multiple of {n}.')
+        f'{key}={batch_size} is not divisible by the number of devices ({n}); use a multiple '
+        f'of {n}.' + (f' (The devices of all {processes} processes count.)'
+                      if processes > 1 else ''))
 
 
 def global_batch(local_batch: Any, mesh: Mesh) -> Any:

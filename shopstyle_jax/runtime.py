@@ -6,13 +6,18 @@ import os
 import jax
 
 
+def cache_root() -> str:
+  """The package's cache folder (not created): `$SHOPSTYLE_JAX_CACHE_DIR`, else
+  `$XDG_CACHE_HOME/shopstyle_jax`, else `~/.cache/shopstyle_jax`."""
+  if os.environ.get('SHOPSTYLE_JAX_CACHE_DIR'):
+    return os.path.expanduser(os.environ['SHOPSTYLE_JAX_CACHE_DIR'])
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join('~', '.cache')
+  return os.path.join(os.path.expanduser(base), 'shopstyle_jax')
+
+
 def cache_dir(*parts: str) -> str:
-  """`$SHOPSTYLE_JAX_CACHE_DIR`, else `$XDG_CACHE_HOME/shopstyle_jax`, else
-  `~/.cache/shopstyle_jax`; joined with `parts` and created."""
-  root = os.environ.get('SHOPSTYLE_JAX_CACHE_DIR') or os.path.join(
-      os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'),
-      'shopstyle_jax')
-  path = os.path.join(root, *parts)
+  """`cache_root()` joined with `parts`, created."""
+  path = os.path.join(cache_root(), *parts)
   os.makedirs(path, exist_ok=True)
   return path
 

@@ -22,6 +22,13 @@ def prng_key(seed: int) -> jax.Array:
   return jax.random.key(seed, impl=PRNG_IMPL)
 
 
+# Fields of earlier TrainState layouts: checkpoints that hold them still restore
+# (`checkpoints.restore(..., retired=RETIRED_FIELDS)` reads and drops them).
+# nonfinite_count (until issue 13): consecutive non-finite steps, never read;
+# the training loop keeps that count.
+RETIRED_FIELDS = ('nonfinite_count',)
+
+
 @flax.struct.dataclass
 class TrainState:
   """Everything that changes during training; the models themselves are static.
@@ -37,17 +44,23 @@ class TrainState:
   d_batch_stats: Params
   d_opt_state: optax.OptState
   ema_params: Params
-  nonfinite_count: jax.Array  # Consecutive steps skipped for NaN/Inf.
 
   def generator_variables(self, use_ema: bool = True) -> dict:
     """The variables `stylize_fn` needs: EMA weights when there are any."""
-    params = self.ema_params if (use_ema and self.ema_params) else self.g_params
-    return variables(params, self.g_batch_stats)
+    return generator_variables(self.g_params, self.g_batch_stats,
+                               self.ema_params if use_ema else None)
 
 
 def variables(params: Params, batch_stats: Params) -> dict:
   """A flax variables dict; 'batch_stats' only when the model has any."""
   return {'params': params, 'batch_stats': batch_stats} if batch_stats else {'params': params}
+
+
+def generator_variables(g_params: Params, g_batch_stats: Params, ema_params: Params = None
+                        ) -> dict:
+  """The generator's variables for inference (eval, stylizers, export): the EMA
+  weights when the run kept them (`ema_params` not empty), else `g_params`."""
+  return variables(ema_params or g_params, g_batch_stats)
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -85,5 +98,4 @@ def create_train_state(config: ml_collections.ConfigDict, generator: nn.Module,
       d_batch_stats=d_vars.get('batch_stats', {}),
       d_opt_state=tx.init(d_params),
       ema_params=jax.tree.map(jnp.copy, g_params) if config.ema_decay > 0 else {},
-      nonfinite_count=jnp.zeros((), jnp.int32),
   )

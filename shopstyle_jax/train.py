@@ -6,6 +6,7 @@ own: numbers come from train_step.py, evaluation.py and the models.
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -32,6 +33,7 @@ from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.data import pipeline
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
+from shopstyle_jax.models import layers
 
 # What a fine-tuning run (config.init_from) takes from another run.
 _TRANSFERRED = ('g_params', 'g_batch_stats', 'd_params', 'd_batch_stats')
@@ -39,10 +41,6 @@ _TRANSFERRED = ('g_params', 'g_batch_stats', 'd_params', 'd_batch_stats')
 
 class NonFiniteError(RuntimeError):
   """Training produced NaN/Inf for too many consecutive steps."""
-
-
-def _dtype(config) -> Any:
-  return jnp.bfloat16 if config.precision == 'bfloat16' else jnp.float32
 
 
 def _perceptual_setup(config, writer) -> tuple[Any, Any, Optional[str]]:
@@ -55,7 +53,8 @@ def _perceptual_setup(config, writer) -> tuple[Any, Any, Optional[str]]:
       config.loss.vgg_weights, config.loss.vgg_layers, seed=config.seed)
   logging.info('Perceptual loss VGG19 weights: %s', description)
   writer.write_texts(0, {'vgg19_weights': description})
-  vgg = vgg_lib.VGG19(layers=tuple(config.loss.vgg_layers), dtype=_dtype(config))
+  vgg = vgg_lib.VGG19(layers=tuple(config.loss.vgg_layers),
+                      dtype=layers.precision_dtype(config.precision))
   return vgg, params, description
 
 
@@ -101,39 +100,6 @@ class _StopRequest:
     return 130 if signum == signal.SIGINT else 0
 
 
-def _eval_fn(generator):
-  """Eval over a sharded batch: sums of the scores over valid rows."""
-  def fn(variables, batch):
-    out = inference.stylize_fn(generator, variables, batch['photo'])
-    scores = evaluation.scores(batch['photo'], batch['target'], out)
-    valid = batch['valid'].astype(jnp.float32)
-    sums = {k: jnp.sum(v * valid) for k, v in scores.items()}
-    sums['count'] = jnp.sum(valid)
-    return sums, out
-  return jax.jit(fn)
-
-
-def evaluate(config, eval_fn, variables, eval_batches, mesh) -> tuple[dict, np.ndarray]:
-  """Mean PSNR/SSIM (and baselines) over the eval set, and an image grid."""
-  totals, grid = {}, None
-  for i, local in enumerate(eval_batches):
-    batch = parallel.global_batch(local, mesh)
-    sums, out = eval_fn(variables, batch)
-    for k, v in jax.device_get(sums).items():
-      totals[k] = totals.get(k, 0.0) + float(v)
-    if i == 0:
-      photo, target, out = multihost_utils.process_allgather(
-          (batch['photo'], batch['target'], out), tiled=True)
-      grid = evaluation.image_grid(photo, target, out, rows=config.eval.grid_rows)
-  count = max(totals.pop('count', 0.0), 1.0)
-  return {k: v / count for k, v in totals.items()}, grid
-
-
-def _checksum(tree) -> float:
-  """A fingerprint of parameters, logged on resume so that tests can check it."""
-  return float(sum(jnp.sum(jnp.abs(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
-
-
 def _init_from(config, state: state_lib.TrainState) -> state_lib.TrainState:
   """Replaces both networks' weights with another run's (fine-tuning)."""
   source, step = checkpoints.resolve(config.init_from)
@@ -163,6 +129,15 @@ def _init_from(config, state: state_lib.TrainState) -> state_lib.TrainState:
   return state
 
 
+def _saved_config(workdir: str) -> Optional[dict]:
+  """The config.json an earlier run wrote into `workdir`, if any."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
   """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the state."""
   config_lib.validate(config, num_devices=jax.device_count())
@@ -171,7 +146,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   is_main = jax.process_index() == 0
   mesh = parallel.create_mesh()
 
-  dtype = _dtype(config)
+  dtype = layers.precision_dtype(config.precision)
   generator = generators.create_generator(config.model, dtype=dtype)
   discriminator = discriminators.create_discriminator(config.model, dtype=dtype)
   replicated = parallel.replicated(mesh)
@@ -189,7 +164,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   writer = (metric_writers.create_default_writer(workdir) if is_main
             else metric_writers.MultiWriter([]))
   vgg, vgg_params, vgg_description = _perceptual_setup(config, writer)
+  saved_config = None
   if is_main:
+    saved_config = _saved_config(workdir)  # Before it is rewritten: what the run was.
     workdir_lib.write_config(config, workdir, {'run': {
         'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
         'devices': jax.device_count(), 'processes': jax.process_count(),
@@ -201,11 +178,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
   manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
   if manager.latest_step() is not None:
-    state, data_state, step = checkpoints.restore(manager, abstract_state)
+    state, data_state, step = checkpoints.restore(manager, abstract_state,
+                                                  retired=state_lib.RETIRED_FIELDS)
     if data_state is not None:
       train_iter.set_state(data_state)
-    logging.info('Resumed from the checkpoint at step %d (g_params checksum %.6e).', step,
-                 _checksum(state.g_params))
+    logging.info('Resumed from the checkpoint at step %d.', step)
+    changed = workdir_lib.data_source_differences(saved_config, config) if saved_config else []
+    if changed:
+      logging.warning('Resuming the run in %s on other data than it trained on so far (%s): '
+                      'from step %d it trains on the new data.', workdir, '; '.join(changed),
+                      step)
   else:
     state = init(state_lib.prng_key(config.seed))
     if config.init_from:
@@ -218,14 +200,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
 
   step_fn = parallel.jit_data_parallel(
       train_step_lib.make_train_step(config, generator, discriminator, vgg), mesh)
-  eval_fn = _eval_fn(generator)
 
   def run_eval(step, state):
     t0 = time.time()
-    scores, grid = evaluate(config, eval_fn, state.generator_variables(), eval_batches, mesh)
+    measured = evaluation.evaluate(generator, state.generator_variables(), eval_batches, mesh,
+                                   grid_rows=config.eval.grid_rows)
+    scores = measured.scores
     writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
-    if grid is not None:
-      writer.write_images(step, {'eval/input_target_output': grid[None]})
+    if measured.grid is not None:
+      writer.write_images(step, {'eval/input_target_output': measured.grid[None]})
     if is_main:
       logging.info('Eval at step %d (%.1fs): psnr %.2f ssim %.4f (identity %.2f/%.4f, blank '
                    '%.2f/%.4f)', step, time.time() - t0, scores['psnr'], scores['ssim'],
@@ -237,7 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
       every_steps=config.log_every_steps) if is_main else lambda step: None)
   stop = _StopRequest()
   history, nonfinite, pending = [], 0, None
-  step, last_log = start_step, time.time()
+  step, last_log, last_saved = start_step, time.time(), None
 
   def consume():
     """Handles the finished step's metrics (fetched one step late, so the
@@ -288,6 +271,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
           logging.warning('Not checkpointing step %d: it was skipped as non-finite.', step)
         else:
           checkpoints.save(manager, step, state, train_iter.get_state())
+          last_saved = step
       if stopping:
         break
     consume()
@@ -296,8 +280,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     writer.flush()
   logging.info('Process %d of %d finished at step %d.', jax.process_index(),
                jax.process_count(), step)
+  if step > start_step and last_saved != step:
+    # The last steps were non-finite (fewer in a row than config.max_nonfinite_steps).
+    saved = checkpoints.available_steps(workdir)
+    kept = f'the latest checkpoint is step {saved[-1]}' if saved else 'there is no checkpoint'
+    if last_saved is None:
+      raise NonFiniteError(
+          f'Training ended at step {step} without saving any step of this run (steps '
+          f'{start_step + 1} to {step}): every step it would have checkpointed was '
+          f'non-finite, the last {nonfinite} in a row (config.max_nonfinite_steps='
+          f'{config.max_nonfinite_steps}); {kept}. Lower config.optimizer.learning_rate, use '
+          'config.precision=float32 or check the data.')
+    logging.warning('Training ended at step %d, but the last %d step(s) were non-finite and '
+                    'skipped: %s.', step, nonfinite, kept)
   if stop.signum is not None:
-    logging.warning('Stopped at step %d by %s; checkpoint saved.', step,
-                    signal.Signals(stop.signum).name)
+    logging.warning('Stopped at step %d by %s; %s.', step, signal.Signals(stop.signum).name,
+                    'checkpoint saved' if last_saved == step else 'no checkpoint at this step')
     raise SystemExit(stop.exit_code(stop.signum))
   return state

@@ -4,7 +4,8 @@ A step is pix2pix's `optimize_parameters`: one generator forward, a
 discriminator update on (photo, target) vs (photo, G(photo)), then a generator
 update against the updated discriminator that reuses the same forward pass
 (`jax.vjp`), so no network runs twice. If any loss term or gradient is NaN/Inf
-the step's D and G updates are both skipped and `nonfinite_count` counts it.
+the step's D and G updates are both skipped (only `step` advances) and the
+`finite` metric is 0: the loop counts such steps.
 """
 
 from typing import Any, Callable, Optional
@@ -100,9 +101,8 @@ def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
     updated = state.replace(
         step=state.step + 1, g_params=g_params, g_batch_stats=g_stats,
         g_opt_state=g_opt_state, d_params=d_params, d_batch_stats=d_stats,
-        d_opt_state=d_opt_state, ema_params=ema_params, nonfinite_count=jnp.zeros_like(
-            state.nonfinite_count))
-    skipped = state.replace(step=state.step + 1, nonfinite_count=state.nonfinite_count + 1)
+        d_opt_state=d_opt_state, ema_params=ema_params)
+    skipped = state.replace(step=state.step + 1)
     new_state = jax.tree.map(lambda u, s: jnp.where(finite, u, s), updated, skipped)
 
     metrics = {

@@ -29,6 +29,7 @@ import h5py
 import jax.numpy as jnp
 import numpy as np
 
+from shopstyle_jax import runtime
 from shopstyle_jax.models import vgg
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,8 @@ _FETCH_ERRORS = (OSError, ValueError, http.client.HTTPException)
 
 
 def default_cache_dir() -> pathlib.Path:
-  """$SHOPSTYLE_JAX_CACHE_DIR, else $XDG_CACHE_HOME/shopstyle_jax, else ~/.cache/shopstyle_jax."""
-  if os.environ.get('SHOPSTYLE_JAX_CACHE_DIR'):
-    return pathlib.Path(os.environ['SHOPSTYLE_JAX_CACHE_DIR']).expanduser()
-  base = os.environ.get('XDG_CACHE_HOME') or os.path.join('~', '.cache')
-  return pathlib.Path(base).expanduser() / 'shopstyle_jax'
+  """Where the weights are cached by default: `runtime.cache_root()`."""
+  return pathlib.Path(runtime.cache_root())
 
 
 def md5sum(path: PathLike) -> str:

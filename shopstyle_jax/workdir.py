@@ -21,6 +21,9 @@ CONFIG_FILE = 'config.json'
 # config that agrees on all of them.
 MODEL_SHAPE_PREFIX = 'model.'
 MODEL_SHAPE_KEYS = ('method',)  # Each method keeps other networks in its state.
+# Keys that pick what a run trains on: a resumed run that changes them switches data.
+DATA_SOURCE_KEYS = ('data.name', 'data.folder', 'data.style', 'data.style_folder',
+                    'data.unpaired')
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                'configs', 'default.py')
 
@@ -59,6 +62,21 @@ def model_shape_differences(saved: dict, config: ml_collections.ConfigDict) -> l
          if _is_model_shape_key(k)}
   return [f'config.{k}: {old.get(k)!r} -> {new.get(k)!r}'
           for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def data_source_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+  """'key: saved -> new' for each of DATA_SOURCE_KEYS that differs (folders
+  compared as real paths)."""
+  old = flatten(saved)
+  new = flatten(json.loads(config.to_json_best_effort()))
+
+  def same(key, a, b):
+    if key in ('data.folder', 'data.style_folder') and a and b:
+      a, b = (os.path.realpath(os.path.expanduser(x)) for x in (a, b))
+    return a == b
+
+  return [f'config.{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in DATA_SOURCE_KEYS
+          if not same(k, old.get(k), new.get(k))]
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str, extra: dict) -> None:

@@ -63,6 +63,7 @@ def test_run_writes_config_checkpoints_and_events(run_4_then_8):
 def test_rerun_resumes_at_the_saved_step(run_4_then_8):
   workdir, _, second = run_4_then_8
   assert 'Resumed from the checkpoint at step 4' in second.stderr
+  assert 'other data' not in second.stderr  # Same data: no warning.
   assert 'Training from step 4 to 8' in second.stderr
   # keep_checkpoints=3, every 2 steps: 4, 6, 8 remain.
   assert checkpoints.available_steps(workdir) == [4, 6, 8]

@@ -8,10 +8,8 @@ data, paired with each style of `shopstyle_jax.styles` applied to that photo.
 Importing this module registers the builder with TFDS.
 """
 
-import concurrent.futures
 import dataclasses
 import functools
-import os
 from typing import Iterator
 
 import numpy as np
@@ -20,6 +18,7 @@ import tensorflow_datasets as tfds
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import styles
 from shopstyle_jax.data import synthetic
+from shopstyle_jax.data import threads
 
 # The renderer, under the names this module has always had.
 CATEGORIES = synthetic.CATEGORIES
@@ -92,16 +91,7 @@ class SyntheticCatalog(tfds.core.GeneratorBasedBuilder):
             'test': self._generate_examples('test', cfg.num_test)}
 
   def _generate_examples(self, split: str, num: int) -> Iterator:
-    # Threads, not processes: worker processes would have to be spawned (the
-    # caller may hold TF/JAX threads, unsafe to fork), which re-imports the
-    # caller's __main__ and breaks unguarded scripts. NumPy and OpenCV release
-    # the GIL for most of the rendering. Each example depends only on
-    # (split, index), so the output is the same as a serial build's.
-    size = self.builder_config.image_size
-    workers = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
-               else os.cpu_count() or 1)
-    render = functools.partial(_encoded_example, split, size=size)
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-      for begin in range(0, num, 64):  # Chunks bound the memory held.
-        indices = range(begin, min(num, begin + 64))
-        yield from zip(indices, pool.map(render, indices))
+    # One thread per core. Each example depends only on (split, index), so the
+    # output is the same as a serial build's.
+    render = functools.partial(_encoded_example, split, size=self.builder_config.image_size)
+    yield from threads.map_in_chunks(render, range(num))

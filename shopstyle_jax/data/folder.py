@@ -31,7 +31,6 @@ a complete one is all that is ever reused. Files are assigned to the test split
 by a stable hash of their names.
 """
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -51,6 +50,7 @@ from shopstyle_jax import images as image_lib
 from shopstyle_jax import runtime
 from shopstyle_jax import styles
 from shopstyle_jax.data import build_lock
+from shopstyle_jax.data import threads
 
 SIDE_BY_SIDE = ('photo_right', 'photo_left')
 # Bump when the conversion's output changes, so that old caches are not used.
@@ -318,8 +318,6 @@ def _write(path: str, spec: FolderSpec, folder: str, layout: str,
   writer = array_record_module.ArrayRecordWriter(
       os.path.join(path, _RECORDS), 'group_size:1')
   names, skipped = [], list(unpaired)
-  workers = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
-             else os.cpu_count() or 1)
   start = last_log = time.time()
 
   def convert(item):
@@ -328,19 +326,16 @@ def _write(path: str, spec: FolderSpec, folder: str, layout: str,
     except BadImage as e:
       return None, str(e)
 
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    for begin in range(0, len(items), 64):  # Chunks bound the memory held.
-      chunk = items[begin:begin + 64]
-      for item, (record, error) in zip(chunk, pool.map(convert, chunk)):
-        if record is None:
-          skipped.append((item.name, error))
-        else:
-          writer.write(record)
-          names.append(item.name)
-      if time.time() - last_log > 10:
-        last_log = time.time()
-        logging.info('Converting %s: %d/%d files.', folder,
-                     begin + len(chunk), len(items))
+  converted = threads.map_in_chunks(convert, items)
+  for done, (item, (record, error)) in enumerate(converted, 1):
+    if record is None:
+      skipped.append((item.name, error))
+    else:
+      writer.write(record)
+      names.append(item.name)
+    if time.time() - last_log > 10:
+      last_log = time.time()
+      logging.info('Converting %s: %d/%d files.', folder, done, len(items))
   writer.close()
   total = len(items) + len(unpaired)
   if not names:

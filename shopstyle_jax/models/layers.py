@@ -1,7 +1,7 @@
 """Building blocks shared by the generators and the discriminator."""
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -16,6 +16,15 @@ conv_init = nn.initializers.normal(0.02)
 
 NORMS = ('instance', 'batch', 'none')
 UPSAMPLES = ('conv_transpose', 'resize_conv')
+# config.precision: the activations' dtype; parameters always stay float32.
+PRECISIONS = ('float32', 'bfloat16')
+
+
+def precision_dtype(precision: Optional[str]) -> Dtype:
+  """'float32' (or None) / 'bfloat16' -> the dtype the networks compute in."""
+  if precision not in (None, *PRECISIONS):
+    raise ValueError(f"precision={precision!r}; use 'float32' or 'bfloat16'.")
+  return jnp.bfloat16 if precision == 'bfloat16' else jnp.float32
 
 
 _NHWC = ('NHWC', 'HWIO', 'NHWC')

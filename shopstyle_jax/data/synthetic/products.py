@@ -205,9 +205,9 @@ def _t_shirt(c: canvas.Canvas, rng: np.random.Generator) -> None:
   rib = c.ellipse((0.5, top), (neck_w + 0.008, 0.06), 0, 0, 180) - neck
   c.paint(np.clip(rib, 0, 1), col * 0.95, c.flat(0, -0.3, 1), canvas.MATTE)
   # Hem stitches.
-  for y in (bottom - 0.025,):
-    hem = c.stroke([(0.5 - w + 0.02, y), (0.5 + w - 0.02, y)], 0.004)
-    c.paint(hem * mask, col * 0.6, c.flat(), canvas.MATTE)
+  y = bottom - 0.025
+  hem = c.stroke([(0.5 - w + 0.02, y), (0.5 + w - 0.02, y)], 0.004)
+  c.paint(hem * mask, col * 0.6, c.flat(), canvas.MATTE)
   if rng.random() < 0.4:  # Chest print.
     logo = c.ellipse((0.5, top + 0.22), (0.06, 0.04))
     c.paint(logo, canvas.contrasting(rng, col), normals, canvas.MATTE)
