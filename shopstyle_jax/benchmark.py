@@ -22,13 +22,12 @@ import numpy as np
 from ml_collections import config_flags
 
 from shopstyle_jax import cli
+from shopstyle_jax import methods
 from shopstyle_jax import parallel
 from shopstyle_jax import runtime
 from shopstyle_jax import state as state_lib
-from shopstyle_jax import train_step as train_step_lib
 from shopstyle_jax.inference import stylize_fn
-from shopstyle_jax.models import discriminators
-from shopstyle_jax.models import generators
+from shopstyle_jax.methods import common as method_common
 from shopstyle_jax.models import layers
 
 FLAGS = flags.FLAGS
@@ -90,25 +89,27 @@ def run(config, steps: int, warmup: int, stylize_batch_size: Optional[int] = Non
   dtype = layers.precision_dtype(config.precision)
   mesh = parallel.create_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
-  generator = generators.create_generator(config.model, dtype=dtype)
-  discriminator = discriminators.create_discriminator(config.model, dtype=dtype)
+  method = methods.get(config.method)
+  models = method.build_models(config, dtype)
+  generator = models.G
   vgg = vgg_params = None
-  if config.loss.perceptual_weight:
+  vgg_layers = method_common.vgg_layers(config)
+  if vgg_layers:
     from shopstyle_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
-    vgg_layers = tuple(config.loss.vgg_layers)
     vgg = vgg_lib.VGG19(layers=vgg_layers, dtype=dtype)  # Random weights: same cost.
     vgg_params = jax.device_put(vgg_lib.init_random_params(vgg_layers),
                                 parallel.replicated(mesh))
-  state = jax.jit(lambda k: state_lib.create_train_state(config, generator, discriminator, k),
+  state = jax.jit(lambda k: method.create_state(config, models, k),
                   out_shardings=parallel.replicated(mesh))(state_lib.prng_key(config.seed))
-  step = parallel.jit_data_parallel(
-      train_step_lib.make_train_step(config, generator, discriminator, vgg), mesh)
+  step = parallel.jit_data_parallel(method.make_step(config, models, vgg), mesh)
 
   rng = np.random.default_rng(0)
   shape = (config.batch_size, config.image_size, config.image_size, 3)
+  # Paired methods train on (photo, target), the others on (photo, style image).
+  second = 'target' if config.method == 'paired' else 'style'
   batch = parallel.global_batch({
       'photo': rng.uniform(-1, 1, shape).astype(np.float32),
-      'target': rng.uniform(-1, 1, shape).astype(np.float32)}, mesh)
+      second: rng.uniform(-1, 1, shape).astype(np.float32)}, mesh)
 
   t0 = time.perf_counter()
   lowered = step.lower(state, batch, vgg_params)
@@ -153,6 +154,7 @@ def run(config, steps: int, warmup: int, stylize_batch_size: Optional[int] = Non
       'batch_size': config.batch_size,
       'image_size': config.image_size,
       'precision': config.precision,
+      'method': config.method,
       'generator': config.model.generator,
       'perceptual_weight': config.loss.perceptual_weight,
       'train_step_seconds': step_seconds,

@@ -77,7 +77,7 @@ def _score_batch(generator: nn.Module, variables: Any, batch: dict[str, jax.Arra
 
 
 def evaluate(generator: nn.Module, variables: Any, batches: Iterable[dict[str, np.ndarray]],
-             mesh: Mesh, *, grid_rows: int = 0) -> Evaluation:
+             mesh: Mesh, *, grid_rows: int = 0, ground_truth: bool = True) -> Evaluation:
   """Scores `generator` (deterministic, as `stylize_fn`) on eval batches.
 
   Args:
@@ -90,6 +90,9 @@ def evaluate(generator: nn.Module, variables: Any, batches: Iterable[dict[str, n
     mesh: a `parallel.create_mesh` mesh; every process of it must call this.
     grid_rows: rows of the photo | target | output grid, taken from the first
       valid examples of all processes; 0 for none.
+    ground_truth: False when the batches' targets are only the photos again (a
+      photo folder learnt from style images without pairs): no scores, and the
+      grid is photo | output.
   Returns:
     The means over the valid rows, their number and the grid (None when
     `grid_rows` is 0 or no row was valid). Identical on every process.
@@ -112,6 +115,7 @@ def evaluate(generator: nn.Module, variables: Any, batches: Iterable[dict[str, n
   grid = None
   if num_shown:
     photo, target, out = (np.concatenate(c) for c in zip(*shown))
-    grid = image_grid(photo, target, out, rows=grid_rows)
-  means = {k: v / max(count, 1.0) for k, v in totals.items()}
+    columns = (photo, target, out) if ground_truth else (photo, out)
+    grid = image_grid(*columns, rows=grid_rows)
+  means = {k: v / max(count, 1.0) for k, v in totals.items()} if ground_truth else {}
   return Evaluation(means, int(count), grid)

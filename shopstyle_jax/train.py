@@ -1,7 +1,9 @@
 """The training loop: wires data, state, step, checkpoints and metrics.
 
 `train_and_evaluate(config, workdir)` is the whole job. It does no math of its
-own: numbers come from train_step.py, evaluation.py and the models.
+own: numbers come from the method's step (`methods/`), evaluation.py and the
+models. `config.method` picks the method; every method's state keeps the
+photo -> style generator where inference and eval look for it.
 """
 
 import json
@@ -27,15 +29,15 @@ from shopstyle_jax import evaluation
 from shopstyle_jax import inference
 from shopstyle_jax import parallel
 from shopstyle_jax import runtime
+from shopstyle_jax import methods
 from shopstyle_jax import state as state_lib
-from shopstyle_jax import train_step as train_step_lib
 from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.data import pipeline
-from shopstyle_jax.models import discriminators
-from shopstyle_jax.models import generators
+from shopstyle_jax.methods import common as method_common
 from shopstyle_jax.models import layers
 
-# What a fine-tuning run (config.init_from) takes from another run.
+# What a fine-tuning run (config.init_from) takes from another run, where the
+# method's state has it.
 _TRANSFERRED = ('g_params', 'g_batch_stats', 'd_params', 'd_batch_stats')
 
 
@@ -43,18 +45,19 @@ class NonFiniteError(RuntimeError):
   """Training produced NaN/Inf for too many consecutive steps."""
 
 
-def _perceptual_setup(config, writer) -> tuple[Any, Any, Optional[str]]:
-  """The frozen VGG19 and its params when the perceptual loss is on."""
-  if not config.loss.perceptual_weight:
+def _vgg_setup(config, writer) -> tuple[Any, Any, Optional[str]]:
+  """The frozen VGG19 and its params when a loss term reads VGG features
+  (perceptual, content, style), up to the deepest layer they read."""
+  vgg_layers = method_common.vgg_layers(config)
+  if not vgg_layers:
     return None, None, None
   from shopstyle_jax import weights  # pylint: disable=g-import-not-at-top
   from shopstyle_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
   params, description = weights.load_vgg19_params(
-      config.loss.vgg_weights, config.loss.vgg_layers, seed=config.seed)
-  logging.info('Perceptual loss VGG19 weights: %s', description)
+      config.loss.vgg_weights, vgg_layers, seed=config.seed)
+  logging.info('VGG19 weights for the loss terms: %s', description)
   writer.write_texts(0, {'vgg19_weights': description})
-  vgg = vgg_lib.VGG19(layers=tuple(config.loss.vgg_layers),
-                      dtype=layers.precision_dtype(config.precision))
+  vgg = vgg_lib.VGG19(layers=vgg_layers, dtype=layers.precision_dtype(config.precision))
   return vgg, params, description
 
 
@@ -100,12 +103,14 @@ class _StopRequest:
     return 130 if signum == signal.SIGINT else 0
 
 
-def _init_from(config, state: state_lib.TrainState) -> state_lib.TrainState:
-  """Replaces both networks' weights with another run's (fine-tuning)."""
+def _init_from(config, state: Any) -> Any:
+  """Replaces the generator's and discriminator's weights with another run's
+  (fine-tuning)."""
   source, step = checkpoints.resolve(config.init_from)
-  tree, step = checkpoints.restore_subtree(source, _TRANSFERRED, step)
+  keys = tuple(k for k in _TRANSFERRED if hasattr(state, k))
+  tree, step = checkpoints.restore_subtree(source, keys, step)
   mismatches = []
-  for key in _TRANSFERRED:
+  for key in keys:
     ours = jax.tree_util.tree_flatten_with_path(getattr(state, key))[0]
     theirs = dict(jax.tree_util.tree_flatten_with_path(tree[key])[0])
     for path, leaf in ours:
@@ -121,7 +126,7 @@ def _init_from(config, state: state_lib.TrainState) -> state_lib.TrainState:
         f'({len(mismatches)} differences, e.g. {"; ".join(mismatches[:3])}). Use the same '
         'config.model.* as the run you start from.')
   loaded = {k: jax.tree.map(lambda ours, v: jnp.asarray(v, ours.dtype), getattr(state, k),
-                            tree[k]) for k in _TRANSFERRED}
+                            tree[k]) for k in keys}
   state = state.replace(**loaded)
   if config.ema_decay > 0:
     state = state.replace(ema_params=loaded['g_params'])
@@ -138,7 +143,7 @@ def _saved_config(workdir: str) -> Optional[dict]:
     return json.load(f)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the state."""
   config_lib.validate(config, num_devices=jax.device_count())
   runtime.enable_compilation_cache()
@@ -146,12 +151,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   is_main = jax.process_index() == 0
   mesh = parallel.create_mesh()
 
-  dtype = layers.precision_dtype(config.precision)
-  generator = generators.create_generator(config.model, dtype=dtype)
-  discriminator = discriminators.create_discriminator(config.model, dtype=dtype)
+  method = methods.get(config.method)
+  models = method.build_models(config, layers.precision_dtype(config.precision))
+  generator = models.G
   replicated = parallel.replicated(mesh)
-  init = jax.jit(lambda rng: state_lib.create_train_state(config, generator, discriminator, rng),
-                 out_shardings=replicated)
+  init = jax.jit(lambda rng: method.create_state(config, models, rng), out_shardings=replicated)
   abstract_state = jax.eval_shape(init, state_lib.prng_key(config.seed))
   checkpoints.check_workdir(workdir, checkpoints.state_bytes(abstract_state))
 
@@ -163,7 +167,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   # Only process 0 writes events and console progress; the others write nothing.
   writer = (metric_writers.create_default_writer(workdir) if is_main
             else metric_writers.MultiWriter([]))
-  vgg, vgg_params, vgg_description = _perceptual_setup(config, writer)
+  vgg, vgg_params, vgg_description = _vgg_setup(config, writer)
   saved_config = None
   if is_main:
     saved_config = _saved_config(workdir)  # Before it is rewritten: what the run was.
@@ -198,18 +202,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   if vgg_params is not None:
     vgg_params = jax.device_put(vgg_params, replicated)
 
-  step_fn = parallel.jit_data_parallel(
-      train_step_lib.make_train_step(config, generator, discriminator, vgg), mesh)
+  step_fn = parallel.jit_data_parallel(method.make_step(config, models, vgg), mesh)
+  ground_truth = pipeline.has_ground_truth(config)
 
   def run_eval(step, state):
     t0 = time.time()
     measured = evaluation.evaluate(generator, state.generator_variables(), eval_batches, mesh,
-                                   grid_rows=config.eval.grid_rows)
+                                   grid_rows=config.eval.grid_rows, ground_truth=ground_truth)
     scores = measured.scores
-    writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
+    if scores:
+      writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
     if measured.grid is not None:
-      writer.write_images(step, {'eval/input_target_output': measured.grid[None]})
-    if is_main:
+      name = 'eval/input_target_output' if ground_truth else 'eval/input_output'
+      writer.write_images(step, {name: measured.grid[None]})
+    if not scores:
+      logging.info('Eval at step %d (%.1fs): no ground truth (photos and style images '
+                   'only); see the photo | output grid.', step, time.time() - t0)
+    elif is_main:
       logging.info('Eval at step %d (%.1fs): psnr %.2f ssim %.4f (identity %.2f/%.4f, blank '
                    '%.2f/%.4f)', step, time.time() - t0, scores['psnr'], scores['ssim'],
                    scores['identity_psnr'], scores['identity_ssim'], scores['blank_psnr'],

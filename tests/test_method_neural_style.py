@@ -109,7 +109,7 @@ def hand_terms(config, models, state, batch, params):
   """The loss terms recomputed outside the step: train-mode G, three VGG calls."""
   vgg, _ = vgg_setup()
   features = lambda x: vgg.apply({'params': params}, x)
-  out = models.generator.apply({'params': state.g_params}, batch['photo'], train=True)
+  out = models.G.apply({'params': state.g_params}, batch['photo'], train=True)
   lc = config.loss
   f_out, f_photo, f_style = features(out), features(batch['photo']), features(batch['style'])
   return {'content': losses.content_loss(f_out, f_photo, lc.content_layers),
@@ -167,7 +167,7 @@ def test_discriminator_steps_first_then_generator_against_it():
   old = jax.device_get(state)
   batch = batches(config, 1)[0]
   new, metrics = jax.jit(neural_style.make_step(config, models, vgg))(state, batch, params)
-  g, d = models.generator, models.discriminator
+  g, d = models.G, models.D
   out = g.apply({'params': old.g_params}, batch['photo'], train=True)
   logits = lambda p, x: d.apply({'params': p}, x, train=True)
   # D: style images are real, outputs fake, scored with the old D.
@@ -245,4 +245,4 @@ def test_configs_validate(variant):
   config_lib.validate(config)
   assert config.method == 'neural_style'
   assert neural_style.vgg_layers(config) == ('relu1_2', 'relu2_2', 'relu3_4', 'relu4_4')
-  assert neural_style.build_models(config).discriminator is None
+  assert neural_style.build_models(config).D is None

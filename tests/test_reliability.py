@@ -128,7 +128,8 @@ def test_a_run_that_saves_no_finite_step_fails_and_says_so(tmp_path, tiny_config
                                                           monkeypatch):
   """Fewer non-finite steps in a row than max_nonfinite_steps, but at every checkpoint."""
   from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
-  make_train_step = train.train_step_lib.make_train_step
+  from shopstyle_jax.methods import paired  # pylint: disable=g-import-not-at-top
+  make_train_step = paired.make_train_step
 
   def poisoned(*args, **kwargs):
     """The real step, on NaN targets from the second step (state.step 1) on."""
@@ -139,7 +140,7 @@ def test_a_run_that_saves_no_finite_step_fails_and_says_so(tmp_path, tiny_config
       return step(state, {**batch, 'target': target}, vgg_params)
     return fn
 
-  monkeypatch.setattr(train.train_step_lib, 'make_train_step', poisoned)
+  monkeypatch.setattr(paired, 'make_train_step', poisoned)
   workdir = str(tmp_path / 'w')
   config = tiny_config
   config.num_train_steps, config.checkpoint_every_steps = 3, 1

@@ -11,7 +11,7 @@ from conftest import load_config
 from shopstyle_jax import losses
 from shopstyle_jax import parallel
 from shopstyle_jax import state as state_lib
-from shopstyle_jax import train_step as train_step_lib
+from shopstyle_jax.methods import paired as train_step_lib
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
 

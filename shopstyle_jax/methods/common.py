@@ -7,7 +7,8 @@ A method is a module of `shopstyle_jax.methods` with
   make_step(config, models, vgg=None) -> step     step(state, batch, vgg_params)
                                                   -> (state, metrics)
 
-where `models` is what its `build_models(config, dtype)` returns. Every State
+where `models` is what its `build_models(config, dtype)` returns, a NamedTuple
+whose field `G` is the photo -> style generator. Every State
 keeps the photo -> style generator in `g_params`, `g_batch_stats` and
 `ema_params` (where `load_stylizer`, `export` and `evaluate` look) and has a
 `step` counter; metrics hold scalar float32 arrays, among them `finite`
@@ -76,3 +77,17 @@ def example_keys(base_rng: jax.Array, step: jax.Array, batch_size: int) -> jax.A
 
 
 StepFn = Callable[[Any, dict, Any], tuple[Any, Metrics]]
+
+
+def vgg_layers(config: Any) -> tuple[str, ...]:
+  """The VGG19 outputs a config's loss terms read, in network order: the perceptual
+  layers (perceptual_weight), the content layers (content_weight) and the style
+  layers (style_weight); () when none is on (no VGG at all)."""
+  from shopstyle_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
+  lc = config.loss
+  wanted = set()
+  for weight, key in (('perceptual_weight', 'vgg_layers'), ('content_weight', 'content_layers'),
+                      ('style_weight', 'style_layers')):
+    if lc.get(weight):
+      wanted.update(vgg_lib.check_layers(lc[key]))
+  return tuple(name for name in vgg_lib.VGG_LAYERS if name in wanted)

@@ -32,9 +32,10 @@ Batch = dict[str, jax.Array]
 
 
 class Models(NamedTuple):
-  """The networks the step trains; `discriminator` is None when adversarial_weight is 0."""
-  generator: nn.Module
-  discriminator: Optional[nn.Module]
+  """The networks the step trains: G (photo -> style) and D, None when
+  adversarial_weight is 0."""
+  G: nn.Module
+  D: Optional[nn.Module]
 
 
 @flax.struct.dataclass
@@ -85,11 +86,11 @@ def create_state(config: ml_collections.ConfigDict, models: Models, rng: jax.Arr
   g_rng, d_rng = jax.random.split(rng)
   image = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
   tx = state_lib.create_optimizer(config)
-  g_vars = models.generator.init({'params': g_rng}, image, train=False)
+  g_vars = models.G.init({'params': g_rng}, image, train=False)
   g_params = g_vars['params']
   d_params, d_batch_stats, d_opt_state = {}, {}, {}
-  if models.discriminator is not None:
-    d_vars = models.discriminator.init({'params': d_rng}, image, train=False)
+  if models.D is not None:
+    d_vars = models.D.init({'params': d_rng}, image, train=False)
     d_params, d_batch_stats = d_vars['params'], d_vars.get('batch_stats', {})
     d_opt_state = tx.init(d_params)
   return State(

@@ -1,14 +1,17 @@
-"""One training step, pure: (state, batch, vgg_params) -> (state, metrics).
+"""The paired method (the pix2pix family): G(photo) -> target, one pure step.
 
 A step is pix2pix's `optimize_parameters`: one generator forward, a
 discriminator update on (photo, target) vs (photo, G(photo)), then a generator
 update against the updated discriminator that reuses the same forward pass
-(`jax.vjp`), so no network runs twice. If any loss term or gradient is NaN/Inf
-the step's D and G updates are both skipped (only `step` advances) and the
-`finite` metric is 0: the loop counts such steps.
+(`jax.vjp`), so no network runs twice. L_G = adversarial + MSE and/or L1
+(the reconstruction L_rec) + VGG perceptual, and the content (against the
+photo), Gram style (against the target) and total-variation terms any method
+may use. If any loss term or gradient is NaN/Inf the step's D and G updates are
+both skipped (only `step` advances) and the `finite` metric is 0: the loop
+counts such steps. The state is `state.TrainState`.
 """
 
-from typing import Any, Callable, Optional
+from typing import Any, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -18,10 +21,33 @@ import optax
 
 from shopstyle_jax import losses
 from shopstyle_jax import state as state_lib
+from shopstyle_jax.methods import common
+from shopstyle_jax.models import discriminators
+from shopstyle_jax.models import generators
 
 Batch = dict[str, jax.Array]
-Metrics = dict[str, jax.Array]
-StepFn = Callable[[state_lib.TrainState, Batch, Any], tuple[state_lib.TrainState, Metrics]]
+StepFn = common.StepFn
+
+
+class Models(NamedTuple):
+  """G(photo) and the conditional PatchGAN D(photo, image)."""
+  G: nn.Module
+  D: nn.Module
+
+
+def build_models(config: ml_collections.ConfigDict, dtype: Any = jnp.float32) -> Models:
+  return Models(generators.create_generator(config.model, dtype=dtype),
+                discriminators.create_discriminator(config.model, dtype=dtype))
+
+
+def create_state(config: ml_collections.ConfigDict, models: Models,
+                 rng: jax.Array) -> state_lib.TrainState:
+  return state_lib.create_train_state(config, models.G, models.D, rng)
+
+
+def make_step(config: ml_collections.ConfigDict, models: Models,
+              vgg: Optional[nn.Module] = None) -> StepFn:
+  return make_train_step(config, models.G, models.D, vgg)
 
 
 def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
@@ -31,8 +57,9 @@ def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
   tx = state_lib.create_optimizer(config)
   lr_schedule = state_lib.learning_rate_schedule(config)
   base_rng = state_lib.prng_key(config.seed)
-  if lc.perceptual_weight and vgg is None:
-    raise ValueError('config.loss.perceptual_weight > 0 needs the VGG19 module.')
+  if common.vgg_layers(config) and vgg is None:
+    raise ValueError('config.loss.perceptual_weight, content_weight or style_weight > 0 needs '
+                     'the VGG19 module.')
 
   def d_apply(params, stats, photo, image):
     """D in training mode; returns logits and the updated batch stats."""
@@ -64,8 +91,7 @@ def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
 
     (d_loss, (d_stats, d_real, d_fake)), d_grads = jax.value_and_grad(
         d_loss_fn, has_aux=True)(state.d_params)
-    d_updates, d_opt_state = tx.update(d_grads, state.d_opt_state, state.d_params)
-    d_params = optax.apply_updates(state.d_params, d_updates)
+    d_params, d_opt_state = common.update(tx, d_grads, state.d_opt_state, state.d_params)
 
     # Generator update against the updated discriminator.
     def g_loss_fn(fake):
@@ -78,32 +104,37 @@ def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
         terms['mse'] = (lc.mse_weight, losses.mse(fake, target))
       if lc.l1_weight:
         terms['l1'] = (lc.l1_weight, losses.l1(fake, target))
+      features = lambda x: vgg.apply({'params': vgg_params}, x)
       if lc.perceptual_weight:
-        features = lambda x: vgg.apply({'params': vgg_params}, x)
         terms['perceptual'] = (lc.perceptual_weight, losses.perceptual(
             features, fake, target, lc.vgg_layers, lc.vgg_layer_weights))
+      if lc.content_weight or lc.style_weight:
+        fake_features = features(fake)
+        if lc.content_weight:
+          terms['content'] = (lc.content_weight, losses.content_loss(
+              fake_features, features(photo), lc.content_layers))
+        if lc.style_weight:
+          terms['style'] = (lc.style_weight, losses.style_loss(
+              fake_features, features(target), lc.style_layers, lc.style_layer_weights))
+      if lc.tv_weight:
+        terms['tv'] = (lc.tv_weight, losses.total_variation(fake))
       total = sum(w * value for w, value in terms.values())
       return total, ({k: v for k, (_, v) in terms.items()}, stats)
 
     (g_loss, (g_terms, d_stats)), g_fake_grad = jax.value_and_grad(
         g_loss_fn, has_aux=True)(fake)
     (g_grads,) = g_vjp(g_fake_grad)
-    g_updates, g_opt_state = tx.update(g_grads, state.g_opt_state, state.g_params)
-    g_params = optax.apply_updates(state.g_params, g_updates)
-
-    ema_params = state.ema_params
-    if config.ema_decay > 0:
-      ema_params = optax.incremental_update(g_params, state.ema_params, 1.0 - config.ema_decay)
+    g_params, g_opt_state = common.update(tx, g_grads, state.g_opt_state, state.g_params)
+    ema_params = common.ema(config.ema_decay, g_params, state.ema_params)
 
     g_grad_norm, d_grad_norm = optax.tree.norm(g_grads), optax.tree.norm(d_grads)
     watched = [d_loss, g_loss, g_grad_norm, d_grad_norm, *g_terms.values()]
-    finite = jnp.all(jnp.stack([jnp.isfinite(x) for x in watched]))
+    finite = common.all_finite(*watched)
     updated = state.replace(
         step=state.step + 1, g_params=g_params, g_batch_stats=g_stats,
         g_opt_state=g_opt_state, d_params=d_params, d_batch_stats=d_stats,
         d_opt_state=d_opt_state, ema_params=ema_params)
-    skipped = state.replace(step=state.step + 1)
-    new_state = jax.tree.map(lambda u, s: jnp.where(finite, u, s), updated, skipped)
+    new_state = common.apply_if_finite(finite, updated, state)
 
     metrics = {
         'd_loss': d_loss, 'd_real_logit': d_real, 'd_fake_logit': d_fake,
