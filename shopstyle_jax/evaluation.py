@@ -15,7 +15,7 @@ from jax.sharding import Mesh
 
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import parallel
-from shopstyle_jax import stylize
+from shopstyle_jax import inference
 
 # The mean scores `evaluate` returns, in the order tables show them.
 METRICS = ('psnr', 'ssim', 'identity_psnr', 'identity_ssim', 'blank_psnr', 'blank_ssim')
@@ -69,7 +69,7 @@ def _score_batch(generator: nn.Module, variables: Any, batch: dict[str, jax.Arra
                  ) -> tuple[dict[str, jax.Array], jax.Array]:
   """Sums of the per-image scores over the batch's valid rows, 'count' (their
   number), and the generator's outputs."""
-  out = stylize.stylize_fn(generator, variables, batch['photo'])
+  out = inference.stylize_fn(generator, variables, batch['photo'])
   valid = batch['valid'].astype(jnp.float32)
   sums = {k: jnp.sum(v * valid) for k, v in scores(batch['photo'], batch['target'], out).items()}
   sums['count'] = jnp.sum(valid)

@@ -8,7 +8,6 @@ photo -> style generator where inference and eval look for it.
 
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -134,15 +133,6 @@ def _init_from(config, state: Any) -> Any:
   return state
 
 
-def _saved_config(workdir: str) -> Optional[dict]:
-  """The config.json an earlier run wrote into `workdir`, if any."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the state."""
   config_lib.validate(config, num_devices=jax.device_count())
@@ -170,7 +160,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   vgg, vgg_params, vgg_description = _vgg_setup(config, writer)
   saved_config = None
   if is_main:
-    saved_config = _saved_config(workdir)  # Before it is rewritten: what the run was.
+    # Before it is rewritten: what the run was.
+    saved_config = (workdir_lib.read_config(workdir).to_dict()
+                    if workdir_lib.is_workdir(workdir) else None)
     workdir_lib.write_config(config, workdir, {'run': {
         'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
         'devices': jax.device_count(), 'processes': jax.process_count(),
