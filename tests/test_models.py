@@ -1,6 +1,7 @@
 """Model shapes, parameter counts against the official code, and the exact
 transposed-convolution formulation."""
 
+from flax import traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -135,3 +136,205 @@ def test_cpu_conv_equals_xla(kernel, stride, pad, size, cout):
   np.testing.assert_allclose(ours[0], ref[0], rtol=1e-4)
   for a, b in zip(ours[1], ref[1]):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+# Unpaired methods (CycleGAN, CUT): encoder taps, the unconditional discriminator.
+
+
+def test_resnet_9blocks_parameter_count_against_the_official():
+  g = generators.ResnetGenerator()  # width 64, 9 blocks, instance norm, conv_transpose
+  v = jax.eval_shape(lambda: g.init(jax.random.key(0), jnp.zeros((1, 256, 256, 3)), train=False))
+  assert count(v) == 11_659_651
+  # The official resnet_9blocks (CycleGAN, CUT --no_antialias --no_antialias_up)
+  # has 11,378,179: a bias on every conv, and 3x3 transposed convs where ours are 4x4.
+  p = v['params']
+  up = [p[f'ConvTranspose4x4_{i}']['kernel'].shape for i in (0, 1)]  # [2, 2, cin, 4 * cout]
+  biases = sum(x['kernel'].shape[-1] for k, x in p.items()
+               if k.startswith('Conv_') and 'bias' not in x) + sum(s[3] // 4 for s in up)
+  up_4x4 = sum(int(np.prod(s)) for s in up)
+  up_3x3 = sum(9 * s[2] * s[3] // 4 for s in up)
+  assert (biases, up_4x4, up_3x3) == (5_248, 655_360, 368_640)
+  assert count(v) - up_4x4 + up_3x3 + biases == 11_378_179
+
+
+def test_encode_tap_shapes():
+  x = jnp.zeros((2, 64, 64, 3))
+  g = generators.ResnetGenerator(width=8, blocks=9)
+  v = jax.eval_shape(lambda: g.init(jax.random.key(0), x, train=False))
+  assert g.nce_taps == ('pad', 'down1', 'down2', 'block1', 'block5')
+  feats = jax.eval_shape(lambda v: g.apply(v, x, train=False, method=g.encode), v)
+  assert [f.shape for f in feats] == [(2, 70, 70, 3), (2, 32, 32, 16), (2, 16, 16, 32),
+                                      (2, 16, 16, 32), (2, 16, 16, 32)]
+  assert generators.ResnetGenerator(blocks=3).nce_taps[3:] == ('block1', 'block3')
+  assert generators.ResnetGenerator(blocks=1).nce_taps[3:] == ('block1',)
+
+  g = generators.UNetGenerator(width=8, depth=6)
+  v = jax.eval_shape(lambda: g.init(jax.random.key(0), x, train=False))
+  assert g.tap_names == ('input', 'enc1', 'enc2', 'enc3', 'enc4', 'enc5', 'enc6')
+  feats = jax.eval_shape(lambda v: g.apply(v, x, train=False, method=g.encode, taps=g.tap_names),
+                         v)
+  assert [f.shape for f in feats] == [(2, 64, 64, 3), (2, 32, 32, 8), (2, 16, 16, 16),
+                                      (2, 8, 8, 32), (2, 4, 4, 64), (2, 2, 2, 64), (2, 1, 1, 64)]
+  assert g.nce_taps == g.tap_names[:5]
+
+
+def test_encode_rejects_unknown_taps():
+  g = generators.ResnetGenerator(width=4, blocks=2)
+  x = jnp.zeros((1, 16, 16, 3))
+  v = jax.eval_shape(lambda: g.init(jax.random.key(0), x, train=False))
+  for taps in [('block3',), (), ('input',)]:
+    with pytest.raises(ValueError, match='allowed'):
+      jax.eval_shape(lambda v: g.apply(v, x, train=False, method=g.encode, taps=taps), v)
+
+
+def seeded_variables(init, seed=0):
+  """Variables of init's shapes drawn N(0, 0.1) by NumPy: jit-compiling flax's random
+  init costs XLA:CPU seconds per parameter shape."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: jnp.asarray(0.1 * rng.standard_normal(s.shape, np.float32)),
+                      jax.eval_shape(init))
+
+
+def _forward_and_taps(g, x, sub_taps):
+  """One compiled program: __call__ (intermediates captured, then with taps) and encode;
+  checks they agree and that encode at `sub_taps` needs only its own part of the params."""
+  v = seeded_variables(lambda: g.init(jax.random.key(0), x, train=False))
+  flat = traverse_util.flatten_dict(v)
+  part = traverse_util.flatten_dict(jax.eval_shape(
+      lambda: g.init(jax.random.key(0), x, train=False, method=g.encode, taps=sub_taps)))
+  assert part and set(part) < set(flat)
+  assert all(part[k].shape == flat[k].shape for k in part)
+  only_encoder = traverse_util.unflatten_dict({k: flat[k] for k in part})
+
+  @jax.jit
+  def run(v, only_encoder, x):
+    y, state = g.apply(v, x, train=False, capture_intermediates=True)
+    inter = {k: o['__call__'][0] for k, o in state['intermediates'].items() if k != '__call__'}
+    return (y, inter, g.apply(v, x, train=False, method=g.encode, taps=g.tap_names),
+            g.apply(v, x, train=False, taps=g.tap_names),
+            g.apply(only_encoder, x, train=False, method=g.encode, taps=sub_taps))
+
+  y, inter, feats, (y2, feats2), sub = run(v, only_encoder, x)
+  np.testing.assert_array_equal(y2, y)  # asking for taps changes nothing
+  for a, b in zip(feats, feats2):
+    np.testing.assert_array_equal(a, b)  # encode = the taps of the full pass
+  feats = dict(zip(g.tap_names, feats))
+  for t, a in zip(sub_taps, sub):
+    np.testing.assert_array_equal(a, feats[t])
+  return feats, inter
+
+
+def test_resnet_taps_are_the_full_forward_intermediates():
+  g = generators.ResnetGenerator(width=4, blocks=5)
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1, maxval=1)
+  feats, inter = _forward_and_taps(g, x, ('down2',))
+  # Rebuilt from the forward's module outputs: the same computation.
+  np.testing.assert_array_equal(feats['pad'], generators.reflect_pad(x, 3))
+  np.testing.assert_array_equal(feats['down1'], inter['Conv_1'])
+  np.testing.assert_array_equal(feats['down2'], inter['Conv_2'])
+  h = jax.nn.relu(inter['InstanceNorm_2'])
+  for k in range(1, 6):
+    h = h + inter[f'InstanceNorm_{2 + 2 * k}']
+    np.testing.assert_allclose(feats[f'block{k}'], h, atol=1e-6)
+
+
+def test_unet_taps_are_the_full_forward_intermediates():
+  g = generators.UNetGenerator(width=4, depth=4, norm='instance', noise_channels=1)
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1, maxval=1)
+  feats, inter = _forward_and_taps(g, x, ('enc2',))
+  np.testing.assert_array_equal(feats['input'], jnp.concatenate([x, 0 * x[..., :1]], -1))
+  lrelu = lambda h: jax.nn.leaky_relu(h, 0.2)
+  np.testing.assert_allclose(feats['enc1'], lrelu(inter['Conv_0']), atol=1e-6)
+  np.testing.assert_allclose(feats['enc2'], lrelu(inter['InstanceNorm_0']), atol=1e-6)
+  np.testing.assert_allclose(feats['enc3'], lrelu(inter['InstanceNorm_1']), atol=1e-6)
+  np.testing.assert_allclose(feats['enc4'], jax.nn.relu(inter['Conv_3']), atol=1e-6)
+
+
+def tree_norm(tree):
+  return jnp.sqrt(sum(jnp.sum(x ** 2) for x in jax.tree.leaves(tree)))
+
+
+def test_gradients_of_taps_reach_the_shared_params():
+  g = generators.ResnetGenerator(width=4, blocks=5)
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1, maxval=1)
+  v = seeded_variables(lambda: g.init(jax.random.key(0), x, train=False))
+
+  def loss(params):
+    feats = g.apply({'params': params}, x, train=False, method=g.encode)
+    return sum(jnp.mean(jnp.sin(f)) for f in feats)
+
+  grads = jax.jit(jax.grad(loss))(v['params'])
+  assert jax.tree.structure(grads) == jax.tree.structure(v['params'])
+  norms = {k: float(tree_norm(g_)) for k, g_ in grads.items()}
+  encoder = [f'Conv_{i}' for i in range(13)]  # 7x7, 2 downsamplings, 5 blocks x 2
+  assert all(norms[k] > 0 for k in encoder), norms
+  assert all(norms[k] == 0 for k in norms if k not in encoder), norms  # the decoder's
+
+
+def disc_param_count(channels, width, num_layers, norm):
+  """The PatchGAN's parameters: 4x4 convs; norm 'batch' adds scale and bias, 'none' a bias."""
+  extra = {'batch': 2, 'instance': 0, 'none': 1}[norm]
+  total, prev = 16 * channels * width + width, width
+  for n in range(1, num_layers + 1):
+    f = width * min(2 ** n, 8)
+    total, prev = total + 16 * prev * f + extra * f, f
+  return total + 16 * prev + 1
+
+
+def test_conditional_discriminator_parameters_are_unchanged():
+  x = jnp.zeros((1, 64, 64, 3))
+  d = discriminators.PatchDiscriminator()
+  v = jax.eval_shape(lambda: d.init(jax.random.key(0), x, x, train=False))
+  shapes = {'/'.join(k): s.shape for k, s in traverse_util.flatten_dict(v).items()}
+  # The tree of the code before the unconditional discriminator, hard-coded.
+  assert shapes == {
+      'params/Conv_0/kernel': (4, 4, 6, 64), 'params/Conv_0/bias': (64,),
+      'params/Conv_1/kernel': (4, 4, 64, 128), 'params/BatchNorm_0/scale': (128,),
+      'params/BatchNorm_0/bias': (128,), 'params/Conv_2/kernel': (4, 4, 128, 256),
+      'params/BatchNorm_1/scale': (256,), 'params/BatchNorm_1/bias': (256,),
+      'params/Conv_3/kernel': (4, 4, 256, 512), 'params/BatchNorm_2/scale': (512,),
+      'params/BatchNorm_2/bias': (512,), 'params/Conv_4/kernel': (4, 4, 512, 1),
+      'params/Conv_4/bias': (1,), 'batch_stats/BatchNorm_0/mean': (128,),
+      'batch_stats/BatchNorm_0/var': (128,), 'batch_stats/BatchNorm_1/mean': (256,),
+      'batch_stats/BatchNorm_1/var': (256,), 'batch_stats/BatchNorm_2/mean': (512,),
+      'batch_stats/BatchNorm_2/var': (512,)}
+  for kw, expected in [(dict(norm='instance'), 2_766_913),
+                       (dict(norm='none', num_layers=4, width=32), 1_744_609)]:
+    d = discriminators.PatchDiscriminator(**kw)
+    v = jax.eval_shape(lambda: d.init(jax.random.key(0), x, x, train=False))
+    assert count(v) == expected == disc_param_count(6, d.width, d.num_layers, d.norm)
+
+
+@pytest.mark.parametrize('kw', [dict(), dict(norm='instance'),
+                                dict(norm='none', num_layers=4, width=32)])
+def test_unconditional_discriminator_shape_and_parameter_count(kw):
+  d = discriminators.UnconditionalPatchDiscriminator(**kw)
+  x = jnp.zeros((2, 256, 256, 3))
+  v = jax.eval_shape(lambda: d.init(jax.random.key(0), x, train=False))
+  assert count(v) == disc_param_count(3, d.width, d.num_layers, d.norm)
+  out = jax.eval_shape(lambda v: d.apply(v, x, train=False), v)
+  assert out.shape == ((2, 30, 30, 1) if d.num_layers == 3 else (2, 14, 14, 1))
+  if not kw:
+    assert count(v) == 2_765_633
+
+
+def test_unconditional_discriminator_is_the_conditional_body(tiny_model_config):
+  m = tiny_model_config
+  cond = discriminators.create_discriminator(m)
+  uncond = discriminators.create_discriminator(m, conditional=False)
+  assert isinstance(cond, discriminators.PatchDiscriminator)
+  assert isinstance(uncond, discriminators.UnconditionalPatchDiscriminator)
+  photo, image = jax.random.normal(jax.random.key(0), (2, 2, 32, 32, 3))
+
+  v = seeded_variables(lambda: cond.init(jax.random.key(0), photo, image, train=False))
+  v3 = seeded_variables(lambda: uncond.init(jax.random.key(0), image, train=False))
+
+  @jax.jit
+  def run(v, v3, photo, image):
+    both = jnp.concatenate([photo, image], axis=-1)
+    return (uncond.apply(v, both, train=False), cond.apply(v, photo, image, train=False),
+            uncond.apply(v3, image, train=False))
+
+  on_both, conditional, on_image = run(v, v3, photo, image)
+  np.testing.assert_array_equal(on_both, conditional)
+  assert on_image.shape == (2, 6, 6, 1)  # tiny: 2 layers, 32 -> 16 -> 8 -> 7 -> 6

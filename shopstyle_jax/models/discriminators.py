@@ -1,4 +1,5 @@
-"""Conditional PatchGAN discriminator D(photo, image) -> patch logits."""
+"""PatchGAN discriminators: conditional D(photo, image) (pix2pix) and
+unconditional D(image) (CycleGAN, CUT) -> patch logits."""
 
 from typing import Any
 
@@ -11,22 +12,22 @@ from shopstyle_jax.models import layers
 Dtype = Any
 
 
-class PatchDiscriminator(nn.Module):
-  """pix2pix's NLayerDiscriminator; 3 layers = the 70x70 PatchGAN.
+class _PatchGAN(nn.Module):
+  """pix2pix's NLayerDiscriminator body; 3 layers = the 70x70 PatchGAN.
 
-  Sees the photo and the (real or generated) image concatenated on channels,
-  and returns one logit per overlapping patch, [N, h, w, 1].
+  Returns one logit per overlapping patch of its input, [N, h, w, 1]. The two
+  discriminators below differ only in what they feed it, so their parameter
+  trees differ only in the first conv's input channels.
   """
   width: int = 64
   num_layers: int = 3
   norm: str = 'batch'
   dtype: Dtype = jnp.float32
 
-  @nn.compact
-  def __call__(self, photo: jax.Array, image: jax.Array, *, train: bool) -> jax.Array:
+  def _logits(self, h: jax.Array, train: bool) -> jax.Array:
+    """The PatchGAN on h; called from the subclasses' compact __call__."""
     bias = layers.uses_bias(self.norm)
-    h = jnp.concatenate([photo, image], axis=-1).astype(self.dtype)
-    h = nn.leaky_relu(layers.down_conv(self.width, True, self.dtype)(h), 0.2)
+    h = nn.leaky_relu(layers.down_conv(self.width, True, self.dtype)(h.astype(self.dtype)), 0.2)
     for n in range(1, self.num_layers + 1):
       features = self.width * min(2 ** n, 8)
       stride = 2 if n < self.num_layers else 1
@@ -36,7 +37,33 @@ class PatchDiscriminator(nn.Module):
     return h.astype(jnp.float32)
 
 
-def create_discriminator(model_config, dtype: Dtype = jnp.float32) -> PatchDiscriminator:
+class PatchDiscriminator(_PatchGAN):
+  """Conditional PatchGAN (pix2pix): sees the photo and the (real or generated)
+  image concatenated on channels, [N, H, W, 3 + 3] for RGB."""
+
+  @nn.compact
+  def __call__(self, photo: jax.Array, image: jax.Array, *, train: bool) -> jax.Array:
+    return self._logits(jnp.concatenate([photo, image], axis=-1), train)
+
+
+class UnconditionalPatchDiscriminator(_PatchGAN):
+  """Unconditional PatchGAN D(image) (CycleGAN, CUT): [N, H, W, C] -> [N, h, w, 1].
+
+  CycleGAN and CUT use it with instance norm (their normD default; ours follows
+  config.model.norm), where the official convs also have biases (see
+  `layers.uses_bias`). Width 64, 3 layers, RGB: 2,765,633 parameters with batch
+  norm; 2,763,841 with instance norm (official: 2,764,737, with its 896 biases).
+  """
+
+  @nn.compact
+  def __call__(self, image: jax.Array, *, train: bool) -> jax.Array:
+    return self._logits(image, train)
+
+
+def create_discriminator(model_config, dtype: Dtype = jnp.float32,
+                         conditional: bool = True) -> _PatchGAN:
+  """PatchDiscriminator D(photo, image), or with conditional=False the
+  UnconditionalPatchDiscriminator D(image), as `config.model` sets it."""
   m = model_config
-  return PatchDiscriminator(width=m.disc_width, num_layers=m.disc_layers, norm=m.norm,
-                            dtype=dtype)
+  cls = PatchDiscriminator if conditional else UnconditionalPatchDiscriminator
+  return cls(width=m.disc_width, num_layers=m.disc_layers, norm=m.norm, dtype=dtype)
