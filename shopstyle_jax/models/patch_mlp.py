@@ -14,9 +14,17 @@ xavier_gain_002 = nn.initializers.variance_scaling(0.02 ** 2, 'fan_avg', 'normal
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-7) -> jax.Array:
-  """x / (||x||_2 + eps) over the last axis, in float32 (CUT's Normalize(2))."""
+  """x / (||x||_2 + eps) over the last axis, in float32 (CUT's Normalize(2)).
+
+  A zero vector (a patch for which every ReLU of the MLP is off) stays zero and
+  passes no gradient: sqrt's infinite slope at 0 would otherwise make the whole
+  gradient NaN (as in the official code) and the train step be skipped.
+  """
   x = x.astype(jnp.float32)
-  return x / (jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True)) + eps)
+  sq = jnp.sum(x * x, axis=-1, keepdims=True)
+  nonzero = sq > 0
+  safe_sq = jnp.where(nonzero, sq, 1.0)
+  return jnp.where(nonzero, x / (jnp.sqrt(safe_sq) + eps), 0.0)
 
 
 class PatchMLP(nn.Module):
