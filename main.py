@@ -34,13 +34,14 @@ def main(argv):
     logging.error('%s', e)
     print(f'FATAL: {e}', file=sys.stderr)
     sys.exit(2)
+  from shopstyle_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
   from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
   runtime.quiet_library_logs()
   logging.info('Config:\n%s', FLAGS.config)
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (ValueError, FileNotFoundError, PermissionError, OSError, train.NonFiniteError) as e:
+  except (ValueError, OSError, train.NonFiniteError, checkpoints.SaveError) as e:
     logging.error('%s', e)
     print(f'FATAL: {type(e).__name__}: {e}', file=sys.stderr)
     sys.exit(1)

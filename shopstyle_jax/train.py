@@ -85,18 +85,20 @@ class _StopRequest:
     logging.warning('Received %s: saving a checkpoint after this step, then exiting.',
                     signal.Signals(signum).name)
 
-  def agreed(self) -> Optional[int]:
-    """The signal to stop on, if any process received one (same on all processes)."""
-    local = self.received or 0  # Read once: the handler may run during the all-gather.
+  def agreed(self, save_failed: bool = False) -> tuple[Optional[int], bool]:
+    """(The signal to stop on, if any process received one; whether any process's
+    checkpoint save failed): the same on all processes, from one all-gather."""
+    local = [self.received or 0, int(save_failed)]  # Read once: the handler may run now.
+    if jax.process_count() == 1:
+      gathered = np.asarray([local])
+    else:
+      gathered = np.asarray(multihost_utils.process_allgather(np.asarray(local, np.int32)))
+      gathered = gathered.reshape(-1, 2)
     if self.signum is None:
-      if jax.process_count() == 1:
-        received = [local] if local else []
-      else:
-        signals = multihost_utils.process_allgather(np.int32(local))
-        received = [int(s) for s in np.ravel(signals) if s]
+      received = [int(s) for s in gathered[:, 0] if s]
       if received:
         self.signum = received[0]
-    return self.signum
+    return self.signum, bool(gathered[:, 1].any())
 
   @staticmethod
   def exit_code(signum: int) -> int:
@@ -157,7 +159,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   replicated = parallel.replicated(mesh)
   init = jax.jit(lambda rng: method.create_state(config, models, rng), out_shardings=replicated)
   abstract_state = jax.eval_shape(init, state_lib.prng_key(config.seed))
-  checkpoints.check_workdir(workdir, checkpoints.state_bytes(abstract_state))
+  checkpoints.check_workdir(workdir, checkpoints.state_bytes(abstract_state),
+                            keep=config.keep_checkpoints)
+  if is_main:
+    unfinished = checkpoints.remove_unfinished(workdir)
+    if unfinished:
+      logging.warning('Removed %d unfinished checkpoint(s) an interrupted run left in %s: %s.',
+                      len(unfinished), checkpoints.checkpoint_dir(workdir), ', '.join(unfinished))
 
   # Data next: a missing dataset or folder fails before anything compiles.
   pipeline.prepare(config)
@@ -181,6 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   abstract_state = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
   manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
+  saver = checkpoints.Saver(manager)
   if manager.latest_step() is not None:
     state, data_state, step = checkpoints.restore(manager, abstract_state,
                                                   retired=state_lib.RETIRED_FIELDS)
@@ -264,7 +273,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
       pending, step = (step + 1, metrics), step + 1
       report(step)
       is_last = step == config.num_train_steps
-      stopping = stop.agreed() is not None
+      signum, save_failed = stop.agreed(saver.poll())
+      if save_failed:
+        raise saver.error(step)
+      stopping = signum is not None
       if step % config.log_every_steps == 0 or is_last or stopping:
         consume()
         if history and is_main:
@@ -279,13 +291,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
         if nonfinite:
           logging.warning('Not checkpointing step %d: it was skipped as non-finite.', step)
         else:
-          checkpoints.save(manager, step, state, train_iter.get_state())
+          failed = saver.save(step, state, train_iter.get_state())
+          if is_last or stopping:  # Written before exiting, or reported now.
+            failed = saver.wait()
+          if stop.agreed(failed)[1]:
+            raise saver.error(step)
           last_saved = step
       if stopping:
         break
     consume()
   finally:
-    checkpoints.close(manager)
+    saver.close()
     writer.flush()
   logging.info('Process %d of %d finished at step %d.', jax.process_index(),
                jax.process_count(), step)

@@ -1,5 +1,7 @@
 """Failure behaviour with real processes: signals, kill -9, NaNs, bad settings."""
 
+import concurrent.futures
+import errno
 import json
 import logging
 import os
@@ -14,14 +16,17 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
 from conftest import LONG, ROOT, run_main, wait_for
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
+from shopstyle_jax import parallel
 
 RESUMED = re.compile(r'Resumed from the checkpoint at step (\d+)\.')
+TMP = '.orbax-checkpoint-tmp'  # What Orbax appends to a step's folder while writing it.
 
 
 def start_main(workdir, data_dir, *overrides, log_path):
@@ -191,6 +196,89 @@ def test_too_little_disk_is_refused(tmp_path, monkeypatch):
   monkeypatch.setattr(shutil, 'disk_usage', lambda _: shutil._ntuple_diskusage(10, 9, 1))
   with pytest.raises(OSError, match='MiB free'):
     checkpoints.check_workdir(str(tmp_path), 10 * 2**20)
+
+
+def test_disk_check_counts_every_kept_checkpoint_plus_one(tmp_path, tiny_config, monkeypatch):
+  """Orbax writes a step before deleting the oldest: keep_checkpoints + 1 must fit."""
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  need = 10 * 2**20
+  monkeypatch.setattr(shutil, 'disk_usage',
+                      lambda _: shutil._ntuple_diskusage(2**40, 2**40 - 3 * need, 3 * need))
+  checkpoints.check_workdir(str(tmp_path / 'a'), need, keep=2)  # 3 fit
+  with pytest.raises(OSError, match=r'4 more must fit \(config.keep_checkpoints=3 kept'):
+    checkpoints.check_workdir(str(tmp_path / 'b'), need, keep=3)
+  # Training passes config.keep_checkpoints: room for 3 of its checkpoints, 4 needed.
+  monkeypatch.setattr(checkpoints, 'state_bytes', lambda _: need)
+  tiny_config.keep_checkpoints = 3
+  with pytest.raises(OSError, match='config.keep_checkpoints=3'):
+    train.train_and_evaluate(tiny_config, str(tmp_path / 'c'))
+  assert checkpoints.available_steps(str(tmp_path / 'c')) == []
+
+
+def test_a_workdir_that_is_a_file_is_called_a_file(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('not a directory')
+  with pytest.raises(NotADirectoryError, match=f'Workdir {blocker} is a file, not a folder'):
+    checkpoints.check_workdir(str(blocker), 1)
+  with pytest.raises(NotADirectoryError, match=f'{blocker} is a file, not a folder'):
+    checkpoints.check_workdir(str(blocker / 'w'), 1)
+
+
+def fail_save_at(monkeypatch, step):
+  """Makes the background write of checkpoint `step` fail with ENOSPC, as a full
+  disk does (Orbax's own tests fail a save the same way: a commit future that raises)."""
+  original = ocp.StandardCheckpointHandler.async_save
+
+  async def async_save(self, directory, *args, **kwargs):
+    futures = list(await original(self, directory, *args, **kwargs) or [])
+    path = str(getattr(directory, 'path', directory))
+    if f'{os.sep}{step}{TMP}' in path:
+      failed = concurrent.futures.Future()
+      failed.set_exception(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path))
+      futures.append(failed)
+    return futures
+
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, 'async_save', async_save)
+
+
+def test_a_failed_save_stops_training_at_once_and_is_cleaned_up(tmp_path, tiny_config,
+                                                                 monkeypatch, caplog):
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'w')
+  config = tiny_config
+  config.num_train_steps, config.checkpoint_every_steps = 30, 5
+  config.eval_every_steps, config.log_every_steps = 1000, 1000
+  fail_save_at(monkeypatch, 10)
+  # Steps as slow as real ones, so that the background write ends within an interval.
+  global_batch = parallel.global_batch
+  monkeypatch.setattr(parallel, 'global_batch',
+                      lambda *args: time.sleep(0.3) or global_batch(*args))
+  with pytest.raises(Exception) as info:
+    train.train_and_evaluate(config, workdir)
+  message = str(info.value)
+  match = re.fullmatch(
+      r'Saving the checkpoint of step 10 in \S+ failed \(no space left on the device\)\. '
+      r'Training stopped at step (\d+); the last good checkpoint is step 5\. Free some space '
+      r'\(or lower config.keep_checkpoints\), then rerun the same command to resume\.',
+      message)
+  assert match, message
+  assert type(info.value).__name__ == 'SaveError'
+  # At once: not at the next save, one interval (5 steps) later.
+  assert 10 < int(match.group(1)) < 15
+  assert checkpoints.available_steps(workdir) == [5]
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', f'10{TMP}'))
+
+  # The rerun removes the unfinished save, says so, and resumes from step 5.
+  monkeypatch.undo()
+  config.num_train_steps = 10
+  with caplog.at_level(logging.INFO):
+    train.train_and_evaluate(config, workdir)
+  assert (f'Removed 1 unfinished checkpoint(s) an interrupted run left in '
+          f'{os.path.join(workdir, "checkpoints")}: 10{TMP}.') in caplog.text
+  assert 'Resumed from the checkpoint at step 5.' in caplog.text
+  assert checkpoints.available_steps(workdir) == [5, 10]
+  assert not [n for n in os.listdir(os.path.join(workdir, 'checkpoints'))
+              if TMP in n]
 
 
 def test_corrupt_checkpoint_gives_a_clear_error(tmp_path, trained_workdir):
