@@ -21,6 +21,7 @@ import shutil
 from typing import Any, Optional, Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -32,6 +33,8 @@ TRASH_DIR = '.deleted'
 # Orbax writes step N into `N.orbax-checkpoint-tmp` (older versions add a
 # timestamp) and renames it to `N` when complete.
 TMP_MARKER = '.orbax-checkpoint-tmp'
+# Unreadable steps a resume skipped are moved into this subfolder.
+CORRUPT_DIR = '.corrupt'
 
 
 class SaveError(RuntimeError):
@@ -62,8 +65,7 @@ def _reason(error: BaseException) -> str:
   if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
       'No space left on device' in str(error)):
     return 'no space left on the device'
-  text = ' '.join(str(error).split())
-  return f'{type(error).__name__}: {text[:300]}{"..." if len(text) > 300 else ""}'
+  return _one_line(error)
 
 
 class Saver:
@@ -205,6 +207,97 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
     logging.info('Checkpoint %d has an older layout; migrated (dropped %s).', step,
                  ', '.join(old))
   return state, (restored['data'] if has_data else None), step
+
+
+def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state: Any,
+                          retired: Sequence[str] = ()) -> tuple[Any, Optional[dict], int]:
+  """`restore` of the newest checkpoint that can be read.
+
+  A newer one that cannot (damaged or missing files) is named in the log,
+  skipped, and moved (by process 0) into `checkpoints/.corrupt/`, so that the
+  step can be saved again. Raises ValueError, before reading any array, when
+  the checkpoints' arrays do not fit `abstract_state` (other model settings),
+  and when no checkpoint can be read.
+  """
+  directory = str(manager.directory)
+  corrupt = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      saved = _tree_metadata(os.path.join(directory, str(step), 'state'))
+    except Exception as e:  # pylint: disable=broad-except
+      corrupt.append((step, _one_line(e)))
+      logging.warning('Checkpoint step %d in %s is corrupt or incomplete (%s); trying the '
+                      'next older one.', step, directory, corrupt[-1][1])
+      continue
+    diffs = shape_differences(abstract_state, saved, ignore=retired)
+    if diffs:
+      raise ValueError(
+          f'The checkpoints in {directory} do not fit this config\'s networks ({len(diffs)} '
+          f'arrays differ, e.g. {"; ".join(diffs[:3])}): they were trained with other '
+          'config.model.* settings. Resume with the settings of the run that wrote them, or '
+          'use a new --workdir. Its config.json is left as it was.')
+    try:
+      restored = restore(manager, abstract_state, step, retired)
+    except Exception as e:  # pylint: disable=broad-except
+      corrupt.append((step, _one_line(e)))
+      logging.warning('Checkpoint step %d in %s is corrupt or incomplete (%s); trying the '
+                      'next older one.', step, directory, corrupt[-1][1])
+      continue
+    break
+  else:
+    raise ValueError(
+        f'No checkpoint in {directory} can be read (' +
+        '; '.join(f'step {s}: {r}' for s, r in corrupt) + '). Move that folder away, or use a '
+        'new --workdir, to start afresh.')
+  if corrupt:
+    multihost_utils.sync_global_devices('shopstyle_jax.checkpoints.corrupt')  # All have read.
+    aside = os.path.join(directory, CORRUPT_DIR)
+    if jax.process_index() == 0:
+      os.makedirs(aside, exist_ok=True)
+      for bad, _ in corrupt:
+        target = os.path.join(aside, str(bad))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(os.path.join(directory, str(bad)), target)
+    multihost_utils.sync_global_devices('shopstyle_jax.checkpoints.corrupt_moved')
+    manager.reload()
+    logging.warning('Resuming from step %d, the newest intact checkpoint; the unreadable '
+                    'step(s) %s were moved to %s (delete them when no longer needed).',
+                    restored[2], ', '.join(str(s) for s, _ in corrupt), aside)
+  return restored
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+  text = ' '.join(str(error).split())
+  text = f'{type(error).__name__}: {text}' if text else type(error).__name__
+  return text if len(text) <= limit else text[:limit] + '...'
+
+
+def _path_name(key: Any) -> str:
+  for attr in ('key', 'name', 'idx'):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def _shapes(tree: Any, ignore: Sequence[str] = ()) -> dict[str, tuple]:
+  """{'g_params/Conv_0/kernel': shape} of a tree of arrays, ShapeDtypeStructs or
+  Orbax array metadata (a dataclass state and its saved dicts name leaves alike)."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    name = '/'.join(_path_name(k) for k in path)
+    if name.split('/')[0] not in ignore:
+      out[name] = tuple(getattr(leaf, 'shape', np.shape(leaf)))
+  return out
+
+
+def shape_differences(expected: Any, saved: Any, ignore: Sequence[str] = ()) -> list[str]:
+  """'path: checkpoint SHAPE, config SHAPE' for each array whose shape differs
+  between `saved` and `expected`, or that only one of them has; top-level keys
+  in `ignore` are left out."""
+  ours, theirs = _shapes(expected, ignore), _shapes(saved, ignore)
+  paths = sorted(set(ours) | set(theirs), key=lambda p: ('opt_state' in p, p))  # Weights first.
+  return [f'{p}: checkpoint {theirs.get(p, "none")}, config {ours.get(p, "none")}'
+          for p in paths if ours.get(p) != theirs.get(p)]
 
 
 def _item_names(manager: ocp.CheckpointManager, step: int) -> set:

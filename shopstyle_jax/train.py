@@ -161,11 +161,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   abstract_state = jax.eval_shape(init, state_lib.prng_key(config.seed))
   checkpoints.check_workdir(workdir, checkpoints.state_bytes(abstract_state),
                             keep=config.keep_checkpoints)
+  workdir_lib.check_model_shapes(config, workdir)  # Every process, before anything is written.
   if is_main:
     unfinished = checkpoints.remove_unfinished(workdir)
     if unfinished:
       logging.warning('Removed %d unfinished checkpoint(s) an interrupted run left in %s: %s.',
                       len(unfinished), checkpoints.checkpoint_dir(workdir), ', '.join(unfinished))
+
+  saved_config = _saved_config(workdir)  # What the run was, if it has run.
+  abstract_state = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
+  manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
+  restored = None
+  if manager.latest_step() is not None:
+    # Before config.json is written (a config that does not fit the checkpoints
+    # never replaces the run's own) and before the data, which may take long to build.
+    restored = checkpoints.restore_newest_intact(manager, abstract_state,
+                                                 retired=state_lib.RETIRED_FIELDS)
 
   # Data next: a missing dataset or folder fails before anything compiles.
   pipeline.prepare(config)
@@ -176,23 +188,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   writer = (metric_writers.create_default_writer(workdir) if is_main
             else metric_writers.MultiWriter([]))
   vgg, vgg_params, vgg_description = _vgg_setup(config, writer)
-  saved_config = None
-  if is_main:
-    saved_config = _saved_config(workdir)  # Before it is rewritten: what the run was.
-    workdir_lib.write_config(config, workdir, {'run': {
-        'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
-        'devices': jax.device_count(), 'processes': jax.process_count(),
-        'platform': jax.default_backend()}})
-    writer.write_hparams({k: v for k, v in workdir_lib.flatten(
-        json.loads(config.to_json_best_effort())).items() if not isinstance(v, list)})
 
-  abstract_state = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
-  manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
-  saver = checkpoints.Saver(manager)
-  if manager.latest_step() is not None:
-    state, data_state, step = checkpoints.restore(manager, abstract_state,
-                                                  retired=state_lib.RETIRED_FIELDS)
+  if restored is not None:
+    state, data_state, step = restored
     if data_state is not None:
       train_iter.set_state(data_state)
     logging.info('Resumed from the checkpoint at step %d.', step)
@@ -207,6 +205,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
       state = jax.device_put(_init_from(config, state), replicated)
     logging.info('Initialised a new run; generator has %d parameters.',
                  sum(x.size for x in jax.tree.leaves(state.g_params)))
+  saver = checkpoints.Saver(manager)
+  if is_main:
+    workdir_lib.write_config(config, workdir, {'run': {
+        'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
+        'devices': jax.device_count(), 'processes': jax.process_count(),
+        'platform': jax.default_backend()}})
+    writer.write_hparams({k: v for k, v in workdir_lib.flatten(
+        json.loads(config.to_json_best_effort())).items() if not isinstance(v, list)})
   start_step = int(jax.device_get(state.step))
   if vgg_params is not None:
     vgg_params = jax.device_put(vgg_params, replicated)

@@ -295,3 +295,72 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path, trained_workdir):
     load_stylizer(workdir)
   with open(os.path.join(workdir, 'config.json')) as f:
     assert json.load(f)['model']['generator'] == 'unet'  # nothing else touched
+
+
+def copy_workdir(trained_workdir, tmp_path):
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(trained_workdir, workdir)
+  return workdir
+
+
+def test_other_model_settings_without_config_json_change_nothing(tmp_path, trained_workdir,
+                                                                 tiny_config):
+  """config.json deleted, then a rerun with another width: refused before config.json
+  is written, so the right command still resumes."""
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = copy_workdir(trained_workdir, tmp_path)
+  config_json = os.path.join(workdir, 'config.json')
+  os.remove(config_json)
+  config = tiny_config
+  config.model.width = 16
+  with pytest.raises(ValueError) as info:
+    train.train_and_evaluate(config, workdir)
+  assert re.search(r"do not fit this config's networks \(\d+ arrays differ, e\.g\. "
+                   r'g_params/\S+: checkpoint \([\d, ]*8\), config \([\d, ]*16\)',
+                   str(info.value)), str(info.value)
+  assert not os.path.exists(config_json)
+  assert checkpoints.available_steps(workdir) == [2, 4]
+  config.model.width, config.num_train_steps = 8, 6
+  train.train_and_evaluate(config, workdir)
+  assert checkpoints.available_steps(workdir)[-1] == 6
+  with open(config_json) as f:
+    assert json.load(f)['model']['width'] == 8
+
+
+def test_load_stylizer_names_what_does_not_fit_config_json(tmp_path, trained_workdir):
+  workdir = copy_workdir(trained_workdir, tmp_path)
+  config_json = os.path.join(workdir, 'config.json')
+  with open(config_json) as f:
+    config = json.load(f)
+  config['model']['width'] = 16
+  with open(config_json, 'w') as f:
+    json.dump(config, f)
+  with pytest.raises(ValueError) as info:
+    load_stylizer(workdir)
+  message = str(info.value)
+  assert f'Checkpoint step 4 of {workdir} does not fit the generator its config.json' in message
+  assert re.search(r'params/Conv_0/kernel: checkpoint \(\d+, \d+, 3, 8\), config '
+                   r'\(\d+, \d+, 3, 16\)', message), message
+  assert 'model.width=16' in message
+
+
+def test_a_corrupt_latest_checkpoint_resumes_from_the_newest_intact_one(
+    tmp_path, trained_workdir, tiny_config, caplog):
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = copy_workdir(trained_workdir, tmp_path)
+  data = os.path.join(workdir, 'checkpoints', '4', 'state', 'ocdbt.process_0', 'd')
+  for name in os.listdir(data):  # Truncated array data, as a broken copy leaves it.
+    with open(os.path.join(data, name), 'r+b') as f:
+      f.truncate(100)
+  config = tiny_config
+  config.num_train_steps = 6
+  with caplog.at_level(logging.INFO):
+    train.train_and_evaluate(config, workdir)
+  checkpoint_dir = os.path.join(workdir, 'checkpoints')
+  assert re.search(rf'Checkpoint step 4 in {re.escape(checkpoint_dir)} is corrupt or '
+                   r'incomplete \(.+\); trying the next older one\.', caplog.text), caplog.text
+  assert 'Resumed from the checkpoint at step 2.' in caplog.text
+  assert (f'Resuming from step 2, the newest intact checkpoint; the unreadable step(s) 4 were '
+          f'moved to {os.path.join(checkpoint_dir, ".corrupt")}') in caplog.text
+  assert checkpoints.available_steps(workdir) == [2, 4, 6]  # Step 4 saved again, intact.
+  g_params(workdir, 4)
