@@ -37,11 +37,13 @@ def main(argv):
   from shopstyle_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
   from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax import workdir_lock  # pylint: disable=g-import-not-at-top
   runtime.quiet_library_logs()
   logging.info('Config:\n%s', FLAGS.config)
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (ValueError, OSError, train.NonFiniteError, checkpoints.SaveError) as e:
+  except (ValueError, OSError, train.NonFiniteError, checkpoints.SaveError,
+          workdir_lock.WorkdirInUseError) as e:
     logging.error('%s', e)
     print(f'FATAL: {type(e).__name__}: {e}', file=sys.stderr)
     sys.exit(1)

@@ -6,6 +6,7 @@ models. `config.method` picks the method; every method's state keeps the
 photo -> style generator where inference and eval look for it.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from shopstyle_jax import runtime
 from shopstyle_jax import methods
 from shopstyle_jax import state as state_lib
 from shopstyle_jax import workdir as workdir_lib
+from shopstyle_jax import workdir_lock
 from shopstyle_jax.data import pipeline
 from shopstyle_jax.methods import common as method_common
 from shopstyle_jax.models import layers
@@ -85,20 +87,21 @@ class _StopRequest:
     logging.warning('Received %s: saving a checkpoint after this step, then exiting.',
                     signal.Signals(signum).name)
 
-  def agreed(self, save_failed: bool = False) -> tuple[Optional[int], bool]:
-    """(The signal to stop on, if any process received one; whether any process's
-    checkpoint save failed): the same on all processes, from one all-gather."""
-    local = [self.received or 0, int(save_failed)]  # Read once: the handler may run now.
+  def agreed(self, *problems: bool) -> tuple[Optional[int], tuple[bool, ...]]:
+    """(The signal to stop on, if any process received one; for each of this
+    process's `problems`, whether any process has it): the same on all
+    processes, from one all-gather."""
+    local = [self.received or 0, *map(int, problems)]  # Read once: the handler may run now.
     if jax.process_count() == 1:
       gathered = np.asarray([local])
     else:
       gathered = np.asarray(multihost_utils.process_allgather(np.asarray(local, np.int32)))
-      gathered = gathered.reshape(-1, 2)
+      gathered = gathered.reshape(-1, len(local))
     if self.signum is None:
       received = [int(s) for s in gathered[:, 0] if s]
       if received:
         self.signum = received[0]
-    return self.signum, bool(gathered[:, 1].any())
+    return self.signum, tuple(bool(x) for x in gathered[:, 1:].any(axis=0))
 
   @staticmethod
   def exit_code(signum: int) -> int:
@@ -145,11 +148,38 @@ def _saved_config(workdir: str) -> Optional[dict]:
     return json.load(f)
 
 
+def _lock_workdir(workdir: str) -> Optional[workdir_lock.WorkdirLock]:
+  """Process 0 takes the workdir's lock (returned); every process learns whether
+  it could, so that all stop when it could not."""
+  lock, error = None, None
+  if jax.process_index() == 0:
+    lock = workdir_lock.WorkdirLock(workdir)
+    try:
+      lock.acquire()
+    except workdir_lock.WorkdirInUseError as e:
+      lock, error = None, e
+  if jax.process_count() > 1:
+    locked = multihost_utils.process_allgather(np.int32(error is None))
+    if error is None and not np.all(locked):
+      error = workdir_lock.WorkdirInUseError(
+          f'Process 0 could not lock workdir {workdir} (see its log): another run uses it.')
+  if error is not None:
+    raise error
+  return lock
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the state."""
   config_lib.validate(config, num_devices=jax.device_count())
   runtime.enable_compilation_cache()
   workdir = str(epath.Path(workdir).resolve())
+  with contextlib.ExitStack() as cleanup:  # Undone however the run ends.
+    return _train(config, workdir, cleanup)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str,
+           cleanup: contextlib.ExitStack) -> Any:
+  """`train_and_evaluate` in a resolved `workdir`; `cleanup` releases what it holds."""
   is_main = jax.process_index() == 0
   mesh = parallel.create_mesh()
 
@@ -161,6 +191,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   abstract_state = jax.eval_shape(init, state_lib.prng_key(config.seed))
   checkpoints.check_workdir(workdir, checkpoints.state_bytes(abstract_state),
                             keep=config.keep_checkpoints)
+  lock = _lock_workdir(workdir)  # Before anything in it is changed.
+  if lock is not None:
+    cleanup.callback(lock.release)
   workdir_lib.check_model_shapes(config, workdir)  # Every process, before anything is written.
   if is_main:
     unfinished = checkpoints.remove_unfinished(workdir)
@@ -279,9 +312,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
       pending, step = (step + 1, metrics), step + 1
       report(step)
       is_last = step == config.num_train_steps
-      signum, save_failed = stop.agreed(saver.poll())
+      signum, (save_failed, lock_lost) = stop.agreed(saver.poll(), bool(lock and lock.lost))
       if save_failed:
         raise saver.error(step)
+      if lock_lost:
+        raise workdir_lock.WorkdirInUseError(
+            f'Stopped at step {step} without saving: another run took over the lock of '
+            f'{workdir} (see the log), and two runs would delete each other\'s checkpoints.')
       stopping = signum is not None
       if step % config.log_every_steps == 0 or is_last or stopping:
         consume()
@@ -300,7 +337,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
           failed = saver.save(step, state, train_iter.get_state())
           if is_last or stopping:  # Written before exiting, or reported now.
             failed = saver.wait()
-          if stop.agreed(failed)[1]:
+          if stop.agreed(failed)[1][0]:
             raise saver.error(step)
           last_saved = step
       if stopping:

@@ -9,6 +9,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -364,3 +365,106 @@ def test_a_corrupt_latest_checkpoint_resumes_from_the_newest_intact_one(
           f'moved to {os.path.join(checkpoint_dir, ".corrupt")}') in caplog.text
   assert checkpoints.available_steps(workdir) == [2, 4, 6]  # Step 4 saved again, intact.
   g_params(workdir, 4)
+
+
+def write_lock(workdir, **fields):
+  """A lock file as another run would hold it (live: our parent process on this host)."""
+  now = time.time()
+  record = {'host': socket.gethostname(), 'pid': os.getppid(), 'since': now - 60,
+            'since_text': 'a minute ago', 'heartbeat': now, 'token': 'other', **fields}
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, '.lock'), 'w') as f:
+    json.dump(record, f)
+  return record
+
+
+def test_a_second_run_in_a_locked_workdir_is_refused(tmp_path, tiny_config):
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'w')
+  write_lock(workdir)
+  with pytest.raises(Exception) as info:
+    train.train_and_evaluate(tiny_config, workdir)
+  assert type(info.value).__name__ == 'WorkdirInUseError'
+  assert re.search(
+      rf'Workdir {re.escape(workdir)} is in use by another training run \(process '
+      rf'{os.getppid()} on host {re.escape(socket.gethostname())}, since a minute ago; last '
+      rf'heartbeat \d+ s ago; lock file {re.escape(workdir)}/\.lock\)', str(info.value))
+  assert checkpoints.available_steps(workdir) == []
+  assert not os.path.exists(os.path.join(workdir, 'config.json'))
+  with open(os.path.join(workdir, '.lock')) as f:
+    assert json.load(f)['token'] == 'other'  # Left to its holder.
+
+
+def test_workdir_lock_is_exclusive_refreshed_and_removed(tmp_path):
+  from shopstyle_jax import workdir_lock  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path)
+  with workdir_lock.WorkdirLock(workdir, heartbeat=0.1) as holder:
+    with open(holder.path) as f:
+      first = json.load(f)
+    assert (first['host'], first['pid']) == (socket.gethostname(), os.getpid())
+    with pytest.raises(workdir_lock.WorkdirInUseError, match=f'process {os.getpid()} on host'):
+      workdir_lock.WorkdirLock(workdir).acquire()
+    time.sleep(0.5)
+    with open(holder.path) as f:
+      assert json.load(f)['heartbeat'] > first['heartbeat']  # The heartbeat thread beats.
+    assert not holder.lost
+  assert not os.path.exists(os.path.join(workdir, '.lock'))
+
+
+@pytest.mark.parametrize('stale,why', [
+    ({'host': 'elsewhere', 'heartbeat': time.time() - 600},
+     r'its last heartbeat was \d+ s ago'),
+    ({'pid': 2**22 + 1}, rf'process {2**22 + 1} on this host \(\S+\) is gone'),
+])
+def test_a_stale_workdir_lock_is_taken_over(tmp_path, caplog, stale, why):
+  from shopstyle_jax import workdir_lock  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path)
+  old = write_lock(workdir, **stale)
+  with caplog.at_level(logging.WARNING):
+    lock = workdir_lock.WorkdirLock(workdir)
+    lock.acquire()
+  assert re.search(rf'Took over the stale lock of workdir {re.escape(workdir)}, held by process '
+                   rf'{old["pid"]} on host {old["host"]} since a minute ago: {why}\.',
+                   caplog.text), caplog.text
+  with open(lock.path) as f:
+    assert json.load(f)['token'] == lock.token
+  lock.release()
+  assert os.listdir(workdir) == []
+
+
+def test_a_lock_taken_over_is_noticed(tmp_path, caplog):
+  from shopstyle_jax import workdir_lock  # pylint: disable=g-import-not-at-top
+  lock = workdir_lock.WorkdirLock(str(tmp_path), heartbeat=0.05)
+  lock.acquire()
+  write_lock(str(tmp_path), pid=12345, host='elsewhere')
+  with caplog.at_level(logging.ERROR):
+    deadline = time.time() + 10
+    while not lock.lost and time.time() < deadline:
+      time.sleep(0.05)
+  assert lock.lost
+  assert 'held by process 12345 on host elsewhere' in caplog.text
+  lock.release()
+  with open(lock.path) as f:
+    assert json.load(f)['token'] == 'other'  # Not ours to remove.
+
+
+@pytest.mark.slow
+def test_two_main_processes_on_one_workdir(tmp_path, data_dir):
+  """The second is refused at once, naming the first; the first trains on."""
+  workdir, log_path = str(tmp_path / 'w'), str(tmp_path / 'first.txt')
+  first, log = start_main(workdir, data_dir, *LONG, log_path=log_path)
+  try:
+    wait_for(log_path, r'\] \[2\] train/', first)
+    second = run_main(workdir, data_dir, *LONG, check=False, timeout=120)
+    assert second.returncode == 1
+    assert (f'FATAL: WorkdirInUseError: Workdir {workdir} is in use by another training run '
+            f'(process {first.pid} on host {socket.gethostname()}') in second.stderr
+    assert second.stderr.count('Traceback') == 0
+    assert first.poll() is None
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) == 0
+  finally:
+    if first.poll() is None:
+      first.kill()
+    log.close()
+  assert not os.path.exists(os.path.join(workdir, '.lock'))
