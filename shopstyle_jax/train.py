@@ -11,9 +11,11 @@ import json
 import logging
 import os
 import signal
+import socket
+import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -64,28 +66,88 @@ def _vgg_setup(config, writer) -> tuple[Any, Any, Optional[str]]:
 
 
 class _StopRequest:
-  """Turns SIGTERM/SIGINT into "save a checkpoint after this step, then exit".
+  """Turns SIGTERM/SIGINT into "save a checkpoint after this step, then exit";
+  a second Ctrl-C exits at once (status 130), without saving.
 
   With several processes, every process must stop at the same step (they all
   take part in the checkpoint), so the request is agreed on by an all-gather,
   and only what the all-gather returned counts: a signal that lands while the
   all-gather runs waits for the next step on every process alike.
+
+  Python runs signal handlers in the main thread between bytecodes, so not
+  while it is inside XLA (a compile may take minutes), and an exception raised
+  there unwinds through JAX and XLA: tracebacks, even a crash. Instead the
+  handlers do nothing, and a watcher thread reads the signal numbers that
+  Python's C-level handler writes to the wakeup fd as the signal lands.
+  `close()` puts the previous handlers back.
   """
 
-  def __init__(self):
-    self.received = None  # The signal this process got, if any.
-    self.signum = None  # The signal every process has agreed to stop on.
-    if threading.current_thread() is threading.main_thread():
-      for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, self._handle)
+  _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-  def _handle(self, signum, frame):
-    del frame
-    if self.received == signal.SIGINT and signum == signal.SIGINT:
-      raise KeyboardInterrupt  # A second Ctrl-C stops at once.
-    self.received = signum
-    logging.warning('Received %s: saving a checkpoint after this step, then exiting.',
-                    signal.Signals(signum).name)
+  def __init__(self, before_hard_exit: Callable[[], None] = lambda: None):
+    self.received = None  # The first signal this process got, if any.
+    self.signum = None  # The signal every process has agreed to stop on.
+    self._before_hard_exit = before_hard_exit
+    self._interrupts = 0
+    self._previous = None
+    if threading.current_thread() is not threading.main_thread():
+      return
+    self._reader, self._writer = socket.socketpair()
+    self._writer.setblocking(False)
+    self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+    self._previous = {s: signal.signal(s, self._ignore) for s in self._SIGNALS}
+    threading.Thread(target=self._watch, name='stop-request', daemon=True).start()
+
+  @staticmethod
+  def _ignore(signum, frame):
+    del signum, frame  # The watcher thread acts on it.
+
+  def _watch(self) -> None:
+    while True:
+      try:
+        data = self._reader.recv(64)
+      except OSError:
+        return
+      if not data:
+        return
+      for signum in data:
+        if signum in self._SIGNALS:
+          self._handle(signum)
+
+  def _handle(self, signum: int) -> None:
+    if signum == signal.SIGINT:
+      self._interrupts += 1
+      if self._interrupts > 1:
+        logging.warning('A second Ctrl-C: exiting at once, without saving.')
+        self._hard_exit(130)
+    if self.received is None:
+      self.received = signum
+      logging.warning('Received %s: saving a checkpoint after this step, then exiting%s.',
+                      signal.Signals(signum).name, ' (Ctrl-C again to exit at once, without '
+                      'saving)' if signum == signal.SIGINT else '')
+
+  def _hard_exit(self, code: int) -> None:
+    """Exits now, from this thread: no exception unwinds through XLA."""
+    try:
+      self._before_hard_exit()
+    finally:
+      for handler in logging.getLogger().handlers:
+        handler.flush()
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(code)  # pylint: disable=protected-access
+
+  def close(self) -> None:
+    """Puts the previous handlers back."""
+    if self._previous is None:
+      return
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+    signal.set_wakeup_fd(self._previous_fd)
+    self._previous = None
+    self._reader.shutdown(socket.SHUT_RDWR)  # Ends the watcher's recv.
+    self._reader.close()
+    self._writer.close()
 
   def agreed(self, *problems: bool) -> tuple[Optional[int], tuple[bool, ...]]:
     """(The signal to stop on, if any process received one; for each of this
@@ -194,6 +256,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
   lock = _lock_workdir(workdir)  # Before anything in it is changed.
   if lock is not None:
     cleanup.callback(lock.release)
+  # From here a signal stops the run at the next step (a second Ctrl-C at once).
+  stop = _StopRequest(before_hard_exit=lock.release if lock is not None else lambda: None)
+  cleanup.callback(stop.close)
   workdir_lib.check_model_shapes(config, workdir)  # Every process, before anything is written.
   if is_main:
     unfinished = checkpoints.remove_unfinished(workdir)
@@ -275,7 +340,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
   report = (periodic_actions.ReportProgress(
       num_train_steps=config.num_train_steps, writer=writer,
       every_steps=config.log_every_steps) if is_main else lambda step: None)
-  stop = _StopRequest()
   history, nonfinite, pending = [], 0, None
   step, last_log, last_saved = start_step, time.time(), None
 

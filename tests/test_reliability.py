@@ -30,11 +30,11 @@ RESUMED = re.compile(r'Resumed from the checkpoint at step (\d+)\.')
 TMP = '.orbax-checkpoint-tmp'  # What Orbax appends to a step's folder while writing it.
 
 
-def start_main(workdir, data_dir, *overrides, log_path):
+def start_main(workdir, data_dir, *overrides, log_path, env=None):
   cmd = [sys.executable, os.path.join(ROOT, 'main.py'),
          f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={workdir}',
          f'--config.data.data_dir={data_dir}', *overrides]
-  env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='')
+  env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='', **(env or {}))
   log = open(log_path, 'w')
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
 
@@ -467,4 +467,35 @@ def test_two_main_processes_on_one_workdir(tmp_path, data_dir):
     if first.poll() is None:
       first.kill()
     log.close()
+  assert not os.path.exists(os.path.join(workdir, '.lock'))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('during', ['the first compile', 'training'])
+def test_a_second_ctrl_c_exits_at_once_and_cleanly(tmp_path, data_dir, during):
+  workdir, log_path = str(tmp_path / 'w'), str(tmp_path / 'log.txt')
+  if during == 'training':
+    proc, log = start_main(workdir, data_dir, *LONG, log_path=log_path)
+    wait_for(log_path, r'\] \[3\] train/', proc)
+  else:  # Without the compilation cache the first step compiles for seconds.
+    proc, log = start_main(workdir, data_dir, *LONG, log_path=log_path,
+                           env={'SHOPSTYLE_JAX_NO_CACHE': '1'})
+    wait_for(log_path, r'Training from step 0 to', proc)
+    time.sleep(1.0)
+  try:
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    start = time.time()
+    code = proc.wait(timeout=60)
+    took = time.time() - start
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+    log.close()
+  text = open(log_path).read()
+  assert code == 130, text[-3000:]
+  assert took < 10, took
+  assert text.count('Traceback') <= 1, text[-5000:]
+  assert 'A second Ctrl-C: exiting at once, without saving.' in text
   assert not os.path.exists(os.path.join(workdir, '.lock'))
