@@ -28,7 +28,7 @@ def main(argv):
   from shopstyle_jax import parallel  # pylint: disable=g-import-not-at-top
   try:
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                                    FLAGS.process_id)
+                                    FLAGS.process_id, timeout=FLAGS.coordinator_timeout)
     config_lib.validate(FLAGS.config, num_devices=jax.device_count())
   except ValueError as e:
     logging.error('%s', e)

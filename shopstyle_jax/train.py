@@ -233,6 +233,7 @@ def _lock_workdir(workdir: str) -> Optional[workdir_lock.WorkdirLock]:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the state."""
   config_lib.validate(config, num_devices=jax.device_count())
+  config_lib.check_same_on_all_processes(config)
   runtime.enable_compilation_cache()
   workdir = str(epath.Path(workdir).resolve())
   with contextlib.ExitStack() as cleanup:  # Undone however the run ends.
