@@ -28,19 +28,22 @@ def main(argv):
   from shopstyle_jax import parallel  # pylint: disable=g-import-not-at-top
   try:
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                                    FLAGS.process_id)
+                                    FLAGS.process_id, timeout=FLAGS.coordinator_timeout)
     config_lib.validate(FLAGS.config, num_devices=jax.device_count())
   except ValueError as e:
     logging.error('%s', e)
     print(f'FATAL: {e}', file=sys.stderr)
     sys.exit(2)
+  from shopstyle_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
   from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax import workdir_lock  # pylint: disable=g-import-not-at-top
   runtime.quiet_library_logs()
   logging.info('Config:\n%s', FLAGS.config)
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (ValueError, FileNotFoundError, PermissionError, OSError, train.NonFiniteError) as e:
+  except (ValueError, OSError, train.NonFiniteError, checkpoints.SaveError,
+          workdir_lock.WorkdirInUseError) as e:
     logging.error('%s', e)
     print(f'FATAL: {type(e).__name__}: {e}', file=sys.stderr)
     sys.exit(1)

@@ -4,17 +4,24 @@ Each step folder `<workdir>/checkpoints/<step>/` holds two items: `state`
 (the TrainState pytree, written by every process for its shards) and `data`
 (the grain iterator state as JSON). Orbax writes into a temporary folder and
 renames it when complete, so a crash mid-write never leaves a half checkpoint
-that a resume would pick.
+that a resume would pick; the temporary folders of saves that never
+completed are removed at the next start (`remove_unfinished`).
+
+Saves run in the background (`Saver`): a failed one (a full disk) stops
+training at the next step, naming the last good checkpoint, rather than one
+checkpoint interval later.
 """
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import shutil
 from typing import Any, Optional, Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -23,6 +30,15 @@ CHECKPOINT_DIR = 'checkpoints'
 # so a kill during a deletion never leaves a half-deleted step that looks
 # complete. Its contents are removed before each save.
 TRASH_DIR = '.deleted'
+# Orbax writes step N into `N.orbax-checkpoint-tmp` (older versions add a
+# timestamp) and renames it to `N` when complete.
+TMP_MARKER = '.orbax-checkpoint-tmp'
+# Unreadable steps a resume skipped are moved into this subfolder.
+CORRUPT_DIR = '.corrupt'
+
+
+class SaveError(RuntimeError):
+  """A checkpoint could not be written; the message names the last good step."""
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -44,22 +60,117 @@ def _empty_trash(manager: ocp.CheckpointManager) -> None:
     shutil.rmtree(os.path.join(str(manager.directory), TRASH_DIR), ignore_errors=True)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any,
-         data_state: Optional[dict] = None) -> None:
-  """Saves (asynchronously) the state and the iterator position at `step`."""
-  manager.wait_until_finished()  # The previous save, and its deletions, are done.
-  _empty_trash(manager)
-  items = {'state': ocp.args.StandardSave(state)}
-  if data_state is not None:
-    items['data'] = ocp.args.JsonSave(data_state)
-  manager.save(step, args=ocp.args.Composite(**items), force=True)
+def _reason(error: BaseException) -> str:
+  """Why a save failed, in a few words (Orbax's messages run to several lines)."""
+  if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
+      'No space left on device' in str(error)):
+    return 'no space left on the device'
+  return _one_line(error)
 
 
-def close(manager: ocp.CheckpointManager) -> None:
-  """Waits for pending saves, deletes the replaced steps and closes."""
-  manager.wait_until_finished()
-  _empty_trash(manager)
-  manager.close()
+class Saver:
+  """Checkpoints written in the background, with a failed write noticed at once.
+
+  Orbax writes asynchronously and reports a failure only when the next save
+  waits for the previous one: training would go on for a whole checkpoint
+  interval without a checkpoint. `poll()` looks, without waiting, each step;
+  `wait()` waits (the last step, a stop). A failure becomes a `SaveError`
+  naming the failed step and the last good one (`error(stopped_at)`).
+  """
+
+  def __init__(self, manager: ocp.CheckpointManager):
+    self.manager = manager
+    self.last_good = manager.latest_step()  # The newest complete checkpoint.
+    self.pending: Optional[int] = None  # The step being written.
+    self.failed: Optional[tuple[int, str]] = None  # (step, reason) of a failed save.
+
+  def save(self, step: int, state: Any, data_state: Optional[dict] = None) -> bool:
+    """Starts writing `step` once the previous save has finished; whether a save
+    (the previous one, or starting this one) has failed."""
+    self._collect()
+    if self.failed:
+      return True
+    _empty_trash(self.manager)
+    items = {'state': ocp.args.StandardSave(state)}
+    if data_state is not None:
+      items['data'] = ocp.args.JsonSave(data_state)
+    try:
+      self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    except Exception as e:  # pylint: disable=broad-except
+      self.failed = (step, _reason(e))
+      return True
+    self.pending = step
+    return False
+
+  def poll(self) -> bool:
+    """Whether a save has failed, looking at a finished one without waiting."""
+    if self.pending is not None and not self.manager.is_saving_in_progress():
+      self._collect()
+    return self.failed is not None
+
+  def wait(self) -> bool:
+    """Waits for the save in progress; whether a save has failed."""
+    self._collect()
+    return self.failed is not None
+
+  def _collect(self) -> None:
+    if self.pending is None:
+      return
+    step, self.pending = self.pending, None
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      self.failed = (step, _reason(e))
+    else:
+      self.last_good = step
+
+  def error(self, stopped_at: int) -> SaveError:
+    """The `SaveError` to stop with at step `stopped_at` (when this process's save
+    did not fail, another process's did)."""
+    if self.failed:
+      step, reason = self.failed
+      what = f'Saving the checkpoint of step {step} in {self.manager.directory} failed ({reason})'
+    else:
+      reason = ''
+      what = 'Another process failed to save its part of the checkpoint (see its log)'
+    good = (f'the last good checkpoint is step {self.last_good}' if self.last_good is not None
+            else 'there is no good checkpoint yet')
+    hint = ('Free some space (or lower config.keep_checkpoints), then rerun the same command '
+            'to resume' if 'no space' in reason else
+            'Rerun the same command to resume once the cause is fixed')
+    return SaveError(f'{what}. Training stopped at step {stopped_at}; {good}. {hint}.')
+
+  def close(self) -> None:
+    """Waits for the save in progress, deletes the replaced steps and closes; after
+    a failure, only closes (quietly: the failure is being reported)."""
+    if self.failed is None:
+      self._collect()
+    if self.failed is None:
+      _empty_trash(self.manager)
+    try:
+      self.manager.close()
+    except Exception as e:  # pylint: disable=broad-except
+      if self.failed is None:
+        raise
+      logging.debug('Closing the checkpoint manager after a failed save: %s', e)
+
+
+def remove_unfinished(workdir: str) -> list[str]:
+  """Deletes the temporary folders of saves that never completed (a kill, a full
+  disk, a second Ctrl-C): Orbax never completes them later. Returns their names."""
+  directory = checkpoint_dir(workdir)
+  try:
+    names = sorted(n for n in os.listdir(directory) if TMP_MARKER in n)
+  except (FileNotFoundError, NotADirectoryError):
+    return []
+  for name in names:
+    path = os.path.join(directory, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+  return names
 
 
 def restore(manager: ocp.CheckpointManager, abstract_state: Any,
@@ -96,6 +207,97 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
     logging.info('Checkpoint %d has an older layout; migrated (dropped %s).', step,
                  ', '.join(old))
   return state, (restored['data'] if has_data else None), step
+
+
+def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state: Any,
+                          retired: Sequence[str] = ()) -> tuple[Any, Optional[dict], int]:
+  """`restore` of the newest checkpoint that can be read.
+
+  A newer one that cannot (damaged or missing files) is named in the log,
+  skipped, and moved (by process 0) into `checkpoints/.corrupt/`, so that the
+  step can be saved again. Raises ValueError, before reading any array, when
+  the checkpoints' arrays do not fit `abstract_state` (other model settings),
+  and when no checkpoint can be read.
+  """
+  directory = str(manager.directory)
+  corrupt = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      saved = _tree_metadata(os.path.join(directory, str(step), 'state'))
+    except Exception as e:  # pylint: disable=broad-except
+      corrupt.append((step, _one_line(e)))
+      logging.warning('Checkpoint step %d in %s is corrupt or incomplete (%s); trying the '
+                      'next older one.', step, directory, corrupt[-1][1])
+      continue
+    diffs = shape_differences(abstract_state, saved, ignore=retired)
+    if diffs:
+      raise ValueError(
+          f'The checkpoints in {directory} do not fit this config\'s networks ({len(diffs)} '
+          f'arrays differ, e.g. {"; ".join(diffs[:3])}): they were trained with other '
+          'config.model.* settings. Resume with the settings of the run that wrote them, or '
+          'use a new --workdir. Its config.json is left as it was.')
+    try:
+      restored = restore(manager, abstract_state, step, retired)
+    except Exception as e:  # pylint: disable=broad-except
+      corrupt.append((step, _one_line(e)))
+      logging.warning('Checkpoint step %d in %s is corrupt or incomplete (%s); trying the '
+                      'next older one.', step, directory, corrupt[-1][1])
+      continue
+    break
+  else:
+    raise ValueError(
+        f'No checkpoint in {directory} can be read (' +
+        '; '.join(f'step {s}: {r}' for s, r in corrupt) + '). Move that folder away, or use a '
+        'new --workdir, to start afresh.')
+  if corrupt:
+    multihost_utils.sync_global_devices('shopstyle_jax.checkpoints.corrupt')  # All have read.
+    aside = os.path.join(directory, CORRUPT_DIR)
+    if jax.process_index() == 0:
+      os.makedirs(aside, exist_ok=True)
+      for bad, _ in corrupt:
+        target = os.path.join(aside, str(bad))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(os.path.join(directory, str(bad)), target)
+    multihost_utils.sync_global_devices('shopstyle_jax.checkpoints.corrupt_moved')
+    manager.reload()
+    logging.warning('Resuming from step %d, the newest intact checkpoint; the unreadable '
+                    'step(s) %s were moved to %s (delete them when no longer needed).',
+                    restored[2], ', '.join(str(s) for s, _ in corrupt), aside)
+  return restored
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+  text = ' '.join(str(error).split())
+  text = f'{type(error).__name__}: {text}' if text else type(error).__name__
+  return text if len(text) <= limit else text[:limit] + '...'
+
+
+def _path_name(key: Any) -> str:
+  for attr in ('key', 'name', 'idx'):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def _shapes(tree: Any, ignore: Sequence[str] = ()) -> dict[str, tuple]:
+  """{'g_params/Conv_0/kernel': shape} of a tree of arrays, ShapeDtypeStructs or
+  Orbax array metadata (a dataclass state and its saved dicts name leaves alike)."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    name = '/'.join(_path_name(k) for k in path)
+    if name.split('/')[0] not in ignore:
+      out[name] = tuple(getattr(leaf, 'shape', np.shape(leaf)))
+  return out
+
+
+def shape_differences(expected: Any, saved: Any, ignore: Sequence[str] = ()) -> list[str]:
+  """'path: checkpoint SHAPE, config SHAPE' for each array whose shape differs
+  between `saved` and `expected`, or that only one of them has; top-level keys
+  in `ignore` are left out."""
+  ours, theirs = _shapes(expected, ignore), _shapes(saved, ignore)
+  paths = sorted(set(ours) | set(theirs), key=lambda p: ('opt_state' in p, p))  # Weights first.
+  return [f'{p}: checkpoint {theirs.get(p, "none")}, config {ours.get(p, "none")}'
+          for p in paths if ours.get(p) != theirs.get(p)]
 
 
 def _item_names(manager: ocp.CheckpointManager, step: int) -> set:
@@ -156,8 +358,11 @@ def state_bytes(state: Any) -> int:
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
 
 
-def check_workdir(workdir: str, needed_bytes: int) -> None:
-  """Fails fast, before training, on a workdir we could not checkpoint into."""
+def check_workdir(workdir: str, needed_bytes: int, keep: int = 1) -> None:
+  """Fails fast, before training, on a workdir we could not checkpoint into: a
+  file, an unwritable folder, or too little free space for `keep` checkpoints
+  plus the one being written."""
+  _check_folder(workdir)
   probe = os.path.join(workdir, f'.write_test.{os.getpid()}')
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -168,11 +373,34 @@ def check_workdir(workdir: str, needed_bytes: int) -> None:
     raise PermissionError(f'Workdir {workdir} is not writable ({e.strerror}). Pick another '
                           '--workdir or fix its permissions.') from e
   free = shutil.disk_usage(workdir).free
-  # Orbax writes a new step before deleting the oldest: room for two.
-  if free < 2 * needed_bytes:
+  # Orbax writes a new step before deleting the oldest: `keep` + 1 at the peak,
+  # of which those already there take no more room.
+  existing = len(available_steps(workdir))
+  more = max(keep - existing, 0) + 1
+  if free < more * needed_bytes:
+    have = f', {existing} already there' if existing else ''
     raise OSError(f'Only {free / 2**20:.0f} MiB free under {workdir}; a checkpoint needs about '
-                  f'{needed_bytes / 2**20:.0f} MiB and two must fit while the oldest is '
-                  'replaced. Free some space or pick another --workdir.')
+                  f'{needed_bytes / 2**20:.0f} MiB and {more} more must fit '
+                  f'(config.keep_checkpoints={keep} kept{have}, plus the one being written '
+                  'before the oldest is deleted). Free some space, lower '
+                  'config.keep_checkpoints or pick another --workdir.')
+
+
+def _check_folder(workdir: str) -> None:
+  """NotADirectoryError when `workdir`, or the folder it would be created in, is a file."""
+  path = os.path.abspath(workdir)
+  while not os.path.exists(path):
+    parent = os.path.dirname(path)
+    if parent == path:
+      return
+    path = parent
+  if os.path.isdir(path):
+    return
+  if path == os.path.abspath(workdir):
+    raise NotADirectoryError(f'Workdir {workdir} is a file, not a folder. Pick another '
+                             '--workdir (a folder, or a path that does not exist yet).')
+  raise NotADirectoryError(f'Workdir {workdir} cannot be created: {path} is a file, not a '
+                           'folder. Pick another --workdir.')
 
 
 def find_step(workdir: str, step: Optional[int] = None) -> int:

@@ -45,6 +45,9 @@ def define_train_flags(flag_values: flags.FlagValues = flags.FLAGS,
                        flag_values=flag_values)
   flags.DEFINE_integer('process_id', None, 'Multi-host: this process, 0..num_processes-1.',
                        flag_values=flag_values)
+  flags.DEFINE_integer('coordinator_timeout', 300, 'Multi-host: seconds to wait for every '
+                       'process to join the job before giving up.', lower_bound=1,
+                       flag_values=flag_values)
   flags.mark_flags_as_required([CONFIG, 'workdir'], flag_values=flag_values)
 
 

@@ -4,6 +4,7 @@ Every error names the key, the value and what is allowed, so a typo costs
 seconds, not a compile.
 """
 
+import json
 import os
 from typing import Optional
 
@@ -12,10 +13,13 @@ import ml_collections
 from shopstyle_jax import losses
 from shopstyle_jax import parallel
 from shopstyle_jax import styles
+from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.models import layers
 from shopstyle_jax.models import generators
 
 PRECISIONS = layers.PRECISIONS
+# Keys that may differ between the processes of one run: each host's own paths.
+PER_HOST_KEYS = ('data.data_dir', 'data.cache_dir', 'data.manual_dir')
 
 
 def generator_factor(config: ml_collections.ConfigDict) -> int:
@@ -188,3 +192,25 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if num_devices is not None:
     parallel.check_batch_size(config.batch_size, num_devices, 'config.batch_size')
     parallel.check_batch_size(config.eval.batch_size, num_devices, 'config.eval.batch_size')
+
+
+def check_same_on_all_processes(config: ml_collections.ConfigDict) -> None:
+  """ValueError, on every process, when the processes of a multi-process run were
+  given different configs (`PER_HOST_KEYS` aside), naming the keys that differ:
+  other model shapes would abort in a collective minutes later, another seed
+  would train diverged replicas silently."""
+  flat = {k: v for k, v in workdir_lib.flatten(json.loads(config.to_json_best_effort())).items()
+          if k not in PER_HOST_KEYS}
+  text = json.dumps(flat, sort_keys=True).encode()
+  if parallel.same_on_all_processes(text):
+    return
+  configs = [json.loads(t) for t in parallel.gather_bytes(text)]
+  keys = sorted({k for c in configs for k in c
+                 if len({json.dumps(c2.get(k), sort_keys=True) for c2 in configs}) > 1})
+  shown = '; '.join(
+      f'{k} (' + ', '.join(f'process {i}: {c.get(k)!r}' for i, c in enumerate(configs)) + ')'
+      for k in keys[:10])
+  more = f'; and {len(keys) - 10} more' if len(keys) > 10 else ''
+  raise ValueError(
+      f'The processes were started with different configs: {shown}{more}. Every process '
+      f'must run the same command (only {", ".join(PER_HOST_KEYS)} may differ between hosts).')

@@ -213,7 +213,9 @@ def load_stylizer(workdir: str, step: Optional[int] = None, *,
   Raises:
     FileNotFoundError: not a workdir, no checkpoint, or no checkpoint at `step`
       (the message lists the steps there are).
-    ValueError: a bad `precision`, or a checkpoint that cannot be read.
+    ValueError: a bad `precision`, a checkpoint that cannot be read, or one whose
+      generator does not fit config.json's model settings (the arrays that differ
+      are named).
   """
   # pylint: disable=g-import-not-at-top
   from shopstyle_jax import checkpoints
@@ -230,4 +232,34 @@ def load_stylizer(workdir: str, step: Optional[int] = None, *,
       workdir, ('g_params', 'g_batch_stats', 'ema_params'), step)
   variables = state_lib.generator_variables(tree['g_params'], tree['g_batch_stats'],
                                            tree['ema_params'])
+  _check_fits(generator, variables, workdir, step, config)
   return Stylizer(generator, variables, step, config)
+
+
+# The config.model keys that shape the generator's arrays, named in errors.
+_GENERATOR_KEYS = ('generator', 'width', 'depth', 'resnet_blocks', 'norm', 'upsample',
+                   'noise_channels')
+
+
+def _check_fits(generator: Any, variables: Any, workdir: str, step: int, config: Any) -> None:
+  """ValueError naming the arrays whose shapes differ between the checkpoint's
+  generator and the one config.json describes (a config.json that is not the
+  run's own would otherwise fail at the first call)."""
+  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax import checkpoints
+  from shopstyle_jax import workdir as workdir_lib
+  # pylint: enable=g-import-not-at-top
+  size = generator.factor
+  expected = jax.eval_shape(
+      functools.partial(generator.init, train=False), {'params': jax.random.key(0)},
+      jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+  diffs = checkpoints.shape_differences(expected, variables)
+  if diffs:
+    model = ', '.join(f'model.{k}={config.model[k]!r}' for k in _GENERATOR_KEYS
+                      if k in config.model)
+    raise ValueError(
+        f'Checkpoint step {step} of {workdir} does not fit the generator its '
+        f'{workdir_lib.CONFIG_FILE} describes ({len(diffs)} arrays differ, e.g. '
+        f'{"; ".join(diffs[:3])}): {workdir_lib.config_path(workdir)} ({model}) is not the '
+        'config of the run that wrote the checkpoint. Put back the run\'s own config.json '
+        '(or retrain).')

@@ -6,11 +6,16 @@ axis, and XLA inserts the gradient all-reduces (and, for batch norm, the
 cross-device statistics), so the step reads as single-device code.
 """
 
+import hashlib
 import logging
 import os
+import sys
+import threading
+import time
 from typing import Any, Callable, Optional, Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -88,26 +93,95 @@ def detect_cluster() -> Optional[str]:
 
 def initialize_distributed(coordinator_address: Optional[str] = None,
                            num_processes: Optional[int] = None,
-                           process_id: Optional[int] = None) -> None:
+                           process_id: Optional[int] = None, timeout: int = 300) -> None:
   """Starts JAX's multi-process runtime when asked to or when in a cluster.
 
   Explicit flags win; otherwise `jax.distributed.initialize()` runs only where
   a cluster launch is detected, so a plain single-process run needs nothing.
+  What is waited for is logged first, then every 30 s. JAX aborts a process
+  that has not joined after its `initialization_timeout`, saying "another task
+  died" whatever happened; this process exits first, after `timeout` seconds,
+  saying what it waited for.
   """
   if coordinator_address or num_processes or process_id is not None:
     if not (coordinator_address and num_processes and process_id is not None):
       raise ValueError('--coordinator_address, --num_processes and --process_id go together: '
                        'give all three (or none, to auto-detect a cluster).')
-    # Collectives between CPU devices of different processes (tests, CPU
-    # clusters); no effect on GPU/TPU.
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    if process_id == 0:
+      waiting = (f'Process 0 of {num_processes} started the coordinator at '
+                 f'{coordinator_address}, but not all {num_processes} processes joined')
+      logging.info('Starting the coordinator at %s (process 0 of %d); waiting for the other %d '
+                   'process(es) to join...', coordinator_address, num_processes,
+                   num_processes - 1)
+      hint = (f'start the others with the same command and --coordinator_address='
+              f'{coordinator_address} --num_processes={num_processes} --process_id=1..'
+              f'{num_processes - 1}')
+    else:
+      waiting = (f'Process {process_id} of {num_processes} could not join the job at '
+                 f'{coordinator_address}')
+      logging.info('Waiting for the coordinator at %s (process %d of %d)...',
+                   coordinator_address, process_id, num_processes)
+      hint = ('is process 0 running, with the same --coordinator_address and '
+              '--num_processes, and can this host reach that address and port?')
+    kwargs = dict(coordinator_address=coordinator_address, num_processes=num_processes,
+                  process_id=process_id)
   else:
     cluster = detect_cluster()
     if cluster is None:
       return
-    logging.info('Detected a %s launch; initialising jax.distributed.', cluster)
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize()
+    logging.info('Detected a %s launch; initialising jax.distributed (waiting for every '
+                 'process of the job to join)...', cluster)
+    waiting = f'The processes of this {cluster} job did not all join'
+    hint = 'did every task of the job start, and can they reach the first one?'
+    kwargs = {}
+  # Collectives between CPU devices of different processes (tests, CPU
+  # clusters); no effect on GPU/TPU.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  joined = threading.Event()
+  threading.Thread(target=_watch_initialization, args=(joined, waiting, hint, timeout),
+                   name='distributed-init-watchdog', daemon=True).start()
+  try:
+    # JAX's own limit comes later: this process says what happened first.
+    jax.distributed.initialize(**kwargs, initialization_timeout=timeout + 60)
+  finally:
+    joined.set()
   logging.info('Process %d of %d, %d local / %d global devices.', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def _watch_initialization(joined: threading.Event, waiting: str, hint: str,
+                          timeout: float) -> None:
+  """Logs every 30 s while `jax.distributed.initialize` waits; after `timeout`
+  seconds, logs why and exits the process (status 1)."""
+  start = time.monotonic()
+  while not joined.wait(min(30.0, max(timeout - (time.monotonic() - start), 0.0))):
+    elapsed = time.monotonic() - start
+    if elapsed >= timeout:
+      message = (f'{waiting} within {timeout:.0f} s: {hint} (--coordinator_timeout sets '
+                 'this wait.)')
+      logging.error('%s', message)
+      for handler in logging.getLogger().handlers:
+        handler.flush()
+      print(f'FATAL: {message}', file=sys.stderr, flush=True)
+      os._exit(1)  # pylint: disable=protected-access
+    logging.info('Still waiting (%.0f s of %.0f s)...', elapsed, timeout)
+
+
+def gather_bytes(data: bytes) -> list[bytes]:
+  """Every process's `data` (any length), in process order: two all-gathers."""
+  if jax.process_count() == 1:
+    return [data]
+  lengths = np.ravel(multihost_utils.process_allgather(np.int32(len(data))))
+  padded = np.zeros(int(lengths.max()), np.int32)
+  padded[:len(data)] = np.frombuffer(data, np.uint8)
+  rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths), -1)
+  return [bytes(row[:n].astype(np.uint8)) for row, n in zip(rows, lengths)]
+
+
+def same_on_all_processes(data: bytes) -> bool:
+  """Whether every process passed equal `data`: one all-gather of its SHA-256."""
+  if jax.process_count() == 1:
+    return True
+  digest = np.frombuffer(hashlib.sha256(data).digest(), np.uint8).astype(np.int32)
+  digests = np.asarray(multihost_utils.process_allgather(digest)).reshape(-1, digest.size)
+  return bool((digests == digests[0]).all())

@@ -42,15 +42,20 @@ def enable_compilation_cache() -> None:
 
 
 class _DropLibraryInfo(logging.Filter):
-  """Drops INFO/DEBUG records logged from inside the given libraries."""
+  """Drops INFO/DEBUG records logged from inside the given libraries, and the
+  tracebacks of their errors (each background thread of a failed checkpoint
+  write logs its own; the message stays, and the caller reports the failure)."""
 
   def __init__(self, packages: tuple[str, ...]):
     super().__init__()
     self._markers = tuple(f'{os.sep}{p}{os.sep}' for p in packages)
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or not any(
-        m in record.pathname for m in self._markers)
+    if not any(m in record.pathname for m in self._markers):
+      return True
+    if record.exc_info or record.exc_text:
+      record.exc_info, record.exc_text = None, None
+    return record.levelno >= logging.WARNING
 
 
 def quiet_library_logs(packages: tuple[str, ...] = ('orbax', 'grain', 'tensorflow_datasets')

@@ -6,12 +6,15 @@ models. `config.method` picks the method; every method's state keeps the
 photo -> style generator where inference and eval look for it.
 """
 
+import contextlib
 import json
 import logging
 import signal
+import socket
+import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +34,7 @@ from shopstyle_jax import runtime
 from shopstyle_jax import methods
 from shopstyle_jax import state as state_lib
 from shopstyle_jax import workdir as workdir_lib
+from shopstyle_jax import workdir_lock
 from shopstyle_jax.data import pipeline
 from shopstyle_jax.methods import common as method_common
 from shopstyle_jax.models import layers
@@ -61,41 +65,104 @@ def _vgg_setup(config, writer) -> tuple[Any, Any, Optional[str]]:
 
 
 class _StopRequest:
-  """Turns SIGTERM/SIGINT into "save a checkpoint after this step, then exit".
+  """Turns SIGTERM/SIGINT into "save a checkpoint after this step, then exit";
+  a second Ctrl-C exits at once (status 130), without saving.
 
   With several processes, every process must stop at the same step (they all
   take part in the checkpoint), so the request is agreed on by an all-gather,
   and only what the all-gather returned counts: a signal that lands while the
   all-gather runs waits for the next step on every process alike.
+
+  Python runs signal handlers in the main thread between bytecodes, so not
+  while it is inside XLA (a compile may take minutes), and an exception raised
+  there unwinds through JAX and XLA: tracebacks, even a crash. Instead the
+  handlers do nothing, and a watcher thread reads the signal numbers that
+  Python's C-level handler writes to the wakeup fd as the signal lands.
+  `close()` puts the previous handlers back.
   """
 
-  def __init__(self):
-    self.received = None  # The signal this process got, if any.
+  _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self, before_hard_exit: Callable[[], None] = lambda: None):
+    self.received = None  # The first signal this process got, if any.
     self.signum = None  # The signal every process has agreed to stop on.
-    if threading.current_thread() is threading.main_thread():
-      for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, self._handle)
+    self._before_hard_exit = before_hard_exit
+    self._interrupts = 0
+    self._previous = None
+    if threading.current_thread() is not threading.main_thread():
+      return
+    self._reader, self._writer = socket.socketpair()
+    self._writer.setblocking(False)
+    self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+    self._previous = {s: signal.signal(s, self._ignore) for s in self._SIGNALS}
+    threading.Thread(target=self._watch, name='stop-request', daemon=True).start()
 
-  def _handle(self, signum, frame):
-    del frame
-    if self.received == signal.SIGINT and signum == signal.SIGINT:
-      raise KeyboardInterrupt  # A second Ctrl-C stops at once.
-    self.received = signum
-    logging.warning('Received %s: saving a checkpoint after this step, then exiting.',
-                    signal.Signals(signum).name)
+  @staticmethod
+  def _ignore(signum, frame):
+    del signum, frame  # The watcher thread acts on it.
 
-  def agreed(self) -> Optional[int]:
-    """The signal to stop on, if any process received one (same on all processes)."""
-    local = self.received or 0  # Read once: the handler may run during the all-gather.
+  def _watch(self) -> None:
+    while True:
+      try:
+        data = self._reader.recv(64)
+      except OSError:
+        return
+      if not data:
+        return
+      for signum in data:
+        if signum in self._SIGNALS:
+          self._handle(signum)
+
+  def _handle(self, signum: int) -> None:
+    if signum == signal.SIGINT:
+      self._interrupts += 1
+      if self._interrupts > 1:
+        logging.warning('A second Ctrl-C: exiting at once, without saving.')
+        self._hard_exit(130)
+    if self.received is None:
+      self.received = signum
+      logging.warning('Received %s: saving a checkpoint after this step, then exiting%s.',
+                      signal.Signals(signum).name, ' (Ctrl-C again to exit at once, without '
+                      'saving)' if signum == signal.SIGINT else '')
+
+  def _hard_exit(self, code: int) -> None:
+    """Exits now, from this thread: no exception unwinds through XLA."""
+    try:
+      self._before_hard_exit()
+    finally:
+      for handler in logging.getLogger().handlers:
+        handler.flush()
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(code)  # pylint: disable=protected-access
+
+  def close(self) -> None:
+    """Puts the previous handlers back."""
+    if self._previous is None:
+      return
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+    signal.set_wakeup_fd(self._previous_fd)
+    self._previous = None
+    self._reader.shutdown(socket.SHUT_RDWR)  # Ends the watcher's recv.
+    self._reader.close()
+    self._writer.close()
+
+  def agreed(self, *problems: bool) -> tuple[Optional[int], tuple[bool, ...]]:
+    """(The signal to stop on, if any process received one; for each of this
+    process's `problems`, whether any process has it): the same on all
+    processes, from one all-gather."""
+    local = [self.received or 0, *map(int, problems)]  # Read once: the handler may run now.
+    if jax.process_count() == 1:
+      gathered = np.asarray([local])
+    else:
+      gathered = np.asarray(multihost_utils.process_allgather(np.asarray(local, np.int32)))
+      gathered = gathered.reshape(-1, len(local))
     if self.signum is None:
-      if jax.process_count() == 1:
-        received = [local] if local else []
-      else:
-        signals = multihost_utils.process_allgather(np.int32(local))
-        received = [int(s) for s in np.ravel(signals) if s]
+      received = [int(s) for s in gathered[:, 0] if s]
       if received:
         self.signum = received[0]
-    return self.signum
+    return self.signum, tuple(bool(x) for x in gathered[:, 1:].any(axis=0))
 
   @staticmethod
   def exit_code(signum: int) -> int:
@@ -133,11 +200,39 @@ def _init_from(config, state: Any) -> Any:
   return state
 
 
+def _lock_workdir(workdir: str) -> Optional[workdir_lock.WorkdirLock]:
+  """Process 0 takes the workdir's lock (returned); every process learns whether
+  it could, so that all stop when it could not."""
+  lock, error = None, None
+  if jax.process_index() == 0:
+    lock = workdir_lock.WorkdirLock(workdir)
+    try:
+      lock.acquire()
+    except workdir_lock.WorkdirInUseError as e:
+      lock, error = None, e
+  if jax.process_count() > 1:
+    locked = multihost_utils.process_allgather(np.int32(error is None))
+    if error is None and not np.all(locked):
+      error = workdir_lock.WorkdirInUseError(
+          f'Process 0 could not lock workdir {workdir} (see its log): another run uses it.')
+  if error is not None:
+    raise error
+  return lock
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   """Trains (or resumes) in `workdir` until `config.num_train_steps`; returns the state."""
   config_lib.validate(config, num_devices=jax.device_count())
+  config_lib.check_same_on_all_processes(config)
   runtime.enable_compilation_cache()
   workdir = str(epath.Path(workdir).resolve())
+  with contextlib.ExitStack() as cleanup:  # Undone however the run ends.
+    return _train(config, workdir, cleanup)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str,
+           cleanup: contextlib.ExitStack) -> Any:
+  """`train_and_evaluate` in a resolved `workdir`; `cleanup` releases what it holds."""
   is_main = jax.process_index() == 0
   mesh = parallel.create_mesh()
 
@@ -147,7 +242,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   replicated = parallel.replicated(mesh)
   init = jax.jit(lambda rng: method.create_state(config, models, rng), out_shardings=replicated)
   abstract_state = jax.eval_shape(init, state_lib.prng_key(config.seed))
-  checkpoints.check_workdir(workdir, checkpoints.state_bytes(abstract_state))
+  checkpoints.check_workdir(workdir, checkpoints.state_bytes(abstract_state),
+                            keep=config.keep_checkpoints)
+  lock = _lock_workdir(workdir)  # Before anything in it is changed.
+  if lock is not None:
+    cleanup.callback(lock.release)
+  # From here a signal stops the run at the next step (a second Ctrl-C at once).
+  stop = _StopRequest(before_hard_exit=lock.release if lock is not None else lambda: None)
+  cleanup.callback(stop.close)
+  workdir_lib.check_model_shapes(config, workdir)  # Every process, before anything is written.
+  if is_main:
+    unfinished = checkpoints.remove_unfinished(workdir)
+    if unfinished:
+      logging.warning('Removed %d unfinished checkpoint(s) an interrupted run left in %s: %s.',
+                      len(unfinished), checkpoints.checkpoint_dir(workdir), ', '.join(unfinished))
+
+  # What the run was, if it has run (before config.json is rewritten).
+  saved_config = (workdir_lib.read_config(workdir).to_dict()
+                  if workdir_lib.is_workdir(workdir) else None)
+  abstract_state = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
+  manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
+  restored = None
+  if manager.latest_step() is not None:
+    # Before config.json is written (a config that does not fit the checkpoints
+    # never replaces the run's own) and before the data, which may take long to build.
+    restored = checkpoints.restore_newest_intact(manager, abstract_state,
+                                                 retired=state_lib.RETIRED_FIELDS)
 
   # Data next: a missing dataset or folder fails before anything compiles.
   pipeline.prepare(config)
@@ -158,24 +279,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   writer = (metric_writers.create_default_writer(workdir) if is_main
             else metric_writers.MultiWriter([]))
   vgg, vgg_params, vgg_description = _vgg_setup(config, writer)
-  saved_config = None
-  if is_main:
-    # Before it is rewritten: what the run was.
-    saved_config = (workdir_lib.read_config(workdir).to_dict()
-                    if workdir_lib.is_workdir(workdir) else None)
-    workdir_lib.write_config(config, workdir, {'run': {
-        'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
-        'devices': jax.device_count(), 'processes': jax.process_count(),
-        'platform': jax.default_backend()}})
-    writer.write_hparams({k: v for k, v in workdir_lib.flatten(
-        json.loads(config.to_json_best_effort())).items() if not isinstance(v, list)})
 
-  abstract_state = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
-  manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
-  if manager.latest_step() is not None:
-    state, data_state, step = checkpoints.restore(manager, abstract_state,
-                                                  retired=state_lib.RETIRED_FIELDS)
+  if restored is not None:
+    state, data_state, step = restored
     if data_state is not None:
       train_iter.set_state(data_state)
     logging.info('Resumed from the checkpoint at step %d.', step)
@@ -190,6 +296,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
       state = jax.device_put(_init_from(config, state), replicated)
     logging.info('Initialised a new run; generator has %d parameters.',
                  sum(x.size for x in jax.tree.leaves(state.g_params)))
+  saver = checkpoints.Saver(manager)
+  if is_main:
+    workdir_lib.write_config(config, workdir, {'run': {
+        'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
+        'devices': jax.device_count(), 'processes': jax.process_count(),
+        'platform': jax.default_backend()}})
+    writer.write_hparams({k: v for k, v in workdir_lib.flatten(
+        json.loads(config.to_json_best_effort())).items() if not isinstance(v, list)})
   start_step = int(jax.device_get(state.step))
   if vgg_params is not None:
     vgg_params = jax.device_put(vgg_params, replicated)
@@ -219,7 +333,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
   report = (periodic_actions.ReportProgress(
       num_train_steps=config.num_train_steps, writer=writer,
       every_steps=config.log_every_steps) if is_main else lambda step: None)
-  stop = _StopRequest()
   history, nonfinite, pending = [], 0, None
   step, last_log, last_saved = start_step, time.time(), None
 
@@ -256,7 +369,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
       pending, step = (step + 1, metrics), step + 1
       report(step)
       is_last = step == config.num_train_steps
-      stopping = stop.agreed() is not None
+      signum, (save_failed, lock_lost) = stop.agreed(saver.poll(), bool(lock and lock.lost))
+      if save_failed:
+        raise saver.error(step)
+      if lock_lost:
+        raise workdir_lock.WorkdirInUseError(
+            f'Stopped at step {step} without saving: another run took over the lock of '
+            f'{workdir} (see the log), and two runs would delete each other\'s checkpoints.')
+      stopping = signum is not None
       if step % config.log_every_steps == 0 or is_last or stopping:
         consume()
         if history and is_main:
@@ -271,13 +391,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
         if nonfinite:
           logging.warning('Not checkpointing step %d: it was skipped as non-finite.', step)
         else:
-          checkpoints.save(manager, step, state, train_iter.get_state())
+          failed = saver.save(step, state, train_iter.get_state())
+          if is_last or stopping:  # Written before exiting, or reported now.
+            failed = saver.wait()
+          if stop.agreed(failed)[1][0]:
+            raise saver.error(step)
           last_saved = step
       if stopping:
         break
     consume()
   finally:
-    checkpoints.close(manager)
+    saver.close()
     writer.flush()
   logging.info('Process %d of %d finished at step %d.', jax.process_index(),
                jax.process_count(), step)

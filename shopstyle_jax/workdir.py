@@ -79,10 +79,9 @@ def data_source_differences(saved: dict, config: ml_collections.ConfigDict) -> l
           if not same(k, old.get(k), new.get(k))]
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str, extra: dict) -> None:
-  """Writes `<workdir>/config.json` (the resolved config plus run facts in
-  `extra`) atomically, refusing (ValueError) a workdir that was trained with
-  other model shapes."""
+def check_model_shapes(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses (ValueError) a workdir whose config.json has other model shapes;
+  reads only, so every process can check before anything is written."""
   path = config_path(workdir)
   if os.path.exists(path):
     with open(path) as f:
@@ -93,6 +92,15 @@ def write_config(config: ml_collections.ConfigDict, workdir: str, extra: dict) -
           f'{workdir} holds a run with different model shapes ({"; ".join(diffs)}). Use a new '
           '--workdir, or the same model settings to resume (config.init_from=<that workdir> '
           'fine-tunes from it).')
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str, extra: dict) -> None:
+  """Writes `<workdir>/config.json` (the resolved config plus run facts in
+  `extra`) atomically, refusing (ValueError) a workdir that was trained with
+  other model shapes. Training writes it once the checkpoints, if any, have
+  been restored: they fit the config."""
+  check_model_shapes(config, workdir)
+  path = config_path(workdir)
   data = json.loads(config.to_json_best_effort())
   data.update(extra)
   tmp = path + '.tmp'

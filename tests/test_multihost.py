@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -25,8 +26,9 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def start_two_processes(tmp_path, workdir, data_dir, *overrides):
-  """main.py as process 0 and 1 of a 2-process job (2 CPU devices each)."""
+def start_two_processes(tmp_path, workdir, data_dir, *overrides, per_process=((), ())):
+  """main.py as process 0 and 1 of a 2-process job (2 CPU devices each);
+  `per_process`: more arguments for each."""
   address = f'127.0.0.1:{free_port()}'
   env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'JAX_PLATFORMS': 'cpu',
          'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
@@ -37,7 +39,7 @@ def start_two_processes(tmp_path, workdir, data_dir, *overrides):
       procs.append(subprocess.Popen(
           [sys.executable, os.path.join(ROOT, 'main.py'),
            f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={workdir}',
-           f'--config.data.data_dir={data_dir}', *OVERRIDES, *overrides,
+           f'--config.data.data_dir={data_dir}', *OVERRIDES, *overrides, *per_process[pid],
            f'--coordinator_address={address}', '--num_processes=2', f'--process_id={pid}'],
           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
   return procs, log_paths
@@ -126,3 +128,42 @@ def test_two_processes_share_a_fresh_data_dir(tmp_path):
   assert sum('Downloading and preparing dataset' in t for t in texts) == 1
   assert sum('Waiting for another process to finish building synthetic_catalog/tiny' in t
              for t in texts) == 1
+
+
+@pytest.mark.slow
+def test_processes_started_with_different_configs_all_refuse(tmp_path, data_dir):
+  """Another --config.seed on one process would train diverged replicas silently
+  (another width: a gloo abort after minutes): all refuse at once, naming the key.
+  Per-host paths may differ."""
+  workdir = str(tmp_path / 'mismatch')
+  start = time.time()
+  procs, log_paths = start_two_processes(
+      tmp_path, workdir, data_dir,
+      per_process=((), ('--config.seed=1', f'--config.data.cache_dir={tmp_path}/cache1')))
+  codes, texts = wait_all(procs, log_paths, timeout=300)
+  assert all(code not in (0, None) for code in codes), codes
+  assert time.time() - start < 120
+  for text in texts:
+    # Only the seed: the cache dirs differ too, but they are each host's own.
+    assert re.search(r'FATAL: .*The processes were started with different configs: seed '
+                     r'\(process 0: 0, process 1: 1\)\. Every process', text), text[-3000:]
+  assert checkpoints.available_steps(workdir) == []
+
+
+@pytest.mark.slow
+def test_an_unreachable_coordinator_is_named(tmp_path):
+  """Before: 5 minutes of silence, then 'another task died'."""
+  address = f'127.0.0.1:{free_port()}'  # Nobody listens there.
+  start = time.time()
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'main.py'),
+       f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={tmp_path}/w',
+       f'--coordinator_address={address}', '--num_processes=2', '--process_id=1',
+       '--coordinator_timeout=5'],
+      cwd=ROOT, env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''},
+      capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert time.time() - start < 60
+  assert f'Waiting for the coordinator at {address} (process 1 of 2)' in proc.stderr
+  assert (f'Process 1 of 2 could not join the job at {address} within 5 s') in proc.stderr
+  assert 'another task died' not in proc.stderr

@@ -1,5 +1,7 @@
 """Failure behaviour with real processes: signals, kill -9, NaNs, bad settings."""
 
+import concurrent.futures
+import errno
 import json
 import logging
 import os
@@ -7,6 +9,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,21 +17,24 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
 from conftest import LONG, ROOT, run_main, wait_for
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
+from shopstyle_jax import parallel
 
 RESUMED = re.compile(r'Resumed from the checkpoint at step (\d+)\.')
+TMP = '.orbax-checkpoint-tmp'  # What Orbax appends to a step's folder while writing it.
 
 
-def start_main(workdir, data_dir, *overrides, log_path):
+def start_main(workdir, data_dir, *overrides, log_path, env=None):
   cmd = [sys.executable, os.path.join(ROOT, 'main.py'),
          f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={workdir}',
          f'--config.data.data_dir={data_dir}', *overrides]
-  env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='')
+  env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='', **(env or {}))
   log = open(log_path, 'w')
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
 
@@ -193,6 +199,89 @@ def test_too_little_disk_is_refused(tmp_path, monkeypatch):
     checkpoints.check_workdir(str(tmp_path), 10 * 2**20)
 
 
+def test_disk_check_counts_every_kept_checkpoint_plus_one(tmp_path, tiny_config, monkeypatch):
+  """Orbax writes a step before deleting the oldest: keep_checkpoints + 1 must fit."""
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  need = 10 * 2**20
+  monkeypatch.setattr(shutil, 'disk_usage',
+                      lambda _: shutil._ntuple_diskusage(2**40, 2**40 - 3 * need, 3 * need))
+  checkpoints.check_workdir(str(tmp_path / 'a'), need, keep=2)  # 3 fit
+  with pytest.raises(OSError, match=r'4 more must fit \(config.keep_checkpoints=3 kept'):
+    checkpoints.check_workdir(str(tmp_path / 'b'), need, keep=3)
+  # Training passes config.keep_checkpoints: room for 3 of its checkpoints, 4 needed.
+  monkeypatch.setattr(checkpoints, 'state_bytes', lambda _: need)
+  tiny_config.keep_checkpoints = 3
+  with pytest.raises(OSError, match='config.keep_checkpoints=3'):
+    train.train_and_evaluate(tiny_config, str(tmp_path / 'c'))
+  assert checkpoints.available_steps(str(tmp_path / 'c')) == []
+
+
+def test_a_workdir_that_is_a_file_is_called_a_file(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('not a directory')
+  with pytest.raises(NotADirectoryError, match=f'Workdir {blocker} is a file, not a folder'):
+    checkpoints.check_workdir(str(blocker), 1)
+  with pytest.raises(NotADirectoryError, match=f'{blocker} is a file, not a folder'):
+    checkpoints.check_workdir(str(blocker / 'w'), 1)
+
+
+def fail_save_at(monkeypatch, step):
+  """Makes the background write of checkpoint `step` fail with ENOSPC, as a full
+  disk does (Orbax's own tests fail a save the same way: a commit future that raises)."""
+  original = ocp.StandardCheckpointHandler.async_save
+
+  async def async_save(self, directory, *args, **kwargs):
+    futures = list(await original(self, directory, *args, **kwargs) or [])
+    path = str(getattr(directory, 'path', directory))
+    if f'{os.sep}{step}{TMP}' in path:
+      failed = concurrent.futures.Future()
+      failed.set_exception(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path))
+      futures.append(failed)
+    return futures
+
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, 'async_save', async_save)
+
+
+def test_a_failed_save_stops_training_at_once_and_is_cleaned_up(tmp_path, tiny_config,
+                                                                 monkeypatch, caplog):
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'w')
+  config = tiny_config
+  config.num_train_steps, config.checkpoint_every_steps = 30, 5
+  config.eval_every_steps, config.log_every_steps = 1000, 1000
+  fail_save_at(monkeypatch, 10)
+  # Steps as slow as real ones, so that the background write ends within an interval.
+  global_batch = parallel.global_batch
+  monkeypatch.setattr(parallel, 'global_batch',
+                      lambda *args: time.sleep(0.3) or global_batch(*args))
+  with pytest.raises(Exception) as info:
+    train.train_and_evaluate(config, workdir)
+  message = str(info.value)
+  match = re.fullmatch(
+      r'Saving the checkpoint of step 10 in \S+ failed \(no space left on the device\)\. '
+      r'Training stopped at step (\d+); the last good checkpoint is step 5\. Free some space '
+      r'\(or lower config.keep_checkpoints\), then rerun the same command to resume\.',
+      message)
+  assert match, message
+  assert type(info.value).__name__ == 'SaveError'
+  # At once: not at the next save, one interval (5 steps) later.
+  assert 10 < int(match.group(1)) < 15
+  assert checkpoints.available_steps(workdir) == [5]
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', f'10{TMP}'))
+
+  # The rerun removes the unfinished save, says so, and resumes from step 5.
+  monkeypatch.undo()
+  config.num_train_steps = 10
+  with caplog.at_level(logging.INFO):
+    train.train_and_evaluate(config, workdir)
+  assert (f'Removed 1 unfinished checkpoint(s) an interrupted run left in '
+          f'{os.path.join(workdir, "checkpoints")}: 10{TMP}.') in caplog.text
+  assert 'Resumed from the checkpoint at step 5.' in caplog.text
+  assert checkpoints.available_steps(workdir) == [5, 10]
+  assert not [n for n in os.listdir(os.path.join(workdir, 'checkpoints'))
+              if TMP in n]
+
+
 def test_corrupt_checkpoint_gives_a_clear_error(tmp_path, trained_workdir):
   workdir = str(tmp_path / 'copy')
   shutil.copytree(trained_workdir, workdir)
@@ -207,3 +296,206 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path, trained_workdir):
     load_stylizer(workdir)
   with open(os.path.join(workdir, 'config.json')) as f:
     assert json.load(f)['model']['generator'] == 'unet'  # nothing else touched
+
+
+def copy_workdir(trained_workdir, tmp_path):
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(trained_workdir, workdir)
+  return workdir
+
+
+def test_other_model_settings_without_config_json_change_nothing(tmp_path, trained_workdir,
+                                                                 tiny_config):
+  """config.json deleted, then a rerun with another width: refused before config.json
+  is written, so the right command still resumes."""
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = copy_workdir(trained_workdir, tmp_path)
+  config_json = os.path.join(workdir, 'config.json')
+  os.remove(config_json)
+  config = tiny_config
+  config.model.width = 16
+  with pytest.raises(ValueError) as info:
+    train.train_and_evaluate(config, workdir)
+  assert re.search(r"do not fit this config's networks \(\d+ arrays differ, e\.g\. "
+                   r'g_params/\S+: checkpoint \([\d, ]*8\), config \([\d, ]*16\)',
+                   str(info.value)), str(info.value)
+  assert not os.path.exists(config_json)
+  assert checkpoints.available_steps(workdir) == [2, 4]
+  config.model.width, config.num_train_steps = 8, 6
+  train.train_and_evaluate(config, workdir)
+  assert checkpoints.available_steps(workdir)[-1] == 6
+  with open(config_json) as f:
+    assert json.load(f)['model']['width'] == 8
+
+
+def test_load_stylizer_names_what_does_not_fit_config_json(tmp_path, trained_workdir):
+  workdir = copy_workdir(trained_workdir, tmp_path)
+  config_json = os.path.join(workdir, 'config.json')
+  with open(config_json) as f:
+    config = json.load(f)
+  config['model']['width'] = 16
+  with open(config_json, 'w') as f:
+    json.dump(config, f)
+  with pytest.raises(ValueError) as info:
+    load_stylizer(workdir)
+  message = str(info.value)
+  assert f'Checkpoint step 4 of {workdir} does not fit the generator its config.json' in message
+  assert re.search(r'params/Conv_0/kernel: checkpoint \(\d+, \d+, 3, 8\), config '
+                   r'\(\d+, \d+, 3, 16\)', message), message
+  assert 'model.width=16' in message
+
+
+def test_a_corrupt_latest_checkpoint_resumes_from_the_newest_intact_one(
+    tmp_path, trained_workdir, tiny_config, caplog):
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = copy_workdir(trained_workdir, tmp_path)
+  data = os.path.join(workdir, 'checkpoints', '4', 'state', 'ocdbt.process_0', 'd')
+  for name in os.listdir(data):  # Truncated array data, as a broken copy leaves it.
+    with open(os.path.join(data, name), 'r+b') as f:
+      f.truncate(100)
+  config = tiny_config
+  config.num_train_steps = 6
+  with caplog.at_level(logging.INFO):
+    train.train_and_evaluate(config, workdir)
+  checkpoint_dir = os.path.join(workdir, 'checkpoints')
+  assert re.search(rf'Checkpoint step 4 in {re.escape(checkpoint_dir)} is corrupt or '
+                   r'incomplete \(.+\); trying the next older one\.', caplog.text), caplog.text
+  assert 'Resumed from the checkpoint at step 2.' in caplog.text
+  assert (f'Resuming from step 2, the newest intact checkpoint; the unreadable step(s) 4 were '
+          f'moved to {os.path.join(checkpoint_dir, ".corrupt")}') in caplog.text
+  assert checkpoints.available_steps(workdir) == [2, 4, 6]  # Step 4 saved again, intact.
+  g_params(workdir, 4)
+
+
+def write_lock(workdir, **fields):
+  """A lock file as another run would hold it (live: our parent process on this host)."""
+  now = time.time()
+  record = {'host': socket.gethostname(), 'pid': os.getppid(), 'since': now - 60,
+            'since_text': 'a minute ago', 'heartbeat': now, 'token': 'other', **fields}
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, '.lock'), 'w') as f:
+    json.dump(record, f)
+  return record
+
+
+def test_a_second_run_in_a_locked_workdir_is_refused(tmp_path, tiny_config):
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'w')
+  write_lock(workdir)
+  with pytest.raises(Exception) as info:
+    train.train_and_evaluate(tiny_config, workdir)
+  assert type(info.value).__name__ == 'WorkdirInUseError'
+  assert re.search(
+      rf'Workdir {re.escape(workdir)} is in use by another training run \(process '
+      rf'{os.getppid()} on host {re.escape(socket.gethostname())}, since a minute ago; last '
+      rf'heartbeat \d+ s ago; lock file {re.escape(workdir)}/\.lock\)', str(info.value))
+  assert checkpoints.available_steps(workdir) == []
+  assert not os.path.exists(os.path.join(workdir, 'config.json'))
+  with open(os.path.join(workdir, '.lock')) as f:
+    assert json.load(f)['token'] == 'other'  # Left to its holder.
+
+
+def test_workdir_lock_is_exclusive_refreshed_and_removed(tmp_path):
+  from shopstyle_jax import workdir_lock  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path)
+  with workdir_lock.WorkdirLock(workdir, heartbeat=0.1) as holder:
+    with open(holder.path) as f:
+      first = json.load(f)
+    assert (first['host'], first['pid']) == (socket.gethostname(), os.getpid())
+    with pytest.raises(workdir_lock.WorkdirInUseError, match=f'process {os.getpid()} on host'):
+      workdir_lock.WorkdirLock(workdir).acquire()
+    time.sleep(0.5)
+    with open(holder.path) as f:
+      assert json.load(f)['heartbeat'] > first['heartbeat']  # The heartbeat thread beats.
+    assert not holder.lost
+  assert not os.path.exists(os.path.join(workdir, '.lock'))
+
+
+@pytest.mark.parametrize('stale,why', [
+    ({'host': 'elsewhere', 'heartbeat': time.time() - 600},
+     r'its last heartbeat was \d+ s ago'),
+    ({'pid': 2**22 + 1}, rf'process {2**22 + 1} on this host \(\S+\) is gone'),
+])
+def test_a_stale_workdir_lock_is_taken_over(tmp_path, caplog, stale, why):
+  from shopstyle_jax import workdir_lock  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path)
+  old = write_lock(workdir, **stale)
+  with caplog.at_level(logging.WARNING):
+    lock = workdir_lock.WorkdirLock(workdir)
+    lock.acquire()
+  assert re.search(rf'Took over the stale lock of workdir {re.escape(workdir)}, held by process '
+                   rf'{old["pid"]} on host {old["host"]} since a minute ago: {why}\.',
+                   caplog.text), caplog.text
+  with open(lock.path) as f:
+    assert json.load(f)['token'] == lock.token
+  lock.release()
+  assert os.listdir(workdir) == []
+
+
+def test_a_lock_taken_over_is_noticed(tmp_path, caplog):
+  from shopstyle_jax import workdir_lock  # pylint: disable=g-import-not-at-top
+  lock = workdir_lock.WorkdirLock(str(tmp_path), heartbeat=0.05)
+  lock.acquire()
+  write_lock(str(tmp_path), pid=12345, host='elsewhere')
+  with caplog.at_level(logging.ERROR):
+    deadline = time.time() + 10
+    while not lock.lost and time.time() < deadline:
+      time.sleep(0.05)
+  assert lock.lost
+  assert 'held by process 12345 on host elsewhere' in caplog.text
+  lock.release()
+  with open(lock.path) as f:
+    assert json.load(f)['token'] == 'other'  # Not ours to remove.
+
+
+@pytest.mark.slow
+def test_two_main_processes_on_one_workdir(tmp_path, data_dir):
+  """The second is refused at once, naming the first; the first trains on."""
+  workdir, log_path = str(tmp_path / 'w'), str(tmp_path / 'first.txt')
+  first, log = start_main(workdir, data_dir, *LONG, log_path=log_path)
+  try:
+    wait_for(log_path, r'\] \[2\] train/', first)
+    second = run_main(workdir, data_dir, *LONG, check=False, timeout=120)
+    assert second.returncode == 1
+    assert (f'FATAL: WorkdirInUseError: Workdir {workdir} is in use by another training run '
+            f'(process {first.pid} on host {socket.gethostname()}') in second.stderr
+    assert second.stderr.count('Traceback') == 0
+    assert first.poll() is None
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) == 0
+  finally:
+    if first.poll() is None:
+      first.kill()
+    log.close()
+  assert not os.path.exists(os.path.join(workdir, '.lock'))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('during', ['the first compile', 'training'])
+def test_a_second_ctrl_c_exits_at_once_and_cleanly(tmp_path, data_dir, during):
+  workdir, log_path = str(tmp_path / 'w'), str(tmp_path / 'log.txt')
+  if during == 'training':
+    proc, log = start_main(workdir, data_dir, *LONG, log_path=log_path)
+    wait_for(log_path, r'\] \[3\] train/', proc)
+  else:  # Without the compilation cache the first step compiles for seconds.
+    proc, log = start_main(workdir, data_dir, *LONG, log_path=log_path,
+                           env={'SHOPSTYLE_JAX_NO_CACHE': '1'})
+    wait_for(log_path, r'Training from step 0 to', proc)
+    time.sleep(1.0)
+  try:
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    start = time.time()
+    code = proc.wait(timeout=60)
+    took = time.time() - start
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+    log.close()
+  text = open(log_path).read()
+  assert code == 130, text[-3000:]
+  assert took < 10, took
+  assert text.count('Traceback') <= 1, text[-5000:]
+  assert 'A second Ctrl-C: exiting at once, without saving.' in text
+  assert not os.path.exists(os.path.join(workdir, '.lock'))
