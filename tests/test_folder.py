@@ -12,7 +12,9 @@ from PIL import Image
 from PIL import ImageOps
 
 from conftest import load_config
-from conftest import run_main
+from conftest import tensorboard_tags
+from conftest import train_in_process
+from shopstyle_jax import checkpoints
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 from shopstyle_jax import styles
@@ -385,23 +387,28 @@ def test_folder_iterator_resumes_exactly(tmp_path):
 # --- End to end ---------------------------------------------------------------
 
 
-def test_main_trains_on_a_folder_with_bad_files(tmp_path):
+def test_training_on_a_folder_with_bad_files(tmp_path, caplog):
   root = _mixed_folder(tmp_path / 'in')
-  proc = run_main(str(tmp_path / 'work'), str(tmp_path / 'tfds'),
-                  f'--config.data.folder={root}',
-                  f'--config.data.cache_dir={tmp_path / "cache"}',
-                  '--config.data.style=cartoon')  # tiny: 4 steps, eval at 4.
-  assert 'skipped 2 of 13 files' in proc.stderr
-  assert 'broken.jpg' in proc.stderr and 'notes.jpg' in proc.stderr
-  assert 'Eval at step 4' in proc.stderr
+  config = load_config('tiny')  # 4 steps, checkpoints at 2 and 4, eval at 4.
+  config.data.folder, config.data.style = str(root), 'cartoon'
+  config.data.cache_dir, config.data.data_dir = str(tmp_path / 'cache'), str(tmp_path / 'tfds')
+  config.optimizer.decay_start_fraction = 1.0  # conftest's trained_workdir's step.
+  workdir = str(tmp_path / 'work')
+  with caplog.at_level(logging.WARNING):
+    train_in_process(config, workdir)
+  warnings = ' '.join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+  assert 'skipped 2 of 13 files' in warnings
+  assert 'broken.jpg' in warnings and 'notes.jpg' in warnings
+  assert checkpoints.available_steps(workdir) == [2, 4]
+  assert tensorboard_tags(workdir)['eval/psnr'] == [4]
+  assert not (tmp_path / 'tfds').exists()  # The folder, not the catalogue.
 
 
 def test_train_refuses_an_empty_folder_before_compiling(tmp_path):
-  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
   (tmp_path / 'empty').mkdir()
   config = load_config('tiny')
   config.data.folder = str(tmp_path / 'empty')
   config.data.cache_dir = str(tmp_path / 'cache')
   with pytest.raises(ValueError, match='holds no files'):
-    train.train_and_evaluate(config, str(tmp_path / 'work'))
+    train_in_process(config, str(tmp_path / 'work'))
   assert not (tmp_path / 'work' / 'checkpoints').exists()

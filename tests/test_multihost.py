@@ -1,19 +1,20 @@
-"""Real multi-process training: 2 processes x 2 CPU devices on loopback (gloo)."""
+"""Real multi-process training: 2 processes x 2 CPU devices on loopback (gloo). All `slow`."""
 
 import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import LONG, ROOT, assert_same_training, run_main, wait_for
+from conftest import LONG, ROOT, assert_same_training, main_command, run_main, wait_for
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
+
+pytestmark = pytest.mark.slow
 
 # Batch norm: statistics over the global batch, the case where sharding matters.
 OVERRIDES = ('--config.model.norm=batch',)
@@ -35,10 +36,9 @@ def start_two_processes(tmp_path, workdir, data_dir, *overrides):
     log_paths.append(str(tmp_path / f'{os.path.basename(workdir)}_log{pid}.txt'))
     with open(log_paths[-1], 'w') as log:
       procs.append(subprocess.Popen(
-          [sys.executable, os.path.join(ROOT, 'main.py'),
-           f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={workdir}',
-           f'--config.data.data_dir={data_dir}', *OVERRIDES, *overrides,
-           f'--coordinator_address={address}', '--num_processes=2', f'--process_id={pid}'],
+          main_command(workdir, data_dir, *OVERRIDES, *overrides,
+                       f'--coordinator_address={address}', '--num_processes=2',
+                       f'--process_id={pid}'),
           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
   return procs, log_paths
 

@@ -8,7 +8,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import jax
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import LONG, ROOT, run_main, wait_for
+from conftest import LONG, ROOT, main_command, run_main, wait_for
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
 
@@ -25,9 +24,7 @@ RESUMED = re.compile(r'Resumed from the checkpoint at step (\d+)\.')
 
 
 def start_main(workdir, data_dir, *overrides, log_path):
-  cmd = [sys.executable, os.path.join(ROOT, 'main.py'),
-         f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={workdir}',
-         f'--config.data.data_dir={data_dir}', *overrides]
+  cmd = main_command(workdir, data_dir, *overrides)
   env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='')
   log = open(log_path, 'w')
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
@@ -43,6 +40,7 @@ def assert_same(a, b):
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sig,code', [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 def test_signal_saves_current_step_and_exits(tmp_path, data_dir, sig, code):
   workdir, log_path = str(tmp_path / 'w'), str(tmp_path / 'log.txt')
@@ -63,6 +61,7 @@ def test_signal_saves_current_step_and_exits(tmp_path, data_dir, sig, code):
   assert_same(g_params(workdir, stopped), saved)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path, data_dir):
   """SIGKILL, often in the middle of a checkpoint write (one every step)."""
   workdir = str(tmp_path / 'w')
@@ -100,6 +99,7 @@ def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path, data_dir):
   assert checkpoints.available_steps(workdir)[-1] == 40
 
 
+@pytest.mark.slow
 def test_nonfinite_training_stops_without_checkpointing_bad_state(tmp_path, data_dir):
   workdir = str(tmp_path / 'w')
   run_main(workdir, data_dir, '--config.num_train_steps=2', '--config.eval_every_steps=1000')
@@ -180,6 +180,7 @@ def test_resuming_on_other_data_warns(tmp_path, tiny_config, caplog):
           'data.') in caplog.text
 
 
+@pytest.mark.slow
 def test_unusable_workdir_is_refused(tmp_path, data_dir):
   blocker = tmp_path / 'file'
   blocker.write_text('not a directory')
