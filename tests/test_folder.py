@@ -351,37 +351,7 @@ def test_pipeline_reads_the_folder(tmp_path):
       pipeline._source(config, 'test'))
 
 
-@pytest.mark.parametrize('process_count', [2, 4])
-def test_folder_batches_are_topology_independent(tmp_path, process_count):
-  root = _mixed_folder(tmp_path / 'in')
-  config = _folder_config(root, tmp_path)
-  pipeline.prepare(config)
-  whole = pipeline.create_train_iterator(config, 0, 1)
-  parts = [pipeline.create_train_iterator(config, p, process_count)
-           for p in range(process_count)]
-  for _ in range(4):
-    want = next(whole)
-    got = [next(it) for it in parts]
-    for key in want:
-      np.testing.assert_array_equal(
-          np.concatenate([g[key] for g in got]), want[key])
-
-
-def test_folder_iterator_resumes_exactly(tmp_path):
-  root = _mixed_folder(tmp_path / 'in')
-  config = _folder_config(root, tmp_path)
-  pipeline.prepare(config)
-  first = pipeline.create_train_iterator(config, 0, 1)
-  for _ in range(3):
-    next(first)
-  state = first.get_state()
-  expected = [next(first) for _ in range(3)]
-  second = pipeline.create_train_iterator(config, 0, 1)
-  second.set_state(state)
-  for want in expected:
-    got = next(second)
-    for key in want:
-      np.testing.assert_array_equal(want[key], got[key])
+# (Topology independence and exact resume: tests/test_data.py, for every kind of source.)
 
 
 # --- End to end ---------------------------------------------------------------
