@@ -127,7 +127,10 @@ def test_train_batches_shapes_and_ranges(data_dir):
   assert set(batch) == {'photo', 'target'}
   for images in batch.values():
     assert images.shape == (8, 32, 32, 3) and images.dtype == np.float32
-    assert images.min() >= -1.0 and images.max() <= 1.0
+    # uint8 / 127.5 - 1: exact levels of [-1, 1] (not [0, 1], not resampled floats).
+    levels = (images + 1.0) * 127.5
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+    assert levels.min() >= 0 and levels.max() <= 255 and images.min() < 0 < images.max()
   # Targets are sketches: mostly white.
   assert (batch['target'] > 0.85).mean() > 0.5
 

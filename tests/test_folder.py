@@ -263,7 +263,7 @@ def test_side_by_side_layout(tmp_path, side):
     assert example['photo'].std() > 10
 
 
-def test_cache_is_reused_and_rebuilt_on_change(tmp_path):
+def test_cache_is_reused_and_rebuilt_on_change(tmp_path, monkeypatch):
   root = _mixed_folder(tmp_path / 'in')
   spec = _spec(root, tmp_path)
   first = folder.prepare(spec)
@@ -275,6 +275,12 @@ def test_cache_is_reused_and_rebuilt_on_change(tmp_path):
   assert second != first and len(folder.read_info(second)['names']) == 12
   assert folder.prepare(_spec(root, tmp_path, style='oil')) != second
   assert folder.prepare(_spec(root, tmp_path, size=40)) != second
+  # Changed renderers (styles.VERSION) or a changed reader convert the folder again.
+  monkeypatch.setattr(styles, 'VERSION', styles.VERSION + 1)
+  third = folder.prepare(spec)
+  assert third != second
+  monkeypatch.setattr(image_lib, 'READER_VERSION', image_lib.READER_VERSION + 1)
+  assert folder.prepare(spec) not in (second, third)
 
 
 def test_a_name_that_is_not_utf8_trains(tmp_path):

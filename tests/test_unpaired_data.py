@@ -134,7 +134,10 @@ def test_unpaired_catalogue_sides_and_eval(data_dir):
   batch = next(pipeline.create_train_iterator(config, 0, 1))
   for images in batch.values():
     assert images.shape == (8, 32, 32, 3) and images.dtype == np.float32
-    assert -1.0 <= images.min() and images.max() <= 1.0
+    # uint8 / 127.5 - 1: exact levels of [-1, 1] (not [0, 1], not resampled floats).
+    levels = (images + 1.0) * 127.5
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+    assert levels.min() >= 0 and levels.max() <= 255 and images.min() < 0 < images.max()
   assert (batch['style'] > 0.85).mean() > 0.5  # Sketches: mostly white paper.
   # The test split keeps its true pairs: the same eval batches as paired training.
   paired = load_config('tiny')
