@@ -101,11 +101,14 @@ def default_output(results: dict[str, Any]) -> str:
   return os.path.join(results['workdir'], 'evaluation', f'step_{results["step"]}_{name}.json')
 
 
-def _define_flags(argv: Sequence[str]) -> None:
-  """Defines the flags; `--config` is the workdir's config.json (read from
-  `--workdir` in `argv`), so that any of its fields can be overridden."""
+def define_flags(argv: Sequence[str], flag_values: Optional[Any] = None) -> None:
+  """The command line's flags, on `flag_values` (default: absl's FLAGS; tests use fresh
+  ones). `--config` is the workdir's config.json, read from the `--workdir` in `argv`
+  (the command line to be parsed), so that any of its fields can be overridden."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  fv = {'flag_values': flag_values}
   pre = flags.FlagValues()
   flags.DEFINE_string('workdir', None, '', flag_values=pre)
   try:
@@ -115,31 +118,28 @@ def _define_flags(argv: Sequence[str]) -> None:
   template = ml_collections.ConfigDict()
   if pre.workdir and workdir_lib.is_workdir(pre.workdir):
     template = workdir_lib.load_config(pre.workdir)
-  flags.DEFINE_string('workdir', None, 'Training workdir (config.json + checkpoints/).')
-  flags.DEFINE_integer('step', None, 'Checkpoint step; the latest by default.')
+  flags.DEFINE_string('workdir', None, 'Training workdir (config.json + checkpoints/).', **fv)
+  flags.DEFINE_integer('step', None, 'Checkpoint step; the latest by default.', **fv)
   config_flags.DEFINE_config_dict(
       'config', template, 'The workdir\'s config.json; override fields with '
-      '--config.KEY=VALUE (e.g. --config.data.folder=pairs/).')
+      '--config.KEY=VALUE (e.g. --config.data.folder=pairs/).', sys_argv=list(argv), **fv)
   flags.DEFINE_integer('num_examples', None, 'Score only the first N test examples.',
-                       lower_bound=1)
+                       lower_bound=1, **fv)
   flags.DEFINE_string('output', None, 'JSON file to write; default '
-                      '<workdir>/evaluation/step_<N>_<dataset>_<style>.json.')
-  flags.DEFINE_string('grid', None, 'Also write photo | target | output rows to this PNG.')
-  flags.DEFINE_integer('grid_rows', 8, 'Rows of --grid.', lower_bound=1)
+                      '<workdir>/evaluation/step_<N>_<dataset>_<style>.json.', **fv)
+  flags.DEFINE_string('grid', None, 'Also write photo | target | output rows to this PNG.',
+                      **fv)
+  flags.DEFINE_integer('grid_rows', 8, 'Rows of --grid.', lower_bound=1, **fv)
   flags.DEFINE_enum('precision', None, ['float32', 'bfloat16'],
-                    'Activations dtype; default the run\'s config.precision.')
-  flags.mark_flags_as_required(['workdir'])
+                    'Activations dtype; default the run\'s config.precision.', **fv)
+  flags.mark_flags_as_required(['workdir'], flag_values=flag_values)
 
 
-def main(argv: Sequence[str]) -> int:
-  """The CLI; see the module docstring. Returns the exit status."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
+def run(f: Any) -> int:
+  """Evaluates what the parsed flags `f` (see define_flags) ask for; returns the exit
+  status."""
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  f = flags.FLAGS
   runtime.quiet_library_logs()
   runtime.enable_compilation_cache()
   workdir_lib.read_config(f.workdir)  # A clear error for a folder that is no workdir.
@@ -170,7 +170,16 @@ def main(argv: Sequence[str]) -> int:
   return 0
 
 
+def main(argv: Sequence[str]) -> int:
+  """The command line; see the module docstring. Returns the exit status."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  return run(flags.FLAGS)
+
+
 if __name__ == '__main__':
   from absl import app as _app  # pylint: disable=g-import-not-at-top
-  _define_flags(sys.argv)
+  define_flags(sys.argv)
   _app.run(main)

@@ -1,9 +1,11 @@
 """Test set-up: 8 simulated CPU devices, one compilation cache and one tiny
-catalogue per session (shared with the subprocesses tests start)."""
+catalogue per session (shared with the subprocesses the `slow` tests start)."""
 
+import glob
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -64,17 +66,36 @@ def tiny_config(data_dir):
   return config
 
 
+def main_command(workdir, data_dir, *overrides, config: str = 'configs/tiny.py') -> list[str]:
+  """The `python main.py` command line of every test that starts one: `config`
+  (relative to the repository), the workdir, the data dir, then `overrides`
+  (`--config.KEY=VALUE` or any other flag)."""
+  return [sys.executable, os.path.join(ROOT, 'main.py'),
+          f'--config={os.path.join(ROOT, config)}', f'--workdir={workdir}',
+          f'--config.data.data_dir={data_dir}', *overrides]
+
+
 def run_main(workdir, data_dir, *overrides, config='configs/tiny.py', env=None, timeout=600,
              check=True):
-  """Runs `python main.py` in a real subprocess; returns the CompletedProcess."""
-  cmd = [sys.executable, os.path.join(ROOT, 'main.py'), f'--config={os.path.join(ROOT, config)}',
-         f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', *overrides]
+  """Runs `main_command(...)` in a real subprocess; returns the CompletedProcess."""
   full_env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'XLA_FLAGS': '', **(env or {})}
-  proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True,
-                        timeout=timeout)
+  proc = subprocess.run(main_command(workdir, data_dir, *overrides, config=config), cwd=ROOT,
+                        env=full_env, capture_output=True, text=True, timeout=timeout)
   if check and proc.returncode != 0:
     raise AssertionError(f'main.py failed ({proc.returncode}):\n{proc.stderr[-5000:]}')
   return proc
+
+
+def train_in_process(config, workdir):
+  """`train.train_and_evaluate` in this process, with the test process's SIGINT and
+  SIGTERM handlers put back afterwards (training installs its own)."""
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    return train.train_and_evaluate(config, str(workdir))
+  finally:
+    for s, handler in handlers.items():
+      signal.signal(s, handler)
 
 
 # Overrides for a run that only a signal or a kill ends, logging every step.
@@ -99,10 +120,28 @@ def wait_for(log_path, pattern, *procs, timeout=180):
 
 @pytest.fixture(scope='session')
 def trained_workdir(tmp_path_factory, data_dir):
-  """A workdir trained for the tiny config's 4 steps (shared, read-only)."""
+  """A workdir trained in process for the tiny config's 4 steps (shared, read-only), at a
+  constant learning rate: test_train's resumed run must equal it."""
   workdir = str(tmp_path_factory.mktemp('trained'))
-  run_main(workdir, data_dir)
+  config = load_config('tiny')
+  config.data.data_dir = data_dir
+  config.optimizer.decay_start_fraction = 1.0  # pix2pix's decay depends on the run's length.
+  train_in_process(config, workdir)
   return workdir
+
+
+def tensorboard_tags(workdir) -> dict[str, list[int]]:
+  """{tag: [steps]} from the TensorBoard event files in workdir."""
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  tags = {}
+  for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
+    acc = event_accumulator.EventAccumulator(path, size_guidance={'tensors': 0, 'images': 0})
+    acc.Reload()
+    for kind, read in (('tensors', acc.Tensors), ('images', acc.Images),
+                       ('scalars', acc.Scalars)):
+      for tag in acc.Tags().get(kind, []):
+        tags.setdefault(tag, []).extend(e.step for e in read(tag))
+  return tags
 
 
 def assert_pixel_rule(got, want, *, same_program: bool = False):

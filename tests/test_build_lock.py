@@ -19,6 +19,7 @@ import pytest
 
 from conftest import ROOT
 from shopstyle_jax.data import build_lock
+from shopstyle_jax.data import catalog
 from test_datasets import write_archive
 from test_folder import _mixed_folder
 
@@ -69,8 +70,9 @@ def test_two_processes_build_the_catalogue_once(tmp_path):
   data_dir = tmp_path / 'tfds'
   outputs = _prepare_in_two_processes(tmp_path, {'data_dir': str(data_dir)})
   _check_one_built_one_waited(outputs, 'Generating dataset synthetic_catalog')
-  version_dir = data_dir / 'synthetic_catalog' / 'tiny'
-  assert sorted(os.listdir(version_dir)) == ['.1.1.0.lock', '1.1.0']
+  version = str(catalog.SyntheticCatalog.VERSION)
+  config_dir = data_dir / 'synthetic_catalog' / 'tiny'
+  assert sorted(os.listdir(config_dir)) == [f'.{version}.lock', version]
 
 
 @pytest.mark.slow

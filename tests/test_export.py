@@ -1,5 +1,8 @@
-"""python -m shopstyle_jax.export and load_exported: the same pixels as load_stylizer."""
+"""The export command line (in process) and load_exported: the same pixels as
+load_stylizer, also in a process that has only jax and numpy (`slow`)."""
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -51,25 +54,39 @@ def _photos():
           'gray': rs.randint(0, 256, (5, 9), np.uint8)}
 
 
+def _cli(*args) -> int:
+  """Runs the export command line in this process, on fresh flags."""
+  flag_values = flags.FlagValues()
+  export.define_flags(flag_values)
+  flag_values(['export', *args])
+  return export.run(flag_values)
+
+
 @pytest.fixture(scope='module')
 def exported_file(tmp_path_factory, trained_workdir):
   path = str(tmp_path_factory.mktemp('export') / 'stylizer.bin')
-  env = dict(os.environ, XLA_FLAGS='')
-  proc = subprocess.run(
-      [sys.executable, '-m', 'shopstyle_jax.export', f'--workdir={trained_workdir}',
-       f'--output={path}'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-5000:]
+  stdout = io.StringIO()
+  with contextlib.redirect_stdout(stdout):
+    assert _cli(f'--workdir={trained_workdir}', f'--output={path}') == 0
+  assert f'Wrote {path} (' in stdout.getvalue() and 'step 4' in stdout.getvalue()
   # --verify: the reloaded file against load_stylizer, two compiled programs (pixel rule).
   assert re.search(r'Verified.*max difference 0|differs from load_stylizer by up to 1 level',
-                   proc.stdout), proc.stdout
+                   stdout.getvalue()), stdout.getvalue()
   return path
 
 
-def test_exported_needs_only_jax_and_numpy_and_matches(tmp_path, exported_file,
-                                                       trained_workdir):
+@pytest.mark.slow
+def test_exported_needs_only_jax_and_numpy_and_matches(tmp_path, trained_workdir):
+  """`python -m shopstyle_jax.export` writes the file; a process without the package's
+  dependencies loads it and gives this process's pixels."""
   photos = _photos()
   np.savez(tmp_path / 'photos.npz', **photos)
   env = dict(os.environ, PYTHONPATH=ROOT)  # This process's backend (8 CPU devices).
+  exported_file = str(tmp_path / 'stylizer.bin')
+  proc = subprocess.run([sys.executable, '-m', 'shopstyle_jax.export', '--noverify',
+                         f'--workdir={trained_workdir}', f'--output={exported_file}'],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-5000:]
   proc = subprocess.run([sys.executable, '-c', _STANDALONE, exported_file,
                          str(tmp_path / 'photos.npz'), str(tmp_path / 'out.npz')],
                         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
@@ -168,16 +185,14 @@ def test_export_cli_mistakes_are_one_line_before_the_model_loads(tmp_path, train
        'Cannot write'),
       ((f'--workdir={trained_workdir}', f'--output={tmp_path}'), 'is a folder'),
   ]:
-    flag_values = flags.FlagValues()
-    export.define_flags(flag_values)
-    flag_values(['export', *args])
-    assert export.run(flag_values) == 2, args
+    assert _cli(*args) == 2, args
     err = capsys.readouterr().err
     assert err.startswith('Error: ') and err.count('\n') == 1, err
     assert re.search(message, err), (args, err)
   assert not (tmp_path / 'stylizer.bin').exists()
 
 
+@pytest.mark.slow
 def test_import_is_light():
   code = ('import sys, shopstyle_jax; heavy = [m for m in ("jax", "flax", "orbax", '
           '"tensorflow") if m in sys.modules]; print(heavy)')

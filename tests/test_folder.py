@@ -12,7 +12,9 @@ from PIL import Image
 from PIL import ImageOps
 
 from conftest import load_config
-from conftest import run_main
+from conftest import tensorboard_tags
+from conftest import train_in_process
+from shopstyle_jax import checkpoints
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 from shopstyle_jax import styles
@@ -261,7 +263,7 @@ def test_side_by_side_layout(tmp_path, side):
     assert example['photo'].std() > 10
 
 
-def test_cache_is_reused_and_rebuilt_on_change(tmp_path):
+def test_cache_is_reused_and_rebuilt_on_change(tmp_path, monkeypatch):
   root = _mixed_folder(tmp_path / 'in')
   spec = _spec(root, tmp_path)
   first = folder.prepare(spec)
@@ -273,6 +275,12 @@ def test_cache_is_reused_and_rebuilt_on_change(tmp_path):
   assert second != first and len(folder.read_info(second)['names']) == 12
   assert folder.prepare(_spec(root, tmp_path, style='oil')) != second
   assert folder.prepare(_spec(root, tmp_path, size=40)) != second
+  # Changed renderers (styles.VERSION) or a changed reader convert the folder again.
+  monkeypatch.setattr(styles, 'VERSION', styles.VERSION + 1)
+  third = folder.prepare(spec)
+  assert third != second
+  monkeypatch.setattr(image_lib, 'READER_VERSION', image_lib.READER_VERSION + 1)
+  assert folder.prepare(spec) not in (second, third)
 
 
 def test_a_name_that_is_not_utf8_trains(tmp_path):
@@ -349,59 +357,34 @@ def test_pipeline_reads_the_folder(tmp_path):
       pipeline._source(config, 'test'))
 
 
-@pytest.mark.parametrize('process_count', [2, 4])
-def test_folder_batches_are_topology_independent(tmp_path, process_count):
-  root = _mixed_folder(tmp_path / 'in')
-  config = _folder_config(root, tmp_path)
-  pipeline.prepare(config)
-  whole = pipeline.create_train_iterator(config, 0, 1)
-  parts = [pipeline.create_train_iterator(config, p, process_count)
-           for p in range(process_count)]
-  for _ in range(4):
-    want = next(whole)
-    got = [next(it) for it in parts]
-    for key in want:
-      np.testing.assert_array_equal(
-          np.concatenate([g[key] for g in got]), want[key])
-
-
-def test_folder_iterator_resumes_exactly(tmp_path):
-  root = _mixed_folder(tmp_path / 'in')
-  config = _folder_config(root, tmp_path)
-  pipeline.prepare(config)
-  first = pipeline.create_train_iterator(config, 0, 1)
-  for _ in range(3):
-    next(first)
-  state = first.get_state()
-  expected = [next(first) for _ in range(3)]
-  second = pipeline.create_train_iterator(config, 0, 1)
-  second.set_state(state)
-  for want in expected:
-    got = next(second)
-    for key in want:
-      np.testing.assert_array_equal(want[key], got[key])
+# (Topology independence and exact resume: tests/test_data.py, for every kind of source.)
 
 
 # --- End to end ---------------------------------------------------------------
 
 
-def test_main_trains_on_a_folder_with_bad_files(tmp_path):
+def test_training_on_a_folder_with_bad_files(tmp_path, caplog):
   root = _mixed_folder(tmp_path / 'in')
-  proc = run_main(str(tmp_path / 'work'), str(tmp_path / 'tfds'),
-                  f'--config.data.folder={root}',
-                  f'--config.data.cache_dir={tmp_path / "cache"}',
-                  '--config.data.style=cartoon')  # tiny: 4 steps, eval at 4.
-  assert 'skipped 2 of 13 files' in proc.stderr
-  assert 'broken.jpg' in proc.stderr and 'notes.jpg' in proc.stderr
-  assert 'Eval at step 4' in proc.stderr
+  config = load_config('tiny')  # 4 steps, checkpoints at 2 and 4, eval at 4.
+  config.data.folder, config.data.style = str(root), 'cartoon'
+  config.data.cache_dir, config.data.data_dir = str(tmp_path / 'cache'), str(tmp_path / 'tfds')
+  config.optimizer.decay_start_fraction = 1.0  # conftest's trained_workdir's step.
+  workdir = str(tmp_path / 'work')
+  with caplog.at_level(logging.WARNING):
+    train_in_process(config, workdir)
+  warnings = ' '.join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+  assert 'skipped 2 of 13 files' in warnings
+  assert 'broken.jpg' in warnings and 'notes.jpg' in warnings
+  assert checkpoints.available_steps(workdir) == [2, 4]
+  assert tensorboard_tags(workdir)['eval/psnr'] == [4]
+  assert not (tmp_path / 'tfds').exists()  # The folder, not the catalogue.
 
 
 def test_train_refuses_an_empty_folder_before_compiling(tmp_path):
-  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
   (tmp_path / 'empty').mkdir()
   config = load_config('tiny')
   config.data.folder = str(tmp_path / 'empty')
   config.data.cache_dir = str(tmp_path / 'cache')
   with pytest.raises(ValueError, match='holds no files'):
-    train.train_and_evaluate(config, str(tmp_path / 'work'))
+    train_in_process(config, str(tmp_path / 'work'))
   assert not (tmp_path / 'work' / 'checkpoints').exists()

@@ -110,6 +110,7 @@ def test_draft_decoding_is_explicit_and_sized_upright(tmp_path):
   assert image_lib.read_image(str(turned), draft=(70, 40)).shape == (160, 80, 3)
 
 
+@pytest.mark.slow
 def test_import_needs_only_numpy():
   code = ('import sys; import shopstyle_jax.images; '
           'print(sorted(m for m in ("PIL", "cv2", "jax") if m in sys.modules))')

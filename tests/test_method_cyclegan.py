@@ -82,11 +82,12 @@ def test_state_fields_and_generator_variables():
   config = small_config()
   config.ema_decay = 0.5
   models = cyclegan.build_models(config)
-  assert isinstance(models, cyclegan.Models)
   state = abstract_state(config, models)
+  shapes = lambda tree: jax.tree.map(lambda x: x.shape, tree)
   for name in ('g', 'f', 'd', 'dp'):
-    for suffix in ('params', 'batch_stats', 'opt_state'):
-      assert hasattr(state, f'{name}_{suffix}')
+    # Each network's own Adam: its moments have the shapes of its own parameters.
+    adam = getattr(state, f'{name}_opt_state')[0]
+    assert shapes(adam.mu) == shapes(adam.nu) == shapes(getattr(state, f'{name}_params'))
   for pool in (state.pool_style, state.pool_photo):
     assert pool['images'].shape == (8, 32, 32, 3) and pool['count'].shape == ()
   assert state.generator_variables()['params'] is state.ema_params

@@ -1,20 +1,21 @@
-"""Real multi-process training: 2 processes x 2 CPU devices on loopback (gloo)."""
+"""Real multi-process training: 2 processes x 2 CPU devices on loopback (gloo). All `slow`."""
 
 import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import LONG, ROOT, assert_same_training, run_main, wait_for
+from conftest import LONG, ROOT, assert_same_training, main_command, run_main, wait_for
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
+
+pytestmark = pytest.mark.slow
 
 # Batch norm: statistics over the global batch, the case where sharding matters.
 OVERRIDES = ('--config.model.norm=batch',)
@@ -37,10 +38,9 @@ def start_two_processes(tmp_path, workdir, data_dir, *overrides, per_process=(()
     log_paths.append(str(tmp_path / f'{os.path.basename(workdir)}_log{pid}.txt'))
     with open(log_paths[-1], 'w') as log:
       procs.append(subprocess.Popen(
-          [sys.executable, os.path.join(ROOT, 'main.py'),
-           f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={workdir}',
-           f'--config.data.data_dir={data_dir}', *OVERRIDES, *overrides, *per_process[pid],
-           f'--coordinator_address={address}', '--num_processes=2', f'--process_id={pid}'],
+          main_command(workdir, data_dir, *OVERRIDES, *overrides, *per_process[pid],
+                       f'--coordinator_address={address}', '--num_processes=2',
+                       f'--process_id={pid}'),
           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
   return procs, log_paths
 
@@ -156,10 +156,8 @@ def test_an_unreachable_coordinator_is_named(tmp_path):
   address = f'127.0.0.1:{free_port()}'  # Nobody listens there.
   start = time.time()
   proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, 'main.py'),
-       f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={tmp_path}/w',
-       f'--coordinator_address={address}', '--num_processes=2', '--process_id=1',
-       '--coordinator_timeout=5'],
+      main_command(f'{tmp_path}/w', str(tmp_path / 'tfds'), f'--coordinator_address={address}',
+                   '--num_processes=2', '--process_id=1', '--coordinator_timeout=5'),
       cwd=ROOT, env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''},
       capture_output=True, text=True, timeout=120)
   assert proc.returncode == 1, proc.stderr[-3000:]

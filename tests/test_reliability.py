@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import jax
@@ -21,7 +20,7 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from conftest import LONG, ROOT, run_main, wait_for
+from conftest import LONG, ROOT, main_command, run_main, wait_for
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
 from shopstyle_jax import parallel
@@ -31,9 +30,7 @@ TMP = '.orbax-checkpoint-tmp'  # What Orbax appends to a step's folder while wri
 
 
 def start_main(workdir, data_dir, *overrides, log_path, env=None):
-  cmd = [sys.executable, os.path.join(ROOT, 'main.py'),
-         f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={workdir}',
-         f'--config.data.data_dir={data_dir}', *overrides]
+  cmd = main_command(workdir, data_dir, *overrides)
   env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='', **(env or {}))
   log = open(log_path, 'w')
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
@@ -49,6 +46,7 @@ def assert_same(a, b):
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sig,code', [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 def test_signal_saves_current_step_and_exits(tmp_path, data_dir, sig, code):
   workdir, log_path = str(tmp_path / 'w'), str(tmp_path / 'log.txt')
@@ -69,6 +67,7 @@ def test_signal_saves_current_step_and_exits(tmp_path, data_dir, sig, code):
   assert_same(g_params(workdir, stopped), saved)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path, data_dir):
   """SIGKILL, often in the middle of a checkpoint write (one every step)."""
   workdir = str(tmp_path / 'w')
@@ -106,6 +105,7 @@ def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path, data_dir):
   assert checkpoints.available_steps(workdir)[-1] == 40
 
 
+@pytest.mark.slow
 def test_nonfinite_training_stops_without_checkpointing_bad_state(tmp_path, data_dir):
   workdir = str(tmp_path / 'w')
   run_main(workdir, data_dir, '--config.num_train_steps=2', '--config.eval_every_steps=1000')
@@ -186,6 +186,7 @@ def test_resuming_on_other_data_warns(tmp_path, tiny_config, caplog):
           'data.') in caplog.text
 
 
+@pytest.mark.slow
 def test_unusable_workdir_is_refused(tmp_path, data_dir):
   blocker = tmp_path / 'file'
   blocker.write_text('not a directory')

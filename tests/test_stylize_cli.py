@@ -65,32 +65,20 @@ def _digests(folder) -> dict[str, str]:
           for p in sorted(folder.rglob('*')) if p.is_file()}
 
 
-def _run_cli(module: str, *args, check: bool = True) -> subprocess.CompletedProcess:
-  # The test process's XLA_FLAGS (8 CPU devices): the same backend as the in-process
-  # stylizer, so the CLI's pixels must equal its pixels exactly.
-  env = dict(os.environ, PYTHONUNBUFFERED='1')
-  proc = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
-  if check and proc.returncode != 0:
-    raise AssertionError(f'{module} failed ({proc.returncode}):\n{proc.stdout}\n'
-                         f'{proc.stderr[-5000:]}')
-  return proc
-
-
 def _output(out_dir, name: str, fmt: str = 'png'):
   return out_dir / f'{os.path.splitext(name)[0]}.{fmt}'
 
 
-def test_cli_stylizes_a_catalogue_and_a_rerun_rewrites_nothing(tmp_path, trained_workdir):
+def test_cli_stylizes_a_catalogue_and_a_rerun_rewrites_nothing(tmp_path, trained_workdir,
+                                                               capsys):
   photos, out = tmp_path / 'photos', tmp_path / 'out'
   sizes = _write_catalogue(photos)
   before = _digests(photos)
   args = (f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}')
-  proc = _run_cli('shopstyle_jax.stylize', *args)
-  log = proc.stdout + proc.stderr
-  assert '7 done, 0 skipped (output already there), 1 failed' in proc.stdout
-  assert 'broken.jpg' in proc.stdout and 'FAILED broken.jpg' in proc.stderr
-  assert 'images/s' in proc.stderr and 'ETA' in proc.stderr, log
+  assert _cli(*args) == 0
+  stdout = capsys.readouterr().out
+  assert '7 done, 0 skipped (output already there), 1 failed' in stdout
+  assert 'failed: broken.jpg' in stdout
   written = sorted(str(p.relative_to(out)) for p in out.rglob('*') if p.is_file())
   assert written == sorted(str(_output(out, n).relative_to(out)) for n in sizes)
   assert _digests(photos) == before  # Inputs untouched.
@@ -104,26 +92,45 @@ def test_cli_stylizes_a_catalogue_and_a_rerun_rewrites_nothing(tmp_path, trained
     assert_pixel_rule(result, expected, same_program=True)
 
   mtimes = {p: p.stat().st_mtime_ns for p in out.rglob('*')}
-  proc = _run_cli('shopstyle_jax.stylize', *args, '--strict', check=False)
-  assert proc.returncode == 1  # --strict: a failed file fails the run.
-  assert '0 done, 7 skipped (output already there), 1 failed' in proc.stdout
+  assert _cli(*args, '--strict') == 1  # --strict: a failed file fails the run.
+  assert '0 done, 7 skipped (output already there), 1 failed' in capsys.readouterr().out
   assert {p: p.stat().st_mtime_ns for p in out.rglob('*')} == mtimes
   assert _digests(photos) == before
 
 
-def test_cli_never_writes_into_its_input(tmp_path, trained_workdir):
+def test_cli_never_writes_into_its_input(tmp_path, trained_workdir, capsys):
   photos = tmp_path / 'photos'
   photos.mkdir()
   Image.fromarray(_photo(20, 20)).save(photos / 'a.png')
   before = _digests(photos)
-  proc = _run_cli('shopstyle_jax.stylize', f'--workdir={trained_workdir}',
-                  f'--input={photos}', f'--output={photos}', check=False)
-  assert proc.returncode == 2 and '--output is the input folder' in proc.stderr
+  assert _cli(f'--workdir={trained_workdir}', f'--input={photos}', f'--output={photos}') == 2
+  assert '--output is the input folder' in capsys.readouterr().err
   # A single file whose output would be itself.
-  proc = _run_cli('shopstyle_jax.stylize', f'--workdir={trained_workdir}',
-                  f'--input={photos / "a.png"}', f'--output={photos}', check=False)
-  assert proc.returncode == 2 and 'would be overwritten' in proc.stderr
+  assert _cli(f'--workdir={trained_workdir}', f'--input={photos / "a.png"}',
+              f'--output={photos}') == 2
+  assert 'would be overwritten' in capsys.readouterr().err
   assert _digests(photos) == before
+
+
+@pytest.mark.slow
+def test_module_runs_as_a_program(tmp_path, trained_workdir):
+  """`python -m shopstyle_jax.stylize`: outputs, the summary and the progress line."""
+  photos, out = tmp_path / 'photos', tmp_path / 'out'
+  sizes = _write_catalogue(photos)
+  # The test process's XLA_FLAGS (8 CPU devices): the same backend as the in-process
+  # stylizer, so the program's pixels must equal its pixels exactly.
+  env = dict(os.environ, PYTHONUNBUFFERED='1')
+  proc = subprocess.run([sys.executable, '-m', 'shopstyle_jax.stylize',
+                         f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}'],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-5000:]
+  assert '7 done, 0 skipped (output already there), 1 failed' in proc.stdout
+  assert 'FAILED broken.jpg' in proc.stderr
+  assert 'images/s' in proc.stderr and 'ETA' in proc.stderr, proc.stderr
+  stylizer = load_stylizer(trained_workdir)
+  for name in sizes:
+    assert_pixel_rule(np.asarray(Image.open(_output(out, name))),
+                      stylizer(image_lib.read_image(str(photos / name))), same_program=True)
 
 
 def test_find_inputs_folder_list_and_file(tmp_path):

@@ -1,7 +1,6 @@
 """Tests of the unpaired data: style folders, the catalogue's unpaired mode, their batches."""
 
 import hashlib
-import json
 import logging
 import os
 import pathlib
@@ -135,7 +134,10 @@ def test_unpaired_catalogue_sides_and_eval(data_dir):
   batch = next(pipeline.create_train_iterator(config, 0, 1))
   for images in batch.values():
     assert images.shape == (8, 32, 32, 3) and images.dtype == np.float32
-    assert -1.0 <= images.min() and images.max() <= 1.0
+    # uint8 / 127.5 - 1: exact levels of [-1, 1] (not [0, 1], not resampled floats).
+    levels = (images + 1.0) * 127.5
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+    assert levels.min() >= 0 and levels.max() <= 255 and images.min() < 0 < images.max()
   assert (batch['style'] > 0.85).mean() > 0.5  # Sketches: mostly white paper.
   # The test split keeps its true pairs: the same eval batches as paired training.
   paired = load_config('tiny')
@@ -263,45 +265,7 @@ def test_unpaired_folder_of_pairs(tmp_path):
   assert set(next(pipeline.create_train_iterator(config, 0, 1))) == {'photo', 'style'}
 
 
-# --- Topology independence and resume -----------------------------------------------
-
-
-def _mode_config(mode, data_dir, style_folder, cache_dir):
-  if mode == 'catalogue':
-    return _unpaired_config(data_dir)
-  return _style_config(data_dir, style_folder, cache_dir)
-
-
-@pytest.mark.parametrize('process_count', [2, 4])
-@pytest.mark.parametrize('mode', ['catalogue', 'style_folder'])
-def test_topology_independence(data_dir, style_folder, cache_dir, mode, process_count):
-  config = _mode_config(mode, data_dir, style_folder, cache_dir)
-  pipeline.prepare(config)
-  steps = 5
-  whole = _take(pipeline.create_train_iterator(config, 0, 1), steps)
-  parts = [_take(pipeline.create_train_iterator(config, p, process_count), steps)
-           for p in range(process_count)]
-  for t in range(steps):
-    for key in ('photo', 'style'):
-      assert parts[0][t][key].shape[0] == config.batch_size // process_count
-      joined = np.concatenate([parts[p][t][key] for p in range(process_count)])
-      np.testing.assert_array_equal(joined, whole[t][key])
-
-
-@pytest.mark.parametrize('mode', ['catalogue', 'style_folder'])
-def test_exact_resume(data_dir, style_folder, cache_dir, mode):
-  config = _mode_config(mode, data_dir, style_folder, cache_dir)
-  pipeline.prepare(config)
-  first = pipeline.create_train_iterator(config, 1, 2)
-  _take(first, 3)
-  state = first.get_state()
-  json.dumps(state)  # Checkpointable as JSON.
-  expected = _take(first, 4)
-  second = pipeline.create_train_iterator(config, 1, 2)
-  second.set_state(state)
-  for want, got in zip(expected, _take(second, 4)):
-    for key in ('photo', 'style'):
-      np.testing.assert_array_equal(want[key], got[key])
+# (Topology independence and exact resume: tests/test_data.py, for every kind of source.)
 
 
 # --- Config checks --------------------------------------------------------------------
