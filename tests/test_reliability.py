@@ -585,3 +585,26 @@ def test_training_that_would_not_fit_in_memory_is_refused_before_it_runs(
       r'about \d+ MiB on the host, for all its CPU devices .* Lower config.batch_size or '
       r'config.image_size', str(info.value)), str(info.value)
   assert checkpoints.available_steps(workdir) == [2, 4]
+
+
+def test_available_memory_honours_a_container_limit(tmp_path, monkeypatch):
+  """A container's cgroup limit counts, not only the host's memory."""
+  from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
+  v2, v1 = tmp_path / 'v2', tmp_path / 'v1'
+  v2.mkdir()
+  (v2 / 'memory.max').write_text(f'{2 * 2**30}\n')
+  (v2 / 'memory.current').write_text(f'{3 * 2**29}\n')
+  (v2 / 'memory.stat').write_text(f'anon 1\ninactive_file {2**28}\n')
+  v1.mkdir()
+  (v1 / 'memory.limit_in_bytes').write_text('9223372036854771712\n')  # No limit.
+  (v1 / 'memory.usage_in_bytes').write_text('5\n')
+  monkeypatch.setattr(runtime, '_CGROUP_LAYOUTS', (
+      (str(v2), '', 'memory.max', 'memory.current', 'inactive_file'),
+      (str(v1), 'memory', 'memory.limit_in_bytes', 'memory.usage_in_bytes',
+       'total_inactive_file')))
+  free, source = runtime.available_memory()
+  assert free == 3 * 2**28  # 2 GiB - 1.5 GiB in use + 256 MiB of reclaimable cache
+  assert source == (f'the cgroup memory limit {v2}/memory.max (2.0 GiB, 1.5 GiB in use)')
+  (v2 / 'memory.max').write_text('max\n')
+  free, source = runtime.available_memory()
+  assert source == 'MemAvailable in /proc/meminfo' and free > 0
