@@ -42,7 +42,7 @@ def main(argv):
   logging.info('Config:\n%s', FLAGS.config)
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (ValueError, OSError, train.NonFiniteError, checkpoints.SaveError,
+  except (ValueError, OSError, MemoryError, train.NonFiniteError, checkpoints.SaveError,
           workdir_lock.WorkdirInUseError) as e:
     logging.error('%s', e)
     print(f'FATAL: {type(e).__name__}: {e}', file=sys.stderr)

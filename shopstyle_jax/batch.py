@@ -30,6 +30,7 @@ import numpy as np
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 from shopstyle_jax import parallel
+from shopstyle_jax import runtime
 from shopstyle_jax.options import StylizeOptions
 
 
@@ -218,6 +219,20 @@ class Progress:
       return self.count / max(time.monotonic() - self.start, 1e-9)
 
 
+# Host memory per photo pixel that stylizing takes besides the network: the
+# decoded image, its float32 copy, the output cropped, resized back and
+# post-processed. With the network's own share (`network_bytes_per_pixel`) the
+# estimate was above the measured peak (116-149 bytes per pixel for the tiny
+# generator on CPU, 2000 and 4000 pixel squares).
+HOST_BYTES_PER_PIXEL = 64
+# Side of the square call whose compiled memory gives the network's bytes per pixel.
+_PROBE_SIDE = 256
+
+
+class PhotoTooLargeError(ValueError):
+  """A photo that could not be stylized in the memory available."""
+
+
 class DeviceRunner:
   """Runs a stylizer's network on batches sharded over devices (batch axis)."""
 
@@ -233,6 +248,85 @@ class DeviceRunner:
     """Starts the network on [N, H, W, 3], N a multiple of the device count; async."""
     return inference.stylize_fn(self.generator, self.variables,
                                 jax.device_put(batch, self.batch_sharding))
+
+
+def network_bytes_per_pixel(runner: DeviceRunner) -> float:
+  """Memory the generator needs per pixel of what it stylizes, on each device (its
+  temporaries, input and output): XLA's memory analysis of a compiled call on
+  one `_PROBE_SIDE` square per device (activations grow with the pixels)."""
+  factor = runner.generator.factor
+  side = -(-_PROBE_SIDE // factor) * factor
+  rows = len(runner.devices)
+  images = jax.ShapeDtypeStruct((rows, side, side, 3), np.float32,
+                                sharding=runner.batch_sharding)
+  analysis = inference.stylize_fn.lower(runner.generator, runner.variables,
+                                        images).compile().memory_analysis()
+  if analysis is None:  # Not every backend reports it: a generous guess.
+    return 400.0
+  per_call = (analysis.temp_size_in_bytes + analysis.output_size_in_bytes +
+              side * side * 3 * 4)  # Temporaries, output, one input row.
+  return per_call / (side * side)
+
+
+class MemoryCheck:
+  """Refuses, by its header's size and before it is decoded, a photo too large to
+  stylize in the memory available (`runtime.available_memory`, asked per photo),
+  suggesting the --max_side that would fit.
+
+  A photo needs `HOST_BYTES_PER_PIXEL` per photo pixel on the host, plus the
+  network's bytes per stylized pixel (after `max_side`): on the host too when the
+  network runs on CPU, else on each device, for its share of a batch.
+  """
+
+  def __init__(self, runner: DeviceRunner, max_side: Optional[int], batch_size: int):
+    self.max_side = max_side
+    self.on_host = runner.devices[0].platform == 'cpu'
+    self.device = runner.devices[0]
+    self.rows = max(batch_size // len(runner.devices), 1)  # Per device, per call.
+    self.network = network_bytes_per_pixel(runner)
+
+  def _limits(self) -> tuple[Optional[tuple[int, str]], Optional[tuple[int, str]]]:
+    host = runtime.available_memory()
+    return host, (host if self.on_host else runtime.available_memory(self.device))
+
+  def max_megapixels(self) -> Optional[tuple[float, int, str]]:
+    """(Megapixels that fit, without max_side, the bytes available, where from)."""
+    host, _ = self._limits()
+    if host is None:
+      return None
+    per_pixel = HOST_BYTES_PER_PIXEL + (self.network if self.on_host else 0)
+    return host[0] / per_pixel / 1e6, host[0], host[1]
+
+  def check(self, width: int, height: int) -> None:
+    """PhotoTooLargeError when a `width` x `height` photo would not fit."""
+    host, device = self._limits()
+    pixels = width * height
+    h, w = inference.fit_max_side(height, width, self.max_side)
+    network = self.network * h * w * (1 if self.on_host else self.rows)
+    host_need = HOST_BYTES_PER_PIXEL * pixels + (network if self.on_host else 0)
+    short = []
+    if host is not None and host_need > host[0]:
+      short.append((host_need, host, HOST_BYTES_PER_PIXEL * pixels))
+    if not self.on_host and device is not None and network > device[0]:
+      short.append((network, device, 0))
+    if not short:
+      return
+    need, (available, source), fixed = short[0]
+    size = f'{width}x{height} ({pixels / 1e6:.0f} megapixels)'
+    room = available - fixed  # What the network may take at a smaller size.
+    side = 0
+    if room > 0:
+      per_side2 = self.network * (1 if self.on_host else self.rows) * min(width, height) / max(
+          width, height)
+      side = int((room / per_side2) ** 0.5) // 64 * 64
+    if side >= 64:
+      advice = f'use --max_side={side} or less'
+    else:
+      advice = ('even decoding it would take too much: shrink the file first (or free '
+                'memory)')
+    raise PhotoTooLargeError(
+        f'{size} would need about {runtime.size_text(need)} to stylize, more than the '
+        f'{runtime.size_text(available)} available ({source}): {advice}.')
 
 
 def default_devices() -> list[jax.Device]:
@@ -278,9 +372,16 @@ def stylize_files(stylizer: inference.Stylizer, jobs: Sequence[Job], *,
   batch_size = batch_size or default_batch_size(runner.devices)
   batch_size = -(-batch_size // num_devices) * num_devices
   summary, lock = Summary(), threading.Lock()
+  memory = MemoryCheck(runner, options.max_side, batch_size)
+  fits = memory.max_megapixels()
+  if fits:
+    logging.info('Memory available: %s (%s): photos up to %.0f megapixels fit at full size; '
+                 'larger ones need --max_side (one that does not fit is refused by name).',
+                 runtime.size_text(fits[1]), fits[2], fits[0])
 
   def fail(job: Job, error: BaseException) -> None:
-    reason = str(error) if isinstance(error, image_lib.ImageReadError) else (
+    reason = str(error) if isinstance(error, (image_lib.ImageReadError,
+                                              PhotoTooLargeError)) else (
         f'{type(error).__name__}: {error}')
     reason = reason.replace(job.src + ': ', '')
     with lock:
@@ -290,6 +391,9 @@ def stylize_files(stylizer: inference.Stylizer, jobs: Sequence[Job], *,
       progress.update()
 
   def load(job: Job) -> inference.Prepared:
+    size = image_lib.read_size(job.src)
+    if size is not None:
+      memory.check(*size)  # Before decoding: one huge photo must not take the run down.
     return inference.prepare(image_lib.read_image(job.src), stylizer.factor, options)
 
   def save(job: Job, out: np.ndarray, prepared: inference.Prepared) -> None:

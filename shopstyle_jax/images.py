@@ -227,6 +227,18 @@ def read_image(source: Source, *, draft: Optional[tuple[int, int]] = None) -> np
   return over_white(array)
 
 
+def read_size(source: Source) -> Optional[tuple[int, int]]:
+  """(width, height) as stored, from the file's header, without decoding its
+  pixels (cheap for any size); None when Pillow cannot tell (`read_image` then
+  says why)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+      return im.size
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
 def read_rgb(source: Source, *, draft: Optional[tuple[int, int]] = None) -> np.ndarray:
   """`read_image` as uint8 RGB [H, W, 3] (by `to_rgb_uint8`, as the stylizers
   convert it): the photos training reads. Raises ImageReadError."""

@@ -1,7 +1,9 @@
-"""Process-level set-up: cache directories and JAX's persistent compilation cache."""
+"""Process-level set-up: cache directories, JAX's persistent compilation cache,
+log filters, and the memory this process may still use."""
 
 import logging
 import os
+from typing import Any, Optional
 
 import jax
 
@@ -65,3 +67,108 @@ def quiet_library_logs(packages: tuple[str, ...] = ('orbax', 'grain', 'tensorflo
   for handler in logging.getLogger().handlers:
     if not any(isinstance(f, _DropLibraryInfo) for f in handler.filters):
       handler.addFilter(flt)
+
+
+def size_text(num_bytes: float) -> str:
+  """'1.5 GiB', or '300 MiB' below a GiB."""
+  if num_bytes >= 2**30:
+    return f'{num_bytes / 2**30:.1f} GiB'
+  return f'{num_bytes / 2**20:.0f} MiB'
+
+
+# A cgroup limit at or above this means "no limit" (v1 writes 2^63 rounded to pages).
+_NO_LIMIT = 2**60
+# (root, controller, limit file, usage file, reclaimable page cache in memory.stat)
+# for cgroup v2 and v1.
+_CGROUP_LAYOUTS = (
+    ('/sys/fs/cgroup', '', 'memory.max', 'memory.current', 'inactive_file'),
+    ('/sys/fs/cgroup/memory', 'memory', 'memory.limit_in_bytes', 'memory.usage_in_bytes',
+     'total_inactive_file'),
+)
+
+
+def _read_int(path: str) -> Optional[int]:
+  try:
+    with open(path) as f:
+      text = f.read().strip()
+  except OSError:
+    return None
+  return int(text) if text.isdigit() else None
+
+
+def _stat(path: str, key: str) -> int:
+  try:
+    with open(path) as f:
+      for line in f:
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == key:
+          return int(fields[1])
+  except (OSError, ValueError):
+    pass
+  return 0
+
+
+def _cgroup_dirs(root: str, controller: str) -> list[str]:
+  """This process's cgroup folder under `root` and its ancestors (a limit set on
+  any of them applies), those that exist; `controller`: '' for cgroup v2."""
+  relative = ''
+  try:
+    with open('/proc/self/cgroup') as f:
+      for line in f:
+        _, names, path = line.rstrip('\n').split(':', 2)
+        if (controller and controller in names.split(',')) or (not controller and not names):
+          relative = path.strip('/')
+  except (OSError, ValueError):
+    pass
+  dirs = []
+  while True:
+    folder = os.path.join(root, relative) if relative else root
+    if os.path.isdir(folder) and folder not in dirs:
+      dirs.append(folder)
+    if not relative:
+      return dirs
+    relative = os.path.dirname(relative)
+
+
+def _cgroup_available() -> Optional[tuple[int, str]]:
+  """(bytes, where from) that the tightest cgroup memory limit leaves: its limit
+  minus its usage, plus the page cache it may reclaim (inactive files)."""
+  best = None
+  for root, controller, limit_file, usage_file, reclaimable in _CGROUP_LAYOUTS:
+    for folder in _cgroup_dirs(root, controller):
+      limit = _read_int(os.path.join(folder, limit_file))
+      usage = _read_int(os.path.join(folder, usage_file))
+      if limit is None or limit >= _NO_LIMIT or usage is None:
+        continue
+      free = max(limit - usage + _stat(os.path.join(folder, 'memory.stat'), reclaimable), 0)
+      free = min(free, limit)
+      if best is None or free < best[0]:
+        best = (free, f'the cgroup memory limit {os.path.join(folder, limit_file)} '
+                      f'({limit / 2**30:.1f} GiB, {usage / 2**30:.1f} GiB in use)')
+  return best
+
+
+def available_memory(device: Any = None) -> Optional[tuple[int, str]]:
+  """(Bytes this process can still allocate, where the figure comes from), or None
+  where nothing says.
+
+  On the host (`device` None or a CPU device): the least of the kernel's
+  MemAvailable and what the cgroup's memory limit leaves (a container's limit,
+  /sys/fs/cgroup/memory.max or, with cgroup v1, memory.limit_in_bytes), so a
+  container is not taken for the whole machine. On an accelerator: its free
+  memory as JAX reports it.
+  """
+  if device is not None and device.platform != 'cpu':
+    stats = device.memory_stats() or {}
+    if 'bytes_limit' not in stats:
+      return None
+    free = stats['bytes_limit'] - stats.get('bytes_in_use', 0)
+    return free, f'{device.device_kind} memory ({stats["bytes_limit"] / 2**30:.1f} GiB)'
+  found = []
+  available = _stat('/proc/meminfo', 'MemAvailable:')
+  if available:
+    found.append((available * 1024, 'MemAvailable in /proc/meminfo'))
+  cgroup = _cgroup_available()
+  if cgroup:
+    found.append(cgroup)
+  return min(found) if found else None

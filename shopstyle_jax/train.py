@@ -200,6 +200,42 @@ def _init_from(config, state: Any) -> Any:
   return state
 
 
+class InsufficientMemoryError(MemoryError):
+  """A compiled program would need more memory than is available."""
+
+
+def _compile_within_memory(jitted: Any, args: tuple, what: str, advice: str) -> Any:
+  """`jitted` compiled for `args`, refused before it runs when XLA's estimate of
+  the memory it needs (temporaries and outputs, less the donated inputs they
+  reuse) exceeds what is available (`runtime.available_memory`: the host's,
+  container limits included, for CPU devices, which all share it; else each
+  device's): an InsufficientMemoryError saying so, rather than the kernel's OOM
+  kill with nothing logged. Every process agrees, so all stop."""
+  compiled = jitted.lower(*args).compile()
+  analysis = compiled.memory_analysis()
+  device = jax.local_devices()[0]
+  on_host = device.platform == 'cpu'
+  available = runtime.available_memory(None if on_host else device)
+  need = 0
+  if analysis is not None:
+    need = (analysis.temp_size_in_bytes + analysis.output_size_in_bytes -
+            analysis.alias_size_in_bytes) * (jax.local_device_count() if on_host else 1)
+  short = bool(available and need > available[0])
+  if jax.process_count() > 1:
+    anyone = np.ravel(multihost_utils.process_allgather(np.int32(short)))
+    if not short and anyone.any():
+      raise InsufficientMemoryError(
+          f'{what}: process(es) {", ".join(str(i) for i in np.flatnonzero(anyone))} have too '
+          f'little memory for it (see their logs). {advice}')
+  if short:
+    where = 'on the host, for all its CPU devices' if on_host else 'per device'
+    raise InsufficientMemoryError(
+        f'{what} needs about {runtime.size_text(need)} {where} (XLA\'s estimate of the '
+        f'compiled program\'s buffers), more than the {runtime.size_text(available[0])} '
+        f'available ({available[1]}). {advice}')
+  return compiled
+
+
 def _lock_workdir(workdir: str) -> Optional[workdir_lock.WorkdirLock]:
   """Process 0 takes the workdir's lock (returned); every process learns whether
   it could, so that all stop when it could not."""
@@ -291,7 +327,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
                       'from step %d it trains on the new data.', workdir, '; '.join(changed),
                       step)
   else:
-    state = init(state_lib.prng_key(config.seed))
+    rng = state_lib.prng_key(config.seed)
+    state = _compile_within_memory(
+        init, (rng,), f'Initialising the networks (config.image_size={config.image_size})',
+        'Lower config.image_size, or use a machine with more memory.')(rng)
     if config.init_from:
       state = jax.device_put(_init_from(config, state), replicated)
     logging.info('Initialised a new run; generator has %d parameters.',
@@ -309,6 +348,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     vgg_params = jax.device_put(vgg_params, replicated)
 
   step_fn = parallel.jit_data_parallel(method.make_step(config, models, vgg), mesh)
+  compiled_step = None
   ground_truth = pipeline.has_ground_truth(config)
 
   def run_eval(step, state):
@@ -364,7 +404,14 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
   try:
     while step < config.num_train_steps:
       batch = parallel.global_batch(next(train_iter), mesh)
-      state, metrics = step_fn(state, batch, vgg_params)
+      if compiled_step is None:  # Compiled for the first batch, and checked.
+        compiled_step = _compile_within_memory(
+            step_fn, (state, batch, vgg_params),
+            f'A train step (config.image_size={config.image_size}, config.batch_size='
+            f'{config.batch_size} over {jax.device_count()} device(s))',
+            'Lower config.batch_size or config.image_size (or use config.precision=bfloat16, '
+            'or a machine with more memory).')
+      state, metrics = compiled_step(state, batch, vgg_params)
       consume()
       pending, step = (step + 1, metrics), step + 1
       report(step)

@@ -10,8 +10,10 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -500,3 +502,110 @@ def test_a_second_ctrl_c_exits_at_once_and_cleanly(tmp_path, data_dir, during):
   assert text.count('Traceback') <= 1, text[-5000:]
   assert 'A second Ctrl-C: exiting at once, without saving.' in text
   assert not os.path.exists(os.path.join(workdir, '.lock'))
+
+
+def huge_png(path, width, height):
+  """A PNG whose header says `width` x `height`, with only a few rows of data:
+  what matters is that it is refused before anything decodes it."""
+  def chunk(kind, data):
+    return (struct.pack('>I', len(data)) + kind + data +
+            struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+  rows = zlib.compress(b''.join(b'\0' + b'\xff' * 3 * width for _ in range(4)))
+  path.write_bytes(b'\x89PNG\r\n\x1a\n' +
+                   chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)) +
+                   chunk(b'IDAT', rows) + chunk(b'IEND', b''))
+
+
+def stylize_cli(*args) -> int:
+  """The stylize command line in this process, on fresh flags."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax import stylize  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FlagValues()
+  stylize.define_flags(flag_values)
+  flag_values(['stylize', *args])
+  return stylize.run(flag_values)
+
+
+def test_one_huge_photo_is_refused_by_name_and_the_others_are_done(
+    tmp_path, trained_workdir, monkeypatch, capfd):
+  from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
+  photos, out = tmp_path / 'photos', tmp_path / 'out'
+  photos.mkdir()
+  rs = np.random.RandomState(0)
+  for name in ('a', 'c'):
+    Image.fromarray(rs.randint(0, 256, (40, 24, 3), np.uint8)).save(photos / f'{name}.png')
+  huge_png(photos / 'b_huge.png', 10000, 10000)
+  # A container's 8 GiB: decoding fits, stylizing at full size does not.
+  monkeypatch.setattr(runtime, 'available_memory',
+                      lambda device=None: (8 * 2**30, 'a test limit'), raising=False)
+  assert stylize_cli(f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}') == 0
+  err = capfd.readouterr().err
+  match = re.search(r'FAILED b_huge\.png: 10000x10000 \(100 megapixels\) would need about '
+                    r'(\d+\.\d) GiB to stylize, more than the 8\.0 GiB available \(a test '
+                    r'limit\): use --max_side=(\d+) or less\.', err)
+  assert match, err
+  assert sorted(os.listdir(out)) == ['a.png', 'c.png']
+  # The side it suggests fits (decoding at full size, the network at that side).
+  from shopstyle_jax import batch  # pylint: disable=g-import-not-at-top
+  side = int(match.group(2))
+  stylizer = load_stylizer(trained_workdir)
+  check = batch.MemoryCheck(batch.DeviceRunner(stylizer), side, 1)
+  check.check(10000, 10000)
+  with pytest.raises(batch.PhotoTooLargeError):
+    batch.MemoryCheck(batch.DeviceRunner(stylizer), side + 256, 1).check(10000, 10000)
+  # Too large even to decode: no --max_side helps.
+  monkeypatch.setattr(runtime, 'available_memory',
+                      lambda device=None: (2**30, 'a test limit'))
+  with pytest.raises(batch.PhotoTooLargeError, match='shrink the file first'):
+    check.check(10000, 10000)
+
+
+def test_training_that_would_not_fit_in_memory_is_refused_before_it_runs(
+    tmp_path, trained_workdir, tiny_config, monkeypatch):
+  """Before: image_size=4096 was OOM-killed with nothing logged. A low limit stands
+  in for a small machine."""
+  from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(runtime, 'available_memory',
+                      lambda device=None: (2**20, 'a test limit'), raising=False)
+  fresh = str(tmp_path / 'fresh')
+  with pytest.raises(MemoryError) as info:
+    train.train_and_evaluate(tiny_config, fresh)
+  assert re.fullmatch(
+      r'Initialising the networks \(config.image_size=32\) needs about \d+ MiB on the host, '
+      r"for all its CPU devices \(XLA's estimate of the compiled program's buffers\), more "
+      r'than the 1 MiB available \(a test limit\)\. Lower config.image_size, or use a machine '
+      r'with more memory\.', str(info.value)), str(info.value)
+  # Resuming (no initialisation): the train step is refused before its first run.
+  workdir = copy_workdir(trained_workdir, tmp_path)
+  tiny_config.num_train_steps = 6
+  with pytest.raises(MemoryError) as info:
+    train.train_and_evaluate(tiny_config, workdir)
+  assert re.match(
+      r'A train step \(config.image_size=32, config.batch_size=8 over 8 device\(s\)\) needs '
+      r'about \d+ MiB on the host, for all its CPU devices .* Lower config.batch_size or '
+      r'config.image_size', str(info.value)), str(info.value)
+  assert checkpoints.available_steps(workdir) == [2, 4]
+
+
+def test_available_memory_honours_a_container_limit(tmp_path, monkeypatch):
+  """A container's cgroup limit counts, not only the host's memory."""
+  from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
+  v2, v1 = tmp_path / 'v2', tmp_path / 'v1'
+  v2.mkdir()
+  (v2 / 'memory.max').write_text(f'{2 * 2**30}\n')
+  (v2 / 'memory.current').write_text(f'{3 * 2**29}\n')
+  (v2 / 'memory.stat').write_text(f'anon 1\ninactive_file {2**28}\n')
+  v1.mkdir()
+  (v1 / 'memory.limit_in_bytes').write_text('9223372036854771712\n')  # No limit.
+  (v1 / 'memory.usage_in_bytes').write_text('5\n')
+  monkeypatch.setattr(runtime, '_CGROUP_LAYOUTS', (
+      (str(v2), '', 'memory.max', 'memory.current', 'inactive_file'),
+      (str(v1), 'memory', 'memory.limit_in_bytes', 'memory.usage_in_bytes',
+       'total_inactive_file')))
+  free, source = runtime.available_memory()
+  assert free == 3 * 2**28  # 2 GiB - 1.5 GiB in use + 256 MiB of reclaimable cache
+  assert source == (f'the cgroup memory limit {v2}/memory.max (2.0 GiB, 1.5 GiB in use)')
+  (v2 / 'memory.max').write_text('max\n')
+  free, source = runtime.available_memory()
+  assert source == 'MemAvailable in /proc/meminfo' and free > 0
