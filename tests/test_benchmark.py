@@ -14,17 +14,24 @@ def test_main_writes_the_record_of_the_real_step(tmp_path, capsys, monkeypatch):
   config = load_config('tiny')
   config.optimizer.decay_start_fraction = 1.0  # conftest's trained_workdir's step: cached.
   output = tmp_path / 'record.json'
-  monkeypatch.setattr(benchmark, 'FLAGS', types.SimpleNamespace(
-      config=config, steps=3, warmup=1, stylize_batch_size=None, stylize_steps=2,
-      output=str(output)))
+  monkeypatch.setattr(
+    benchmark,
+    'FLAGS',
+    types.SimpleNamespace(
+      config=config, steps=3, warmup=1, stylize_batch_size=None, stylize_steps=2, output=str(output)
+    ),
+  )
   benchmark.main(['benchmark'])
   record = json.loads(capsys.readouterr().out.splitlines()[-1])  # The last stdout line.
   assert json.loads(output.read_text()) == record
   assert (record['method'], record['batch_size'], record['image_size']) == ('paired', 8, 32)
   assert record['num_devices'] == jax.device_count() and record['backend'] == 'cpu'
   assert len(record['train_step_seconds_all']) == 3
-  assert min(record['train_step_seconds_all']) <= record['train_step_seconds'] <= max(
-      record['train_step_seconds_all'])
+  assert (
+    min(record['train_step_seconds_all'])
+    <= record['train_step_seconds']
+    <= max(record['train_step_seconds_all'])
+  )
   assert record['train_images_per_second'] == pytest.approx(8 / record['train_step_seconds'])
   assert record['stylize_batch_size'] == 8
   assert record['stylize_images_per_second'] == pytest.approx(8 / record['stylize_seconds'])

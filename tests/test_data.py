@@ -20,8 +20,7 @@ _NUM_TRAIN, _NUM_TEST, _STORED_SIZE = 64, 16, 64
 
 
 def _default_config() -> ml_collections.ConfigDict:
-  spec = importlib.util.spec_from_file_location(
-      'default_config', _ROOT / 'configs' / 'default.py')
+  spec = importlib.util.spec_from_file_location('default_config', _ROOT / 'configs' / 'default.py')
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
@@ -86,8 +85,7 @@ def test_every_style_is_stored_as_rendered(data_dir):
   example = builder.as_data_source(split='train')[5]
   assert set(styles.RENDERERS) <= set(example)
   for style in styles.RENDERERS:
-    np.testing.assert_array_equal(example[style],
-                                  styles.render(style, example['photo']))
+    np.testing.assert_array_equal(example[style], styles.render(style, example['photo']))
 
 
 @pytest.mark.parametrize('style', sorted(styles.RENDERERS))
@@ -95,8 +93,7 @@ def test_source_serves_the_configured_style(data_dir, style):
   source = pipeline._source(_config(data_dir, style=style), 'test')
   example = source[2]
   assert set(example) == {'photo', 'target'}
-  np.testing.assert_array_equal(example['target'],
-                                styles.render(style, example['photo']))
+  np.testing.assert_array_equal(example['target'], styles.render(style, example['photo']))
 
 
 def test_builds_are_identical(data_dir, tmp_path):
@@ -143,15 +140,17 @@ def test_shares_are_disjoint_and_cover_each_epoch(data_dir, process_count):
   source = pipeline._source(config, 'train')
   ids = {_digest(source[i]['photo']): i for i in range(_NUM_TRAIN)}
   steps_per_epoch = _NUM_TRAIN // config.batch_size
-  iterators = [pipeline.create_train_iterator(config, p, process_count)
-               for p in range(process_count)]
+  iterators = [
+    pipeline.create_train_iterator(config, p, process_count) for p in range(process_count)
+  ]
   epochs = []
   for _ in range(2):
     seen = [[] for _ in range(process_count)]
     for _ in range(steps_per_epoch):
       for p, iterator in enumerate(iterators):
-        seen[p] += [ids[_digest(image)] for image in
-                    image_lib.model_to_uint8(next(iterator)['photo'])]
+        seen[p] += [
+          ids[_digest(image)] for image in image_lib.model_to_uint8(next(iterator)['photo'])
+        ]
     for p in range(process_count):
       for q in range(p):
         assert not set(seen[p]) & set(seen[q])
@@ -169,12 +168,12 @@ def test_flip_applies_to_photo_and_target_alike(data_dir):
   for i in range(_NUM_TRAIN):
     example = source[i]
     by_digest[_digest(example['photo'])] = (example['target'], False)
-    by_digest[_digest(example['photo'][:, ::-1])] = (
-        example['target'][:, ::-1], True)
+    by_digest[_digest(example['photo'][:, ::-1])] = (example['target'][:, ::-1], True)
   flips = []
   for batch in _take(pipeline.create_train_iterator(config, 0, 1), 4):
-    for photo, target in zip(image_lib.model_to_uint8(batch['photo']),
-                             image_lib.model_to_uint8(batch['target'])):
+    for photo, target in zip(
+      image_lib.model_to_uint8(batch['photo']), image_lib.model_to_uint8(batch['target'])
+    ):
       sketch, flipped = by_digest[_digest(photo)]
       np.testing.assert_array_equal(target, sketch)
       flips.append(flipped)
@@ -185,8 +184,9 @@ def test_crop_applies_to_photo_and_target_alike():
   image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), np.uint8)
   rng = np.random.default_rng(2)
   for _ in range(5):
-    out = pipeline._augment({'photo': image, 'target': image.copy()}, rng,
-                            load_size=72, image_size=48, flip=True)
+    out = pipeline._augment(
+      {'photo': image, 'target': image.copy()}, rng, load_size=72, image_size=48, flip=True
+    )
     assert out['photo'].shape == (48, 48, 3)
     np.testing.assert_array_equal(out['photo'], out['target'])
 
@@ -201,9 +201,13 @@ def folders(tmp_path_factory) -> dict[str, pathlib.Path]:
   """A folder of the user's photos (bad files too) and one of style images."""
   from test_folder import _mixed_folder  # pylint: disable=g-import-not-at-top
   from test_unpaired_data import _write_style_folder  # pylint: disable=g-import-not-at-top
+
   root = tmp_path_factory.mktemp('folders')
-  return {'photos': _mixed_folder(root / 'photos'),
-          'styles': _write_style_folder(root / 'styles', 12), 'cache': root / 'cache'}
+  return {
+    'photos': _mixed_folder(root / 'photos'),
+    'styles': _write_style_folder(root / 'styles', 12),
+    'cache': root / 'cache',
+  }
 
 
 def _source_config(source: str, data_dir: pathlib.Path, folders) -> ml_collections.ConfigDict:
@@ -227,10 +231,13 @@ def test_topology_independence(data_dir, folders, source, process_count):
   config = _source_config(source, data_dir, folders)
   steps = 5
   whole = _take(pipeline.create_train_iterator(config, 0, 1), steps)
-  parts = [_take(pipeline.create_train_iterator(config, p, process_count), steps)
-           for p in range(process_count)]
-  keys = {'photo', 'style'} if source in ('unpaired_catalogue', 'style_folder') else {
-      'photo', 'target'}
+  parts = [
+    _take(pipeline.create_train_iterator(config, p, process_count), steps)
+    for p in range(process_count)
+  ]
+  keys = (
+    {'photo', 'style'} if source in ('unpaired_catalogue', 'style_folder') else {'photo', 'target'}
+  )
   for t in range(steps):
     assert set(whole[t]) == keys
     for key in keys:
@@ -264,18 +271,17 @@ def test_eval_batches(data_dir, process_count):
   config = _config(data_dir)
   config.image_size = _STORED_SIZE  # No resize: rows are the stored photos.
   source = pipeline._source(config, 'test')
-  shares = [pipeline.create_eval_batches(config, p, process_count)
-            for p in range(process_count)]
+  shares = [pipeline.create_eval_batches(config, p, process_count) for p in range(process_count)]
   assert {len(s) for s in shares} == {2}  # ceil(12 / 8) global batches.
   rows = []
   for k in range(2):
-    batch = {key: np.concatenate([s[k][key] for s in shares])
-             for key in ('photo', 'target', 'valid')}
+    batch = {
+      key: np.concatenate([s[k][key] for s in shares]) for key in ('photo', 'target', 'valid')
+    }
     assert batch['photo'].shape == (8, _STORED_SIZE, _STORED_SIZE, 3)
     assert batch['photo'].dtype == np.float32
     assert batch['valid'].dtype == np.bool_
-    rows += [(p, t) for p, t, v in zip(batch['photo'], batch['target'],
-                                       batch['valid']) if v]
+    rows += [(p, t) for p, t, v in zip(batch['photo'], batch['target'], batch['valid']) if v]
     assert batch['valid'].sum() == (8 if k == 0 else 4)
   assert len(rows) == 12
   for index, (photo, target) in enumerate(rows):

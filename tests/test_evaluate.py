@@ -8,9 +8,9 @@ import shutil
 import subprocess
 import sys
 
-from absl import flags
 import numpy as np
 import pytest
+from absl import flags
 from PIL import Image
 
 from shopstyle_jax import evaluate
@@ -34,8 +34,16 @@ def _cli(*args) -> int:
 
 def test_cli_table_json_and_grid(tmp_path, trained_workdir, data_dir, capsys):
   out, grid = tmp_path / 'eval.json', tmp_path / 'grid.png'
-  assert _cli(f'--workdir={trained_workdir}', f'--config.data.data_dir={data_dir}',
-              f'--output={out}', f'--grid={grid}', '--grid_rows=3') == 0
+  assert (
+    _cli(
+      f'--workdir={trained_workdir}',
+      f'--config.data.data_dir={data_dir}',
+      f'--output={out}',
+      f'--grid={grid}',
+      '--grid_rows=3',
+    )
+    == 0
+  )
   stdout = capsys.readouterr().out
   results = json.loads(out.read_text())
   for key in evaluate.METRICS:
@@ -67,9 +75,21 @@ def test_model_overrides_are_refused(trained_workdir, capsys):
 def test_module_runs_as_a_program(tmp_path, trained_workdir):
   out = tmp_path / 'eval.json'
   env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='')
-  proc = subprocess.run([sys.executable, '-m', 'shopstyle_jax.evaluate',
-                         f'--workdir={trained_workdir}', '--num_examples=4', f'--output={out}'],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'shopstyle_jax.evaluate',
+      f'--workdir={trained_workdir}',
+      '--num_examples=4',
+      f'--output={out}',
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-5000:]
   assert json.loads(out.read_text())['num_examples'] == 4
   assert 'PSNR (dB)' in proc.stdout
@@ -77,8 +97,9 @@ def test_module_runs_as_a_program(tmp_path, trained_workdir):
 
 def test_metrics_match_a_direct_computation(trained_workdir):
   config = workdir_lib.load_config(trained_workdir)
-  results, grid = evaluate.evaluate_checkpoint(config, trained_workdir, num_examples=12,
-                                               grid_rows=2)
+  results, grid = evaluate.evaluate_checkpoint(
+    config, trained_workdir, num_examples=12, grid_rows=2
+  )
   assert results['num_examples'] == 12 and grid.shape == (2 * 34, 3 * 34, 3)
 
   stylizer = load_stylizer(trained_workdir)
@@ -95,8 +116,10 @@ def test_metrics_match_a_direct_computation(trained_workdir):
     assert results[k] == pytest.approx(np.mean(scores[k]), rel=1e-5, abs=1e-5), k
 
 
-@pytest.mark.skipif(importlib.util.find_spec('shopstyle_jax.data.folder') is None,
-                    reason='config.data.folder is not supported by this pipeline yet')
+@pytest.mark.skipif(
+  importlib.util.find_spec('shopstyle_jax.data.folder') is None,
+  reason='config.data.folder is not supported by this pipeline yet',
+)
 def test_folder_of_pairs(tmp_path, trained_workdir):
   pairs = tmp_path / 'pairs'
   rs = np.random.RandomState(0)

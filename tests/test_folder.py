@@ -50,11 +50,13 @@ def _mixed_folder(root: pathlib.Path) -> pathlib.Path:
   rgba[:, :8, 3] = 0  # Transparent strip: becomes white.
   _save(root / 'cutout.png', Image.fromarray(rgba, 'RGBA'))
   _save(root / 'gray.png', Image.fromarray(_photo(12)[..., 0], 'L'))
-  _save(root / 'palette.png', Image.fromarray(_photo(13)).convert(
-      'P', palette=Image.Palette.ADAPTIVE, colors=16))
+  _save(
+    root / 'palette.png',
+    Image.fromarray(_photo(13)).convert('P', palette=Image.Palette.ADAPTIVE, colors=16),
+  )
   _save(root / 'wide.jpg', _photo(14, 40, 120))
   data = (root / 'shoe_0.jpg').read_bytes()
-  (root / 'broken.jpg').write_bytes(data[:len(data) // 2])
+  (root / 'broken.jpg').write_bytes(data[: len(data) // 2])
   (root / 'notes.jpg').write_text('not an image\n')
   (root / '.DS_Store').write_bytes(b'\0\1')  # Hidden: ignored.
   return root
@@ -67,9 +69,12 @@ def _spec(path, tmp_path, **kwargs) -> folder.FolderSpec:
 
 
 def _records(path: str) -> dict[str, list]:
-  return {split: [folder.FolderSource(path, split)[i]
-                  for i in range(len(folder.FolderSource(path, split)))]
-          for split in ('train', 'test')}
+  return {
+    split: [
+      folder.FolderSource(path, split)[i] for i in range(len(folder.FolderSource(path, split)))
+    ]
+    for split in ('train', 'test')
+  }
 
 
 # --- Reading images -----------------------------------------------------------
@@ -83,8 +88,9 @@ def test_read_photo_converts_every_mode(tmp_path):
   assert (folder.read_photo(str(gray), (3, 3)) == 7).all()
   deep = _save(tmp_path / 'deep.png', Image.fromarray(np.full((2, 2), 65535, np.uint16)))
   assert (folder.read_photo(str(deep), (2, 2)) == 255).all()
-  palette = _save(tmp_path / 'palette.png',
-                  Image.fromarray(np.full((2, 2, 3), 9, np.uint8)).convert('P'))
+  palette = _save(
+    tmp_path / 'palette.png', Image.fromarray(np.full((2, 2, 3), 9, np.uint8)).convert('P')
+  )
   assert folder.read_photo(str(palette), (2, 2)).shape == (2, 2, 3)
 
 
@@ -119,8 +125,11 @@ def _awkward_files(root: pathlib.Path) -> dict[str, pathlib.Path]:
   save('rotated.jpg', image, exif=exif.tobytes(), quality=90)
   alpha = np.linspace(0, 255, 48).round().astype(np.uint8)[None].repeat(36, 0)
   save('rgba.png', Image.fromarray(np.dstack([rgb, alpha]), 'RGBA'))
-  save('palette.png', Image.fromarray(rgb).convert('P', palette=Image.Palette.ADAPTIVE,
-                                                   colors=16), transparency=3)
+  save(
+    'palette.png',
+    Image.fromarray(rgb).convert('P', palette=Image.Palette.ADAPTIVE, colors=16),
+    transparency=3,
+  )
   save('keyed.png', Image.fromarray(rgb), transparency=tuple(int(v) for v in rgb[0, 0]))
   save('gray.png', Image.fromarray(rgb[..., 1]))
   save('gray.jpg', Image.fromarray(rgb[..., 1]), quality=90)
@@ -128,10 +137,12 @@ def _awkward_files(root: pathlib.Path) -> dict[str, pathlib.Path]:
   save('cmyk.jpg', Image.fromarray(rgb).convert('CMYK'), quality=90)
   rgb16 = rgb.astype(np.uint16) * 257 + rng.integers(0, 257, rgb.shape).astype(np.uint16)
   save('gray16.png', Image.fromarray(rgb16[..., 0]))
-  for name, image16 in (('rgb16.png', rgb16),
-                        ('rgba16.png', np.dstack([rgb16, alpha.astype(np.uint16) * 257]))):
+  for name, image16 in (
+    ('rgb16.png', rgb16),
+    ('rgba16.png', np.dstack([rgb16, alpha.astype(np.uint16) * 257])),
+  ):
     files[name] = root / name
-    cv2.imwrite(str(files[name]), image16[..., [2, 1, 0, 3][:image16.shape[-1]]])
+    cv2.imwrite(str(files[name]), image16[..., [2, 1, 0, 3][: image16.shape[-1]]])
   return files
 
 
@@ -151,11 +162,11 @@ def test_folder_reads_the_pixels_the_stylizers_read(tmp_path):
     # The folder's reader with its reduced-scale JPEG decoding off, and with it
     # on at a size where it cannot reduce.
     np.testing.assert_array_equal(image_lib.read_rgb(str(file)), as_read, err_msg=name)
-    np.testing.assert_array_equal(folder.read_photo(str(file), (36, 36)), as_read,
-                                  err_msg=name)
+    np.testing.assert_array_equal(folder.read_photo(str(file), (36, 36)), as_read, err_msg=name)
     np.testing.assert_array_equal(stored[name], as_read[:, 6:42], err_msg=name)
     batch = inference.prepare(image_lib.read_image(str(file)), factor=4).batch
     np.testing.assert_array_equal(batch[0], image_lib.uint8_to_model(as_read), err_msg=name)
+
   # What they all read.
   def read(name):
     return image_lib.read_rgb(str(files[name]))
@@ -179,8 +190,7 @@ def test_mixed_folder_skips_bad_files_and_logs_them(tmp_path, caplog):
   assert sorted(n for n, _ in info['skipped']) == ['broken.jpg', 'notes.jpg']
   assert info['files'] == 13 and len(info['names']) == 11
   assert 'bags/bag.webp' in info['names']
-  warnings = ' '.join(r.getMessage() for r in caplog.records
-                      if r.levelno == logging.WARNING)
+  warnings = ' '.join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
   assert 'skipped 2 of 13' in warnings
   assert 'broken.jpg' in warnings and 'notes.jpg' in warnings
   assert not str(path).startswith(str(root))
@@ -190,8 +200,7 @@ def test_mixed_folder_skips_bad_files_and_logs_them(tmp_path, caplog):
   for example in records['train'] + records['test']:
     assert example['photo'].shape == example['target'].shape == (36, 36, 3)
     assert example['photo'].dtype == np.uint8
-    np.testing.assert_array_equal(example['target'],
-                                  styles.watercolor(example['photo']))
+    np.testing.assert_array_equal(example['target'], styles.watercolor(example['photo']))
 
 
 def test_transparent_pixels_become_white(tmp_path):
@@ -245,8 +254,7 @@ def test_paired_layout(tmp_path):
   assert 'no matching file' in reasons['photos/lonely.png']
   assert 'aspect ratio' in reasons['odd']
   for example in _records(path)['train']:
-    diff = np.abs(example['target'].astype(int) -
-                  (255 - example['photo'].astype(int)))
+    diff = np.abs(example['target'].astype(int) - (255 - example['photo'].astype(int)))
     assert diff.mean() < 4  # The target is the inverted photo (JPEG noise).
 
 
@@ -298,16 +306,14 @@ def test_home_relative_folder(tmp_path, monkeypatch):
   _mixed_folder(tmp_path / 'home' / 'shop')
   monkeypatch.setenv('HOME', str(tmp_path / 'home'))
   path = folder.prepare(_spec('~/shop', tmp_path))
-  assert folder.read_info(path)['folder'] == os.path.realpath(
-      tmp_path / 'home' / 'shop')
+  assert folder.read_info(path)['folder'] == os.path.realpath(tmp_path / 'home' / 'shop')
 
 
 def test_concurrent_conversions_agree(tmp_path):
   root = _mixed_folder(tmp_path / 'in')
   spec = _spec(root, tmp_path, style='cartoon')
   with concurrent.futures.ThreadPoolExecutor(3) as pool:
-    paths = list(pool.map(lambda _: folder.prepare(spec, verbose=False),
-                          range(3)))
+    paths = list(pool.map(lambda _: folder.prepare(spec, verbose=False), range(3)))
   assert len(set(paths)) == 1
   entries = sorted(os.listdir(tmp_path / 'cache'))
   name = os.path.basename(paths[0])
@@ -353,8 +359,7 @@ def test_pipeline_reads_the_folder(tmp_path):
   assert batch['photo'].shape == (4, 32, 32, 3)
   assert batch['target'].dtype == np.float32
   evals = pipeline.create_eval_batches(config, 0, 1)
-  assert sum(int(b['valid'].sum()) for b in evals) == len(
-      pipeline._source(config, 'test'))
+  assert sum(int(b['valid'].sum()) for b in evals) == len(pipeline._source(config, 'test'))
 
 
 # (Topology independence and exact resume: tests/test_data.py, for every kind of source.)

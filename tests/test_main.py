@@ -40,8 +40,15 @@ def test_run_writes_config_checkpoints_and_events(run_4_then_8):
   assert config['image_size'] == 32 and config['model']['generator'] == 'unet'
   assert config['run']['devices'] >= 1
   tags = tensorboard_tags(workdir)
-  for tag in ('eval/psnr', 'eval/ssim', 'train/g_loss', 'train/d_loss', 'train/g_mse',
-              'train/learning_rate', 'train/steps_per_second'):
+  for tag in (
+    'eval/psnr',
+    'eval/ssim',
+    'train/g_loss',
+    'train/d_loss',
+    'train/g_mse',
+    'train/learning_rate',
+    'train/steps_per_second',
+  ):
     assert tag in tags, (tag, sorted(tags))
   assert 'eval/input_target_output' in tags
   assert max(tags['eval/psnr']) == 8 and 4 in tags['eval/psnr']
@@ -73,7 +80,8 @@ def test_config_error_is_one_fatal_line_and_exit_status_2(tmp_path):
   proc = run_main(str(workdir), 'unused', '--config.model.widht=16', check=False, timeout=120)
   assert proc.returncode == 2
   assert proc.stderr.splitlines() == [
-      "FATAL: Unknown config key in --config.model.widht=16: config.model has no field 'widht'. "
-      'Did you mean config.model.width? Fields of config.model: depth, disc_layers, disc_width, '
-      'dropout, generator, noise_channels, norm, resnet_blocks, upsample, width.']
+    "FATAL: Unknown config key in --config.model.widht=16: config.model has no field 'widht'. "
+    'Did you mean config.model.width? Fields of config.model: depth, disc_layers, disc_width, '
+    'dropout, generator, noise_channels, norm, resnet_blocks, upsample, width.'
+  ]
   assert not workdir.exists()

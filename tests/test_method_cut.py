@@ -23,9 +23,17 @@ def small_config(method='cut', seed=0):
   config.seed = seed
   config.batch_size = 8
   config.image_size = 32
-  config.model.update(generator='resnet', width=4, resnet_blocks=2, norm='instance',
-                      dropout=0.0, upsample='resize_conv', disc_width=4, disc_layers=2,
-                      nce_mlp_channels=16)
+  config.model.update(
+    generator='resnet',
+    width=4,
+    resnet_blocks=2,
+    norm='instance',
+    dropout=0.0,
+    upsample='resize_conv',
+    disc_width=4,
+    disc_layers=2,
+    nce_mlp_channels=16,
+  )
   # 100 patches: the 38x38 'pad' and 16x16 'down1' taps are sampled, the 8x8 ones taken whole.
   config.loss.update(gan='lsgan', nce_patches=100)
   if method == 'cut':
@@ -37,16 +45,20 @@ def small_config(method='cut', seed=0):
 
 def build(config):
   models = methods.get(config.method).build_models(config, jnp.float32)
-  state = jax.jit(lambda k: cut.create_state(config, models, k))(
-      state_lib.prng_key(config.seed))
+  state = jax.jit(lambda k: cut.create_state(config, models, k))(state_lib.prng_key(config.seed))
   return models, jax.device_get(state)
 
 
 def batches(config, n, seed=0):
   rng = np.random.RandomState(seed)
   shape = (config.batch_size, config.image_size, config.image_size, 3)
-  return [{'photo': rng.uniform(-1, 1, shape).astype(np.float32),
-           'style': rng.uniform(-1, 1, shape).astype(np.float32)} for _ in range(n)]
+  return [
+    {
+      'photo': rng.uniform(-1, 1, shape).astype(np.float32),
+      'style': rng.uniform(-1, 1, shape).astype(np.float32),
+    }
+    for _ in range(n)
+  ]
 
 
 def run_steps(config, models, state, data, devices):
@@ -78,8 +90,17 @@ def test_one_and_eight_devices_agree(method):
   data = batches(config, 2)
   s1, h1 = run_steps(config, models, state, data, jax.devices()[:1])
   s8, h8 = run_steps(config, models, state, data, jax.devices())
-  expected = {'d_loss', 'g_loss', 'g_adversarial', 'g_nce', 'g_grad_norm', 'd_grad_norm',
-              'h_grad_norm', 'learning_rate', 'finite'}
+  expected = {
+    'd_loss',
+    'g_loss',
+    'g_adversarial',
+    'g_nce',
+    'g_grad_norm',
+    'd_grad_norm',
+    'h_grad_norm',
+    'learning_rate',
+    'finite',
+  }
   expected |= {'g_nce_identity'} if method == 'cut' else {'flipped'}
   assert expected <= set(h1[0])
   # The first step sees the same weights on both topologies: only the order of
@@ -112,10 +133,12 @@ def hand_nce(config, models, state, query_images, key_images, term, flip=False):
   assert len(ids) == len(feat_k) == len(g.nce_taps)
   for f, i in zip(feat_k, ids):
     assert i.shape == (min(f.shape[1] * f.shape[2], config.loss.nce_patches),)
-  head = lambda feats: h.apply({'params': state.h_params},
-                               [losses.gather_patches(f, i) for f, i in zip(feats, ids)])
-  per_layer = [losses.patch_nce(q, k, config.loss.nce_temperature)
-               for q, k in zip(head(feat_q), head(feat_k))]
+  head = lambda feats: h.apply(
+    {'params': state.h_params}, [losses.gather_patches(f, i) for f, i in zip(feats, ids)]
+  )
+  per_layer = [
+    losses.patch_nce(q, k, config.loss.nce_temperature) for q, k in zip(head(feat_q), head(feat_k))
+  ]
   return float(np.mean(per_layer))
 
 
@@ -123,7 +146,7 @@ def test_nce_matches_a_hand_computation():
   config = small_config('cut')
   config.ema_decay = 0.5  # As test_nonfinite_step_is_skipped: one compiled step for both.
   models, state = build(config)
-  assert sorted(state.h_params) == sorted(f'mlp_{l}_{i}' for l in range(5) for i in (0, 1))
+  assert sorted(state.h_params) == sorted(f'mlp_{t}_{i}' for t in range(5) for i in (0, 1))
   batch = batches(config, 1)[0]
   new, metrics = jax.jit(cut.make_step(config, models))(state, batch, None)
   g = models.G
@@ -139,10 +162,15 @@ def test_nce_matches_a_hand_computation():
   # The adversarial term is scored by the updated D.
   logits = models.D.apply({'params': new.d_params}, fake, train=True)
   assert float(metrics['g_adversarial']) == pytest.approx(
-      float(losses.generator_adversarial_loss('lsgan', logits)), rel=1e-4)
+    float(losses.generator_adversarial_loss('lsgan', logits)), rel=1e-4
+  )
   assert float(metrics['finite']) == 1.0
-  jax.tree.map(lambda e, p0, p1: np.testing.assert_allclose(e, 0.5 * p0 + 0.5 * p1, atol=1e-7),
-               new.ema_params, state.ema_params, new.g_params)
+  jax.tree.map(
+    lambda e, p0, p1: np.testing.assert_allclose(e, 0.5 * p0 + 0.5 * p1, atol=1e-7),
+    new.ema_params,
+    state.ema_params,
+    new.g_params,
+  )
   assert new.generator_variables()['params'] is new.ema_params
   assert new.generator_variables(use_ema=False) == {'params': new.g_params}
 
@@ -160,16 +188,19 @@ def test_fastcut_flip(flipped):
   # D scores G(flip(photo)) as it comes out of G ...
   logits = models.D.apply({'params': new.d_params}, fake, train=True)
   assert float(metrics['g_adversarial']) == pytest.approx(
-      float(losses.generator_adversarial_loss('lsgan', logits)), rel=1e-4)
+    float(losses.generator_adversarial_loss('lsgan', logits)), rel=1e-4
+  )
   # ... and PatchNCE compares its encoder features, flipped back, with the photo's.
   nce = hand_nce(config, models, state, fake, photo, cut.NCE_TERM, flip=flipped)
   assert float(metrics['g_nce']) == pytest.approx(nce, rel=1e-4)
   assert float(metrics['g_loss']) == pytest.approx(
-      float(metrics['g_adversarial']) + 10.0 * nce, rel=1e-5)
+    float(metrics['g_adversarial']) + 10.0 * nce, rel=1e-5
+  )
   if flipped:  # Not the unflipped semantics.
     other = g.apply({'params': state.g_params}, photo, train=True)
     assert float(metrics['g_nce']) != pytest.approx(
-        hand_nce(config, models, state, other, photo, cut.NCE_TERM), rel=1e-3)
+      hand_nce(config, models, state, other, photo, cut.NCE_TERM), rel=1e-3
+    )
 
 
 def test_nonfinite_step_is_skipped():
@@ -183,8 +214,17 @@ def test_nonfinite_step_is_skipped():
   new, metrics = step(state, batch, None)
   assert float(metrics['finite']) == 0.0
   assert int(new.step) == 1
-  for name in ('g_params', 'g_opt_state', 'd_params', 'd_opt_state', 'h_params',
-               'h_opt_state', 'ema_params', 'g_batch_stats', 'd_batch_stats'):
+  for name in (
+    'g_params',
+    'g_opt_state',
+    'd_params',
+    'd_opt_state',
+    'h_params',
+    'h_opt_state',
+    'ema_params',
+    'g_batch_stats',
+    'd_batch_stats',
+  ):
     jax.tree.map(np.testing.assert_array_equal, getattr(old, name), getattr(new, name))
   newer, metrics = step(new, batches(config, 1, seed=1)[0], None)
   assert float(metrics['finite']) == 1.0 and int(newer.step) == 2
@@ -194,6 +234,7 @@ def test_head_gradient_is_finite_for_a_dead_patch():
   # A patch whose MLP output is exactly zero (all ReLUs off) would make sqrt's
   # slope at 0 turn the whole gradient into NaN, and every step be skipped.
   from shopstyle_jax.models import patch_mlp  # pylint: disable=g-import-not-at-top
+
   x = jnp.array([[0.0, 0.0, 0.0], [3.0, 0.0, 4.0]])
   np.testing.assert_allclose(patch_mlp.l2_normalize(x), [[0, 0, 0], [0.6, 0, 0.8]], atol=1e-6)
   grad = jax.grad(lambda v: jnp.sum(patch_mlp.l2_normalize(v) * jnp.arange(3.0)))(x)
@@ -203,11 +244,17 @@ def test_head_gradient_is_finite_for_a_dead_patch():
 def test_batch_norm_and_vgg_terms():
   # Batch norm: G normalises over photo + style in the one forward, as the official.
   from shopstyle_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
+
   config = small_config('cut')
   config.model.norm = 'batch'
-  config.loss.update(tv_weight=0.5, content_weight=2.0, content_layers=('relu1_2',),
-                     style_weight=3.0, style_layers=('relu1_1', 'relu1_2'),
-                     style_layer_weights=(1.0, 0.5))
+  config.loss.update(
+    tv_weight=0.5,
+    content_weight=2.0,
+    content_layers=('relu1_2',),
+    style_weight=3.0,
+    style_layers=('relu1_1', 'relu1_2'),
+    style_layer_weights=(1.0, 0.5),
+  )
   layers = ('relu1_1', 'relu1_2')
   vgg, vgg_params = vgg_lib.VGG19(layers=layers), vgg_lib.init_random_params(layers)
   models, state = build(config)
@@ -215,22 +262,34 @@ def test_batch_norm_and_vgg_terms():
   new, metrics = jax.jit(cut.make_step(config, models, vgg))(state, batch, vgg_params)
   assert float(metrics['finite']) == 1.0
   both = np.concatenate([batch['photo'], batch['style']])
-  fake, _ = models.G.apply({'params': state.g_params, 'batch_stats': state.g_batch_stats}, both,
-                           train=True, mutable=['batch_stats'])
-  fake = fake[:config.batch_size]
+  fake, _ = models.G.apply(
+    {'params': state.g_params, 'batch_stats': state.g_batch_stats},
+    both,
+    train=True,
+    mutable=['batch_stats'],
+  )
+  fake = fake[: config.batch_size]
   feats = lambda x: vgg.apply({'params': vgg_params}, x)
   expected = {
-      'g_tv': losses.total_variation(fake),
-      'g_content': losses.content_loss(feats(fake), feats(batch['photo']), ('relu1_2',)),
-      'g_style': losses.style_loss(feats(fake), feats(batch['style']), layers, (1.0, 0.5))}
+    'g_tv': losses.total_variation(fake),
+    'g_content': losses.content_loss(feats(fake), feats(batch['photo']), ('relu1_2',)),
+    'g_style': losses.style_loss(feats(fake), feats(batch['style']), layers, (1.0, 0.5)),
+  }
   for k, v in expected.items():
     assert float(metrics[k]) == pytest.approx(float(v), rel=1e-4), k
-  total = (metrics['g_adversarial'] + 0.5 * (metrics['g_nce'] + metrics['g_nce_identity'])
-           + 0.5 * metrics['g_tv'] + 2.0 * metrics['g_content'] + 3.0 * metrics['g_style'])
+  total = (
+    metrics['g_adversarial']
+    + 0.5 * (metrics['g_nce'] + metrics['g_nce_identity'])
+    + 0.5 * metrics['g_tv']
+    + 2.0 * metrics['g_content']
+    + 3.0 * metrics['g_style']
+  )
   assert float(metrics['g_loss']) == pytest.approx(float(total), rel=1e-5)
   # The running statistics moved (forward and encoder passes).
   assert jax.tree.leaves(state.g_batch_stats)
-  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.g_batch_stats),
-                                                      jax.tree.leaves(new.g_batch_stats)))
+  assert not all(
+    np.array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(state.g_batch_stats), jax.tree.leaves(new.g_batch_stats))
+  )
   with pytest.raises(ValueError, match='VGG19'):
     cut.make_step(config, models)

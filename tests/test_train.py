@@ -24,14 +24,26 @@ from shopstyle_jax import train
 
 # The tiny config's U-Net with each method's own terms; a few steps each.
 METHODS = {
-    'paired': {},
-    'cyclegan': {'cycle_weight': 10.0, 'identity_weight': 5.0, 'pool_size': 4, 'gan': 'lsgan'},
-    'cut': {'nce_weight': 1.0, 'nce_patches': 16, 'gan': 'lsgan'},
-    'fastcut': {'nce_weight': 10.0, 'nce_patches': 16, 'nce_identity': False,
-                'flip_equivariance': True, 'gan': 'lsgan'},
-    'neural_style': {'adversarial_weight': 0.0, 'content_weight': 1.0, 'style_weight': 5.0,
-                     'tv_weight': 1.0, 'vgg_weights': 'random', 'content_layers': ('relu1_2',),
-                     'style_layers': ('relu1_1', 'relu1_2'), 'style_layer_weights': (1.0, 1.0)},
+  'paired': {},
+  'cyclegan': {'cycle_weight': 10.0, 'identity_weight': 5.0, 'pool_size': 4, 'gan': 'lsgan'},
+  'cut': {'nce_weight': 1.0, 'nce_patches': 16, 'gan': 'lsgan'},
+  'fastcut': {
+    'nce_weight': 10.0,
+    'nce_patches': 16,
+    'nce_identity': False,
+    'flip_equivariance': True,
+    'gan': 'lsgan',
+  },
+  'neural_style': {
+    'adversarial_weight': 0.0,
+    'content_weight': 1.0,
+    'style_weight': 5.0,
+    'tv_weight': 1.0,
+    'vgg_weights': 'random',
+    'content_layers': ('relu1_2',),
+    'style_layers': ('relu1_1', 'relu1_2'),
+    'style_layer_weights': (1.0, 1.0),
+  },
 }
 
 # Everything a checkpoint holds that training changes.
@@ -72,8 +84,7 @@ def test_every_method_trains_checkpoints_and_stylizes(method, tiny_config, tmp_p
   assert out.shape == photo.shape and out.dtype == np.uint8
 
 
-def test_resumed_run_equals_an_uninterrupted_run(tiny_config, trained_workdir, tmp_path,
-                                                 caplog):
+def test_resumed_run_equals_an_uninterrupted_run(tiny_config, trained_workdir, tmp_path, caplog):
   """2 steps, then on to 4 in the same workdir: the same state, bit for bit, as the
   uninterrupted 4-step run (trained_workdir): the optimizer state, the step and the
   input iterator's position are all restored."""
@@ -107,8 +118,13 @@ def test_a_run_writes_its_config_events_and_checkpoints(trained_workdir):
   assert config['run']['devices'] == jax.device_count()
   assert config['run']['processes'] == 1
   tags = tensorboard_tags(trained_workdir)
-  for tag in ('train/g_loss', 'train/d_loss', 'train/g_mse', 'train/learning_rate',
-              'train/steps_per_second'):
+  for tag in (
+    'train/g_loss',
+    'train/d_loss',
+    'train/g_mse',
+    'train/learning_rate',
+    'train/steps_per_second',
+  ):
     assert sorted(tags.get(tag, [])) == [2, 4], (tag, sorted(tags))
   for tag in ('eval/psnr', 'eval/ssim', 'eval/input_target_output'):
     assert tags.get(tag) == [4], (tag, sorted(tags))
@@ -117,8 +133,7 @@ def test_a_run_writes_its_config_events_and_checkpoints(trained_workdir):
   assert int(saved(trained_workdir, 4, ('step',))['step']) == 4
 
 
-def test_init_from_starts_from_another_runs_weights(tiny_config, trained_workdir, tmp_path,
-                                                    caplog):
+def test_init_from_starts_from_another_runs_weights(tiny_config, trained_workdir, tmp_path, caplog):
   config = two_steps(tiny_config)
   config.init_from = trained_workdir
   workdir = str(tmp_path / 'finetune')
@@ -140,9 +155,16 @@ def test_init_from_refuses_other_networks_naming_the_arrays(tiny_config, trained
   config.init_from = os.path.join(trained_workdir, 'checkpoints', '2')  # A step folder.
   config.model.width = 16
   method = methods.get(config.method)
-  state = jax.eval_shape(lambda: method.create_state(
-      config, method.build_models(config), state_lib.prng_key(config.seed)))
-  with pytest.raises(ValueError, match=(
+  state = jax.eval_shape(
+    lambda: method.create_state(
+      config, method.build_models(config), state_lib.prng_key(config.seed)
+    )
+  )
+  with pytest.raises(
+    ValueError,
+    match=(
       r'config.init_from=.*/checkpoints/2: the networks do not match this config \(\d+ '
-      r'differences, e.g. g_params\[.*\]: ours \(.*16,?\), theirs \(.*8,?\)')):
+      r'differences, e.g. g_params\[.*\]: ours \(.*16,?\), theirs \(.*8,?\)'
+    ),
+  ):
     train._init_from(config, state)  # pylint: disable=protected-access

@@ -27,9 +27,10 @@ def _style_image(seed: int, height: int, width: int) -> np.ndarray:
   """Smooth colour bands with a stroke: some texture, JPEG-friendly."""
   rng = np.random.default_rng(seed)
   yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
-  image = np.stack([128 + 100 * np.sin(f * (xx + p * yy)) for f, p in
-                    rng.uniform(2, 9, (3, 2))], axis=-1)
-  image[height // 3:height // 3 + 3] = rng.integers(0, 80, 3)
+  image = np.stack(
+    [128 + 100 * np.sin(f * (xx + p * yy)) for f, p in rng.uniform(2, 9, (3, 2))], axis=-1
+  )
+  image[height // 3 : height // 3 + 3] = rng.integers(0, 80, 3)
   return image.clip(0, 255).astype(np.uint8)
 
 
@@ -72,8 +73,9 @@ def _unpaired_config(data_dir, **data):
 
 
 def _style_config(data_dir, style_folder, cache_dir, **data):
-  return _unpaired_config(data_dir, unpaired=False, style_folder=str(style_folder),
-                          cache_dir=str(cache_dir), **data)
+  return _unpaired_config(
+    data_dir, unpaired=False, style_folder=str(style_folder), cache_dir=str(cache_dir), **data
+  )
 
 
 def _unaugmented(config):
@@ -142,8 +144,11 @@ def test_unpaired_catalogue_sides_and_eval(data_dir):
   # The test split keeps its true pairs: the same eval batches as paired training.
   paired = load_config('tiny')
   paired.data.data_dir = data_dir
-  for got, want in zip(pipeline.create_eval_batches(config, 0, 1),
-                       pipeline.create_eval_batches(paired, 0, 1), strict=True):
+  for got, want in zip(
+    pipeline.create_eval_batches(config, 0, 1),
+    pipeline.create_eval_batches(paired, 0, 1),
+    strict=True,
+  ):
     assert set(got) == {'photo', 'target', 'valid'}
     for key in want:
       np.testing.assert_array_equal(got[key], want[key])
@@ -153,7 +158,8 @@ def test_unpaired_catalogue_sides_and_eval(data_dir):
 
 
 def test_style_folder_is_converted_once_skipping_the_bad_file(
-    data_dir, style_folder, tmp_path, caplog):
+  data_dir, style_folder, tmp_path, caplog
+):
   config = _style_config(data_dir, style_folder, tmp_path / 'cache')
   with caplog.at_level(logging.INFO):
     pipeline.prepare(config)
@@ -213,8 +219,12 @@ def test_one_style_image_is_enough(data_dir, tmp_path):
   for batch in _take(pipeline.create_train_iterator(config, 0, 1), 2):
     for image in image_lib.model_to_uint8(batch['style']):
       # A 32 px crop of the image, or of its mirror image.
-      crops = [(image == s[y:y + 32, x:x + 32]).all()
-               for s in (stored, mirror) for y in range(5) for x in range(5)]
+      crops = [
+        (image == s[y : y + 32, x : x + 32]).all()
+        for s in (stored, mirror)
+        for y in range(5)
+        for x in range(5)
+      ]
       assert any(crops[:25]) or any(crops[25:])
       flips.append(not any(crops[:25]))
   assert any(flips) and not all(flips)  # Augmented like any image.
@@ -222,8 +232,9 @@ def test_one_style_image_is_enough(data_dir, tmp_path):
 
 def test_photo_folder_with_a_style_folder_has_no_ground_truth(data_dir, style_folder, tmp_path):
   photos = _write_style_folder(tmp_path / 'photos', 8)  # Any images do as photos here.
-  config = _style_config(data_dir, style_folder, tmp_path / 'cache', folder=str(photos),
-                         style='oil', test_fraction=0.3)
+  config = _style_config(
+    data_dir, style_folder, tmp_path / 'cache', folder=str(photos), style='oil', test_fraction=0.3
+  )
   config.eval.num_examples = 8
   pipeline.prepare(config)
   assert not pipeline.has_ground_truth(config)
@@ -254,8 +265,9 @@ def test_unpaired_folder_of_pairs(tmp_path):
     for side, image in (('photos', photo), ('targets', 255 - photo)):
       (root / side).mkdir(parents=True, exist_ok=True)
       Image.fromarray(image).save(root / side / f'{i}.png')
-  config = _unpaired_config(None, folder=str(root), cache_dir=str(tmp_path / 'cache'),
-                            test_fraction=0.0)
+  config = _unpaired_config(
+    None, folder=str(root), cache_dir=str(tmp_path / 'cache'), test_fraction=0.0
+  )
   pipeline.prepare(config)
   sides = pipeline.unpaired_sources(config)
   assert (len(sides['photo']), len(sides['style'])) == (3, 2)  # Train indices 0, 2, 4 | 1, 3.

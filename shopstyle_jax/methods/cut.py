@@ -51,6 +51,7 @@ NCE_TERM, NCE_IDENTITY_TERM = 0, 1
 class Models(NamedTuple):
   """G: photo -> style generator (with encoder taps); D: unconditional PatchGAN D(image);
   H: PatchMLP, one projection head per tap of G.nce_taps."""
+
   G: nn.Module
   D: nn.Module
   H: nn.Module
@@ -65,6 +66,7 @@ class State:
   (the official optimizer_F) and used only in training. `*_batch_stats` are {}
   without batch norm; `ema_params` is {} when config.ema_decay is 0.
   """
+
   step: jax.Array
   g_params: Params
   g_batch_stats: Params
@@ -85,9 +87,10 @@ class State:
 def build_models(config: ml_collections.ConfigDict, dtype: Any = jnp.float32) -> Models:
   """G from config.model, D unconditional, H with config.model.nce_mlp_channels."""
   return Models(
-      G=generators.create_generator(config.model, dtype=dtype),
-      D=discriminators.create_discriminator(config.model, dtype=dtype, conditional=False),
-      H=patch_mlp.PatchMLP(num_channels=config.model.nce_mlp_channels, dtype=dtype))
+    G=generators.create_generator(config.model, dtype=dtype),
+    D=discriminators.create_discriminator(config.model, dtype=dtype, conditional=False),
+    H=patch_mlp.PatchMLP(num_channels=config.model.nce_mlp_channels, dtype=dtype),
+  )
 
 
 def create_state(config: ml_collections.ConfigDict, models: Models, rng: jax.Array) -> State:
@@ -97,23 +100,26 @@ def create_state(config: ml_collections.ConfigDict, models: Models, rng: jax.Arr
   g_vars = models.G.init({'params': g_rng}, image, train=False)
   d_vars = models.D.init({'params': d_rng}, image, train=False)
   tap_shapes = jax.eval_shape(
-      lambda v: models.G.apply(v, image, train=False, method=models.G.encode), g_vars)
-  patches = [jnp.zeros((1, min(s.shape[1] * s.shape[2], config.loss.nce_patches), s.shape[3]),
-                       jnp.float32) for s in tap_shapes]
+    lambda v: models.G.apply(v, image, train=False, method=models.G.encode), g_vars
+  )
+  patches = [
+    jnp.zeros((1, min(s.shape[1] * s.shape[2], config.loss.nce_patches), s.shape[3]), jnp.float32)
+    for s in tap_shapes
+  ]
   h_params = models.H.init(h_rng, patches)['params']
   tx = state_lib.create_optimizer(config)
   g_params, d_params = g_vars['params'], d_vars['params']
   return State(
-      step=jnp.zeros((), jnp.int32),
-      g_params=g_params,
-      g_batch_stats=g_vars.get('batch_stats', {}),
-      g_opt_state=tx.init(g_params),
-      d_params=d_params,
-      d_batch_stats=d_vars.get('batch_stats', {}),
-      d_opt_state=tx.init(d_params),
-      h_params=h_params,
-      h_opt_state=tx.init(h_params),
-      ema_params=jax.tree.map(jnp.copy, g_params) if config.ema_decay > 0 else {},
+    step=jnp.zeros((), jnp.int32),
+    g_params=g_params,
+    g_batch_stats=g_vars.get('batch_stats', {}),
+    g_opt_state=tx.init(g_params),
+    d_params=d_params,
+    d_batch_stats=d_vars.get('batch_stats', {}),
+    d_opt_state=tx.init(d_params),
+    h_params=h_params,
+    h_opt_state=tx.init(h_params),
+    ema_params=jax.tree.map(jnp.copy, g_params) if config.ema_decay > 0 else {},
   )
 
 
@@ -129,8 +135,9 @@ def flip_drawn(config: ml_collections.ConfigDict, step: jax.Array) -> jax.Array:
   return jax.random.bernoulli(_step_rngs(config, step)['flip'], 0.5)
 
 
-def patch_ids(config: ml_collections.ConfigDict, step: jax.Array, term: int,
-              tap_shapes: Sequence[Sequence[int]]) -> list[jax.Array]:
+def patch_ids(
+  config: ml_collections.ConfigDict, step: jax.Array, term: int, tap_shapes: Sequence[Sequence[int]]
+) -> list[jax.Array]:
   """The positions PatchNCE term `term` compares at `step`, one id vector per tap.
 
   Layer l with [B, H, W, C] features gets min(H*W, nce_patches) distinct flat
@@ -138,14 +145,22 @@ def patch_ids(config: ml_collections.ConfigDict, step: jax.Array, term: int,
   ids serve every image of the batch and both the query and the key side.
   """
   rng = jax.random.fold_in(_step_rngs(config, step)['patches'], term)
-  return [losses.sample_patch_ids(jax.random.fold_in(rng, layer), shape[1] * shape[2],
-                                  config.loss.nce_patches)
-          for layer, shape in enumerate(tap_shapes)]
+  return [
+    losses.sample_patch_ids(
+      jax.random.fold_in(rng, layer), shape[1] * shape[2], config.loss.nce_patches
+    )
+    for layer, shape in enumerate(tap_shapes)
+  ]
 
 
-def patch_nce_loss(head: nn.Module, h_params: Params, feat_q: Sequence[jax.Array],
-                   feat_k: Sequence[jax.Array], ids: Sequence[jax.Array],
-                   tau: float) -> jax.Array:
+def patch_nce_loss(
+  head: nn.Module,
+  h_params: Params,
+  feat_q: Sequence[jax.Array],
+  feat_k: Sequence[jax.Array],
+  ids: Sequence[jax.Array],
+  tau: float,
+) -> jax.Array:
   """Mean over tap layers of PatchNCE between query and key features at `ids`.
 
   The official calculate_NCE_loss without its lambda_NCE factor: both sides
@@ -153,15 +168,17 @@ def patch_nce_loss(head: nn.Module, h_params: Params, feat_q: Sequence[jax.Array
   carry no gradient (`losses.patch_nce`).
   """
   project = lambda params, feats: head.apply(
-      {'params': params}, [losses.gather_patches(f, i) for f, i in zip(feats, ids)])
+    {'params': params}, [losses.gather_patches(f, i) for f, i in zip(feats, ids)]
+  )
   # The official detaches the projected keys: nothing upstream of them gets gradients.
   q = project(h_params, feat_q)
   k = project(jax.lax.stop_gradient(h_params), jax.lax.stop_gradient(feat_k))
   return jnp.mean(jnp.stack([losses.patch_nce(fq, fk, tau) for fq, fk in zip(q, k)]))
 
 
-def make_step(config: ml_collections.ConfigDict, models: Models,
-              vgg: Optional[nn.Module] = None) -> common.StepFn:
+def make_step(
+  config: ml_collections.ConfigDict, models: Models, vgg: Optional[nn.Module] = None
+) -> common.StepFn:
   """Builds the pure step for these models and loss weights (weights are static)."""
   lc = config.loss
   g, d, h = models
@@ -176,11 +193,13 @@ def make_step(config: ml_collections.ConfigDict, models: Models,
     if vgg is None:
       raise ValueError('config.loss.content_weight or style_weight > 0 needs the VGG19 module.')
     needed = set(lc.content_layers if lc.content_weight else ()) | set(
-        lc.style_layers if lc.style_weight else ())
+      lc.style_layers if lc.style_weight else ()
+    )
     missing = sorted(needed - set(vgg.layers))
     if missing:
-      raise ValueError(f'The VGG19 module does not return {missing}; its layers are '
-                       f'{tuple(vgg.layers)}.')
+      raise ValueError(
+        f'The VGG19 module does not return {missing}; its layers are {tuple(vgg.layers)}.'
+      )
   # Batch norm normalises over the batch a pass sees, so with it each image
   # batch gets its own encoder pass in the official order (G(photo), photo,
   # G(style), style); other norms are per example, and one pass over the
@@ -207,14 +226,16 @@ def make_step(config: ml_collections.ConfigDict, models: Models,
 
     # Discriminator update: generated images first, then style images, each its own call.
     def d_loss_fn(d_params):
-      fake_logits, stats = common.apply_train(d, d_params, state.d_batch_stats,
-                                              jax.lax.stop_gradient(fake_all[:n]))
+      fake_logits, stats = common.apply_train(
+        d, d_params, state.d_batch_stats, jax.lax.stop_gradient(fake_all[:n])
+      )
       real_logits, stats = common.apply_train(d, d_params, stats, style)
       loss = losses.discriminator_loss(lc.gan, real_logits, fake_logits)
       return loss, (stats, real_logits.mean(), fake_logits.mean())
 
     (d_loss, (d_update_stats, d_real, d_fake)), d_grads = jax.value_and_grad(
-        d_loss_fn, has_aux=True)(state.d_params)
+      d_loss_fn, has_aux=True
+    )(state.d_params)
     d_params, d_opt_state = common.update(tx, d_grads, state.d_opt_state, state.d_params)
 
     def encode(g_params, stats, images, pass_id):
@@ -222,9 +243,14 @@ def make_step(config: ml_collections.ConfigDict, models: Models,
       tap lists, one per batch; and the updated batch stats."""
       rng = {k: jax.random.fold_in(v, pass_id) for k, v in g_rngs.items()}
       feats, mutated = g.apply(
-          state_lib.variables(g_params, stats), jnp.concatenate(images, axis=0), train=True,
-          rngs=rng, mutable=['batch_stats'], method=g.encode)
-      bounds = [sum(x.shape[0] for x in images[:i + 1]) for i in range(len(images) - 1)]
+        state_lib.variables(g_params, stats),
+        jnp.concatenate(images, axis=0),
+        train=True,
+        rngs=rng,
+        mutable=['batch_stats'],
+        method=g.encode,
+      )
+      bounds = [sum(x.shape[0] for x in images[: i + 1]) for i in range(len(images) - 1)]
       per_batch = zip(*[jnp.split(f, bounds) for f in feats])
       return [list(taps) for taps in per_batch], mutated.get('batch_stats', {})
 
@@ -235,8 +261,10 @@ def make_step(config: ml_collections.ConfigDict, models: Models,
       fake = fake_all[:n]
       if lc.adversarial_weight:
         logits, d_stats = common.apply_train(d, d_params, d_stats, fake)
-        terms['adversarial'] = (lc.adversarial_weight,
-                                losses.generator_adversarial_loss(lc.gan, logits))
+        terms['adversarial'] = (
+          lc.adversarial_weight,
+          losses.generator_adversarial_loss(lc.gan, logits),
+        )
       if use_nce:
         # (query, key) images per term; the keys carry no gradient.
         pairs = [(fake, photo)] + ([(fake_all[n:], style)] if use_identity else [])
@@ -265,36 +293,62 @@ def make_step(config: ml_collections.ConfigDict, models: Models,
         feats = vgg.apply({'params': vgg_params}, jnp.concatenate([fake, real[:n], style]))
         out = {k: v[:n] for k, v in feats.items()}
         if lc.content_weight:
-          terms['content'] = (lc.content_weight, losses.content_loss(
-              out, {k: v[n:2 * n] for k, v in feats.items()}, lc.content_layers))
+          terms['content'] = (
+            lc.content_weight,
+            losses.content_loss(
+              out, {k: v[n : 2 * n] for k, v in feats.items()}, lc.content_layers
+            ),
+          )
         if lc.style_weight:
-          terms['style'] = (lc.style_weight, losses.style_loss(
-              out, {k: v[2 * n:] for k, v in feats.items()}, lc.style_layers,
-              lc.style_layer_weights))
+          terms['style'] = (
+            lc.style_weight,
+            losses.style_loss(
+              out,
+              {k: v[2 * n :] for k, v in feats.items()},
+              lc.style_layers,
+              lc.style_layer_weights,
+            ),
+          )
       if lc.tv_weight:
         terms['tv'] = (lc.tv_weight, losses.total_variation(fake))
       total = sum(w * value for w, value in terms.values())
       return total, ({k: v for k, (_, v) in terms.items()}, stats, d_stats)
 
     (g_loss, (g_terms, g_stats, d_stats)), (fake_grad, g_direct, h_grads) = jax.value_and_grad(
-        g_loss_fn, argnums=(0, 1, 2), has_aux=True)(fake_all, state.g_params, state.h_params)
+      g_loss_fn, argnums=(0, 1, 2), has_aux=True
+    )(fake_all, state.g_params, state.h_params)
     (g_forward_grads,) = g_vjp(fake_grad)
     g_grads = jax.tree.map(jnp.add, g_forward_grads, g_direct)
     g_params, g_opt_state = common.update(tx, g_grads, state.g_opt_state, state.g_params)
     h_params, h_opt_state = common.update(tx, h_grads, state.h_opt_state, state.h_params)
 
-    norms = {'g_grad_norm': optax.tree.norm(g_grads), 'd_grad_norm': optax.tree.norm(d_grads),
-             'h_grad_norm': optax.tree.norm(h_grads)}
+    norms = {
+      'g_grad_norm': optax.tree.norm(g_grads),
+      'd_grad_norm': optax.tree.norm(d_grads),
+      'h_grad_norm': optax.tree.norm(h_grads),
+    }
     finite = common.all_finite(d_loss, g_loss, g_terms, norms)
     updated = state.replace(
-        step=state.step + 1, g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state,
-        d_params=d_params, d_batch_stats=d_stats, d_opt_state=d_opt_state, h_params=h_params,
-        h_opt_state=h_opt_state, ema_params=common.ema(config.ema_decay, g_params,
-                                                       state.ema_params))
+      step=state.step + 1,
+      g_params=g_params,
+      g_batch_stats=g_stats,
+      g_opt_state=g_opt_state,
+      d_params=d_params,
+      d_batch_stats=d_stats,
+      d_opt_state=d_opt_state,
+      h_params=h_params,
+      h_opt_state=h_opt_state,
+      ema_params=common.ema(config.ema_decay, g_params, state.ema_params),
+    )
     metrics = {
-        'd_loss': d_loss, 'd_real_logit': d_real, 'd_fake_logit': d_fake, 'g_loss': g_loss,
-        **{f'g_{k}': v for k, v in g_terms.items()}, **norms,
-        'learning_rate': lr_schedule(state.step), 'finite': finite.astype(jnp.float32),
+      'd_loss': d_loss,
+      'd_real_logit': d_real,
+      'd_fake_logit': d_fake,
+      'g_loss': g_loss,
+      **{f'g_{k}': v for k, v in g_terms.items()},
+      **norms,
+      'learning_rate': lr_schedule(state.step),
+      'finite': finite.astype(jnp.float32),
     }
     if lc.flip_equivariance:
       metrics['flipped'] = flip.astype(jnp.float32)
