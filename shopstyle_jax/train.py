@@ -85,6 +85,7 @@ class _StopRequest:
   """
 
   _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+  active: Optional['_StopRequest'] = None  # The one whose watcher runs, if any.
 
   def __init__(self, before_hard_exit: Callable[[], None] = lambda: None):
     self.received = None  # The first signal this process got, if any.
@@ -98,7 +99,17 @@ class _StopRequest:
     self._writer.setblocking(False)
     self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
     self._previous = {s: signal.signal(s, self._ignore) for s in self._SIGNALS}
+    _StopRequest.active = self
     threading.Thread(target=self._watch, name='stop-request', daemon=True).start()
+
+  @staticmethod
+  def forget_in_child() -> None:
+    """After a fork (a data worker): the child must not write its signals to our
+    wakeup fd, where one Ctrl-C at the terminal, which reaches both, would count
+    twice."""
+    if _StopRequest.active is not None:
+      with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)
 
   @staticmethod
   def _ignore(signum, frame):
@@ -149,6 +160,7 @@ class _StopRequest:
       signal.signal(s, handler)
     signal.set_wakeup_fd(self._previous_fd)
     self._previous = None
+    _StopRequest.active = None
     self._reader.shutdown(socket.SHUT_RDWR)  # Ends the watcher's recv.
     self._reader.close()
     self._writer.close()
@@ -172,6 +184,9 @@ class _StopRequest:
   @staticmethod
   def exit_code(signum: int) -> int:
     return 130 if signum == signal.SIGINT else 0
+
+
+os.register_at_fork(after_in_child=_StopRequest.forget_in_child)
 
 
 def _init_from(config, state: Any) -> Any:

@@ -608,7 +608,7 @@ def stylize_cli(*args) -> int:
 
 
 def test_one_huge_photo_is_refused_by_name_and_the_others_are_done(
-  tmp_path, trained_workdir, monkeypatch, capfd
+  tmp_path, trained_workdir, monkeypatch, capsys
 ):
   from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
 
@@ -623,14 +623,15 @@ def test_one_huge_photo_is_refused_by_name_and_the_others_are_done(
     runtime, 'available_memory', lambda device=None: (8 * 2**30, 'a test limit'), raising=False
   )
   assert stylize_cli(f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}') == 0
-  err = capfd.readouterr().err
+  out_text = capsys.readouterr().out  # The summary lists the failures.
   match = re.search(
-    r'FAILED b_huge\.png: 10000x10000 \(100 megapixels\) would need about '
+    r'failed: b_huge\.png: 10000x10000 \(100 megapixels\) would need about '
     r'(\d+\.\d) GiB to stylize, more than the 8\.0 GiB available \(a test '
     r'limit\): use --max_side=(\d+) or less\.',
-    err,
+    out_text,
   )
-  assert match, err
+  assert match, out_text
+  assert '2 done, 0 skipped (output already there), 1 failed.' in out_text
   assert sorted(os.listdir(out)) == ['a.png', 'c.png']
   # The side it suggests fits (decoding at full size, the network at that side).
   from shopstyle_jax import batch  # pylint: disable=g-import-not-at-top
@@ -708,3 +709,33 @@ def test_available_memory_honours_a_container_limit(tmp_path, monkeypatch):
   (v2 / 'memory.max').write_text('max\n')
   free, source = runtime.available_memory()
   assert source == 'MemAvailable in /proc/meminfo' and free > 0
+
+
+FORKED_WORKER = """
+import os, signal, sys, time
+from shopstyle_jax import train
+os.setpgrp()  # Its own process group, as a terminal's foreground job.
+stop = train._StopRequest()
+if os.fork() == 0:  # A data worker.
+  time.sleep(5)
+  os._exit(0)
+time.sleep(0.5)
+os.killpg(os.getpgrp(), signal.SIGINT)  # One Ctrl-C: it reaches both processes.
+time.sleep(1.5)
+print('still running; received', stop.received, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_one_ctrl_c_reaching_a_forked_worker_counts_once(tmp_path):
+  proc = subprocess.run(
+    [sys.executable, '-c', FORKED_WORKER],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    env={**os.environ, 'JAX_PLATFORMS': 'cpu'},
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f'still running; received {int(signal.SIGINT)}' in proc.stdout
+  assert 'A second Ctrl-C' not in proc.stderr
