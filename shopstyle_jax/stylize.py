@@ -23,6 +23,7 @@ from absl import logging
 from shopstyle_jax import batch
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
+from shopstyle_jax import progress as progress_lib
 from shopstyle_jax import runtime
 from shopstyle_jax.options import StylizeOptions
 
@@ -133,7 +134,7 @@ def run(f: flags.FlagValues) -> int:
       devices[0].platform,
       batch_size,
     )
-    progress = batch.Progress(len(todo))
+    progress = progress_lib.Progress(len(todo))
     summary = batch.stylize_files(
       stylizer,
       todo,

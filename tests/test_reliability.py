@@ -714,9 +714,9 @@ def test_available_memory_honours_a_container_limit(tmp_path, monkeypatch):
 
 FORKED_WORKER = """
 import os, signal, sys, time
-from shopstyle_jax import train
+from shopstyle_jax import stopping
 os.setpgrp()  # Its own process group, as a terminal's foreground job.
-stop = train._StopRequest()
+stop = stopping.StopRequest()
 if os.fork() == 0:  # A data worker.
   time.sleep(5)
   os._exit(0)

@@ -20,6 +20,7 @@ from shopstyle_jax import batch
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 from shopstyle_jax import load_stylizer
+from shopstyle_jax import progress as progress_lib
 from shopstyle_jax import stylize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -374,7 +375,7 @@ def test_list_outputs_are_relative_to_the_entries_common_folder(tmp_path):
 
 def test_progress_line(tmp_path):
   stream = io.StringIO()
-  progress = batch.Progress(4, stream=stream, interval=0.0)
+  progress = progress_lib.Progress(4, stream=stream, interval=0.0)
   progress.update(2)
   progress.message('FAILED x.jpg: broken')
   progress.update(2)
