@@ -24,11 +24,17 @@ def main(argv):
   # Imported here so that --help and config errors (cli.parse) are instant: the
   # config is checked before the heavy imports (TF, TFDS) and long before compiling.
   import jax  # pylint: disable=g-import-not-at-top
+
   from shopstyle_jax import config_lib  # pylint: disable=g-import-not-at-top
   from shopstyle_jax import parallel  # pylint: disable=g-import-not-at-top
+
   try:
-    parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                                    FLAGS.process_id, timeout=FLAGS.coordinator_timeout)
+    parallel.initialize_distributed(
+      FLAGS.coordinator_address,
+      FLAGS.num_processes,
+      FLAGS.process_id,
+      timeout=FLAGS.coordinator_timeout,
+    )
     config_lib.validate(FLAGS.config, num_devices=jax.device_count())
   except ValueError as e:
     logging.error('%s', e)
@@ -38,12 +44,19 @@ def main(argv):
   from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
   from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
   from shopstyle_jax import workdir_lock  # pylint: disable=g-import-not-at-top
+
   runtime.quiet_library_logs()
   logging.info('Config:\n%s', FLAGS.config)
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (ValueError, OSError, MemoryError, train.NonFiniteError, checkpoints.SaveError,
-          workdir_lock.WorkdirInUseError) as e:
+  except (
+    ValueError,
+    OSError,
+    MemoryError,
+    train.NonFiniteError,
+    checkpoints.SaveError,
+    workdir_lock.WorkdirInUseError,
+  ) as e:
     logging.error('%s', e)
     print(f'FATAL: {type(e).__name__}: {e}', file=sys.stderr)
     sys.exit(1)

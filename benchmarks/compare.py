@@ -20,8 +20,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def last_json(cmd, env=None) -> dict:
   print('$', ' '.join(cmd), file=sys.stderr, flush=True)
-  proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, text=True,
-                        stdout=subprocess.PIPE)
+  proc = subprocess.run(
+    cmd, cwd=ROOT, env={**os.environ, **(env or {})}, text=True, stdout=subprocess.PIPE
+  )
   if proc.returncode:
     raise SystemExit(f'failed ({proc.returncode}): {" ".join(cmd)}')
   return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -35,8 +36,12 @@ def main():
   p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
   p.add_argument('--steps', type=int, default=10)
   p.add_argument('--warmup', type=int, default=3)
-  p.add_argument('--perceptual_weight', type=float, default=0.0,
-                 help='JAX only: > 0 adds the VGG term (the reference has none).')
+  p.add_argument(
+    '--perceptual_weight',
+    type=float,
+    default=0.0,
+    help='JAX only: > 0 adds the VGG term (the reference has none).',
+  )
   p.add_argument('--torch_python', default=sys.executable)
   p.add_argument('--torch_args', default='', help='Extra args, e.g. "--channels_last".')
   p.add_argument('--skip_torch', action='store_true')
@@ -46,35 +51,59 @@ def main():
   records = []
   for b in [int(x) for x in args.batch_sizes.split(',')]:
     jax_record = last_json(
-        [sys.executable, '-m', 'shopstyle_jax.benchmark', '--config=configs/pix2pix.py',
-         f'--config.batch_size={b}', f'--config.image_size={args.image_size}',
-         f'--config.precision={args.precision}',
-         f'--config.loss.perceptual_weight={args.perceptual_weight}',
-         f'--steps={args.steps}', f'--warmup={args.warmup}', '--stylize_batch_size=4'],
-        env={'PYTHONPATH': ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')})
+      [
+        sys.executable,
+        '-m',
+        'shopstyle_jax.benchmark',
+        '--config=configs/pix2pix.py',
+        f'--config.batch_size={b}',
+        f'--config.image_size={args.image_size}',
+        f'--config.precision={args.precision}',
+        f'--config.loss.perceptual_weight={args.perceptual_weight}',
+        f'--steps={args.steps}',
+        f'--warmup={args.warmup}',
+        '--stylize_batch_size=4',
+      ],
+      env={'PYTHONPATH': ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')},
+    )
     torch_record = None
     if not args.skip_torch:
       torch_record = last_json(
-          [args.torch_python, 'benchmarks/torch_pix2pix.py', f'--batch_size={b}',
-           f'--image_size={args.image_size}', f'--precision={args.precision}',
-           f'--device={args.device}', f'--steps={args.steps}', f'--warmup={args.warmup}',
-           '--stylize_batch_size=4', *args.torch_args.split()])
+        [
+          args.torch_python,
+          'benchmarks/torch_pix2pix.py',
+          f'--batch_size={b}',
+          f'--image_size={args.image_size}',
+          f'--precision={args.precision}',
+          f'--device={args.device}',
+          f'--steps={args.steps}',
+          f'--warmup={args.warmup}',
+          '--stylize_batch_size=4',
+          *args.torch_args.split(),
+        ]
+      )
     records.append({'batch_size': b, 'jax': jax_record, 'torch': torch_record})
 
-  print(f'\n{records[0]["jax"]["device"]}, {args.precision}, {args.image_size}x{args.image_size}'
-        f', perceptual weight {args.perceptual_weight}\n')
-  print('| batch | JAX step (s) | PyTorch step (s) | ratio JAX/PyTorch | JAX img/s | '
-        'PyTorch img/s | JAX stylize img/s (b4) | PyTorch stylize img/s (b4) | JAX MFU |')
+  print(
+    f'\n{records[0]["jax"]["device"]}, {args.precision}, {args.image_size}x{args.image_size}'
+    f', perceptual weight {args.perceptual_weight}\n'
+  )
+  print(
+    '| batch | JAX step (s) | PyTorch step (s) | ratio JAX/PyTorch | JAX img/s | '
+    'PyTorch img/s | JAX stylize img/s (b4) | PyTorch stylize img/s (b4) | JAX MFU |'
+  )
   print('|---|---|---|---|---|---|---|---|---|')
   for r in records:
     j, t = r['jax'], r['torch'] or {}
     ratio = (j['train_step_seconds'] / t['train_step_seconds']) if t else float('nan')
     mfu = f'{100 * j["mfu"]:.1f}%' if j.get('mfu') else 'n/a'
-    print(f'| {r["batch_size"]} | {j["train_step_seconds"]:.3f} | '
-          f'{t.get("train_step_seconds", float("nan")):.3f} | {ratio:.2f} | '
-          f'{j["train_images_per_second"]:.2f} | {t.get("train_images_per_second", float("nan")):.2f}'
-          f' | {j["stylize_images_per_second"]:.2f} | '
-          f'{t.get("stylize_images_per_second", float("nan")):.2f} | {mfu} |')
+    print(
+      f'| {r["batch_size"]} | {j["train_step_seconds"]:.3f} | '
+      f'{t.get("train_step_seconds", float("nan")):.3f} | {ratio:.2f} | '
+      f'{j["train_images_per_second"]:.2f} | {t.get("train_images_per_second", float("nan")):.2f}'
+      f' | {j["stylize_images_per_second"]:.2f} | '
+      f'{t.get("stylize_images_per_second", float("nan")):.2f} | {mfu} |'
+    )
   if args.output:
     with open(args.output, 'w') as f:
       json.dump(records, f, indent=1)

@@ -42,14 +42,16 @@ def jax_pieces(batch, size):
   sys.path.insert(0, ROOT)
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   from configs import pix2pix  # pylint: disable=g-import-not-at-top
-  from shopstyle_jax.models import discriminators, generators  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax.models import discriminators  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax.models import generators  # pylint: disable=g-import-not-at-top
 
   config = pix2pix.get_config()
   g = generators.create_generator(config.model)
   d = discriminators.create_discriminator(config.model)
   k = jax.random.key(0)
-  x = jax.random.uniform(k, (batch, size, size, 3), minval=-1., maxval=1.)
+  x = jax.random.uniform(k, (batch, size, size, 3), minval=-1.0, maxval=1.0)
   w = jax.random.normal(jax.random.key(1), x.shape)
   gv = jax.jit(lambda: g.init({'params': k, 'dropout': k}, x, train=False))()
   dv = jax.jit(lambda: d.init(k, x, x, train=False))()
@@ -65,12 +67,16 @@ def jax_pieces(batch, size):
     return y
 
   fns = {
-      'g_forward': (jax.jit(g_fwd), (gv['params'], x)),
-      'g_forward_backward': (jax.jit(jax.grad(lambda p, x, w: jnp.sum(g_fwd(p, x) * w))),
-                             (gv['params'], x, w)),
-      'd_forward': (jax.jit(d_fwd), (dv['params'], x, w)),
-      'd_forward_backward': (jax.jit(jax.grad(lambda p, x, im: jnp.sum(d_fwd(p, x, im)), (0, 2))),
-                             (dv['params'], x, w)),
+    'g_forward': (jax.jit(g_fwd), (gv['params'], x)),
+    'g_forward_backward': (
+      jax.jit(jax.grad(lambda p, x, w: jnp.sum(g_fwd(p, x) * w))),
+      (gv['params'], x, w),
+    ),
+    'd_forward': (jax.jit(d_fwd), (dv['params'], x, w)),
+    'd_forward_backward': (
+      jax.jit(jax.grad(lambda p, x, im: jnp.sum(d_fwd(p, x, im)), (0, 2))),
+      (dv['params'], x, w),
+    ),
   }
   return {name: (lambda f=f, a=a: jax.block_until_ready(f(*a))) for name, (f, a) in fns.items()}
 
@@ -101,13 +107,14 @@ def torch_pieces(batch, size, threads):
     def run():
       with torch.no_grad():
         fn()
+
     return run
 
   return {
-      'g_forward': no_grad(lambda: g(x)),
-      'g_forward_backward': g_fwd_bwd,
-      'd_forward': no_grad(lambda: d(torch.cat((x, w), 1))),
-      'd_forward_backward': d_fwd_bwd,
+    'g_forward': no_grad(lambda: g(x)),
+    'g_forward_backward': g_fwd_bwd,
+    'd_forward': no_grad(lambda: d(torch.cat((x, w), 1))),
+    'd_forward_backward': d_fwd_bwd,
   }
 
 
@@ -120,10 +127,16 @@ def main():
   p.add_argument('--warmup', type=int, default=3)
   p.add_argument('--threads', type=int, default=0, help='torch.set_num_threads (torch only).')
   args = p.parse_args()
-  pieces = (jax_pieces(args.batch_size, args.image_size) if args.framework == 'jax'
-            else torch_pieces(args.batch_size, args.image_size, args.threads))
-  record = {'framework': args.framework, 'batch_size': args.batch_size,
-            'image_size': args.image_size}
+  pieces = (
+    jax_pieces(args.batch_size, args.image_size)
+    if args.framework == 'jax'
+    else torch_pieces(args.batch_size, args.image_size, args.threads)
+  )
+  record = {
+    'framework': args.framework,
+    'batch_size': args.batch_size,
+    'image_size': args.image_size,
+  }
   for name, fn in pieces.items():
     record[name] = median_seconds(fn, args.steps, args.warmup)
     print(f'{name}: {record[name] * 1e3:.1f} ms', file=sys.stderr, flush=True)

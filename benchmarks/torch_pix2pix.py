@@ -43,176 +43,204 @@ import torch
 import torch.nn as nn
 from torch.nn import init
 
-
 # --------------------------------------------------------------------------
 # Networks (official models/networks.py, pix2pix defaults)
 # --------------------------------------------------------------------------
 
 
-def get_norm_layer(norm_type: str = "batch"):
-    if norm_type == "batch":
-        return functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True)
-    if norm_type == "instance":
-        return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
-    raise NotImplementedError(f"normalization layer [{norm_type}] is not found")
+def get_norm_layer(norm_type: str = 'batch'):
+  if norm_type == 'batch':
+    return functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True)
+  if norm_type == 'instance':
+    return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+  raise NotImplementedError(f'normalization layer [{norm_type}] is not found')
 
 
 def _uses_bias(norm_layer) -> bool:
-    # Official rule: convs followed by BatchNorm have no bias.
-    if isinstance(norm_layer, functools.partial):
-        return norm_layer.func == nn.InstanceNorm2d
-    return norm_layer == nn.InstanceNorm2d
+  # Official rule: convs followed by BatchNorm have no bias.
+  if isinstance(norm_layer, functools.partial):
+    return norm_layer.func == nn.InstanceNorm2d
+  return norm_layer == nn.InstanceNorm2d
 
 
-def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02) -> None:
-    def init_func(m):
-        classname = m.__class__.__name__
-        if hasattr(m, "weight") and (classname.find("Conv") != -1 or classname.find("Linear") != -1):
-            if init_type != "normal":
-                raise NotImplementedError(init_type)
-            init.normal_(m.weight.data, 0.0, init_gain)
-            if hasattr(m, "bias") and m.bias is not None:
-                init.constant_(m.bias.data, 0.0)
-        elif classname.find("BatchNorm2d") != -1:
-            init.normal_(m.weight.data, 1.0, init_gain)
-            init.constant_(m.bias.data, 0.0)
+def init_weights(net: nn.Module, init_type: str = 'normal', init_gain: float = 0.02) -> None:
+  def init_func(m):
+    classname = m.__class__.__name__
+    if hasattr(m, 'weight') and (classname.find('Conv') != -1 or classname.find('Linear') != -1):
+      if init_type != 'normal':
+        raise NotImplementedError(init_type)
+      init.normal_(m.weight.data, 0.0, init_gain)
+      if hasattr(m, 'bias') and m.bias is not None:
+        init.constant_(m.bias.data, 0.0)
+    elif classname.find('BatchNorm2d') != -1:
+      init.normal_(m.weight.data, 1.0, init_gain)
+      init.constant_(m.bias.data, 0.0)
 
-    net.apply(init_func)
+  net.apply(init_func)
 
 
 class UnetSkipConnectionBlock(nn.Module):
-    """X -------------------identity---------------------- X
-      |-- downsampling -- |submodule| -- upsampling --|
-    """
+  """X -------------------identity---------------------- X
+  |-- downsampling -- |submodule| -- upsampling --|
+  """
 
-    def __init__(self, outer_nc, inner_nc, input_nc=None, submodule=None,
-                 outermost=False, innermost=False, norm_layer=nn.BatchNorm2d,
-                 use_dropout=False):
-        super().__init__()
-        self.outermost = outermost
-        use_bias = _uses_bias(norm_layer)
-        if input_nc is None:
-            input_nc = outer_nc
-        downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
-        downrelu = nn.LeakyReLU(0.2, True)  # in place, as in the official code
-        downnorm = norm_layer(inner_nc)
-        uprelu = nn.ReLU(True)  # in place, as in the official code
-        upnorm = norm_layer(outer_nc)
+  def __init__(
+    self,
+    outer_nc,
+    inner_nc,
+    input_nc=None,
+    submodule=None,
+    outermost=False,
+    innermost=False,
+    norm_layer=nn.BatchNorm2d,
+    use_dropout=False,
+  ):
+    super().__init__()
+    self.outermost = outermost
+    use_bias = _uses_bias(norm_layer)
+    if input_nc is None:
+      input_nc = outer_nc
+    downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+    downrelu = nn.LeakyReLU(0.2, True)  # in place, as in the official code
+    downnorm = norm_layer(inner_nc)
+    uprelu = nn.ReLU(True)  # in place, as in the official code
+    upnorm = norm_layer(outer_nc)
 
-        if outermost:
-            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
-            down = [downconv]
-            up = [uprelu, upconv, nn.Tanh()]
-            model = down + [submodule] + up
-        elif innermost:
-            upconv = nn.ConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
-            down = [downrelu, downconv]
-            up = [uprelu, upconv, upnorm]
-            model = down + up
-        else:
-            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
-            down = [downrelu, downconv, downnorm]
-            up = [uprelu, upconv, upnorm]
-            if use_dropout:
-                model = down + [submodule] + up + [nn.Dropout(0.5)]
-            else:
-                model = down + [submodule] + up
+    if outermost:
+      upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
+      down = [downconv]
+      up = [uprelu, upconv, nn.Tanh()]
+      model = down + [submodule] + up
+    elif innermost:
+      upconv = nn.ConvTranspose2d(
+        inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias
+      )
+      down = [downrelu, downconv]
+      up = [uprelu, upconv, upnorm]
+      model = down + up
+    else:
+      upconv = nn.ConvTranspose2d(
+        inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias
+      )
+      down = [downrelu, downconv, downnorm]
+      up = [uprelu, upconv, upnorm]
+      if use_dropout:
+        model = down + [submodule] + up + [nn.Dropout(0.5)]
+      else:
+        model = down + [submodule] + up
 
-        self.model = nn.Sequential(*model)
+    self.model = nn.Sequential(*model)
 
-    def forward(self, x):
-        if self.outermost:
-            return self.model(x)
-        # self.model starts with an in-place LeakyReLU, so `x` below is the
-        # activated tensor by the time torch.cat reads it (official behaviour).
-        return torch.cat([x, self.model(x)], 1)
+  def forward(self, x):
+    if self.outermost:
+      return self.model(x)
+    # self.model starts with an in-place LeakyReLU, so `x` below is the
+    # activated tensor by the time torch.cat reads it (official behaviour).
+    return torch.cat([x, self.model(x)], 1)
 
 
 class UnetGenerator(nn.Module):
-    def __init__(self, input_nc, output_nc, num_downs, ngf=64,
-                 norm_layer=nn.BatchNorm2d, use_dropout=False):
-        super().__init__()
-        unet_block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, input_nc=None, submodule=None,
-                                             norm_layer=norm_layer, innermost=True)
-        for _ in range(num_downs - 5):
-            unet_block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, input_nc=None, submodule=unet_block,
-                                                 norm_layer=norm_layer, use_dropout=use_dropout)
-        unet_block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, input_nc=None, submodule=unet_block,
-                                             norm_layer=norm_layer)
-        unet_block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, input_nc=None, submodule=unet_block,
-                                             norm_layer=norm_layer)
-        unet_block = UnetSkipConnectionBlock(ngf, ngf * 2, input_nc=None, submodule=unet_block,
-                                             norm_layer=norm_layer)
-        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=unet_block,
-                                             outermost=True, norm_layer=norm_layer)
+  def __init__(
+    self, input_nc, output_nc, num_downs, ngf=64, norm_layer=nn.BatchNorm2d, use_dropout=False
+  ):
+    super().__init__()
+    unet_block = UnetSkipConnectionBlock(
+      ngf * 8, ngf * 8, input_nc=None, submodule=None, norm_layer=norm_layer, innermost=True
+    )
+    for _ in range(num_downs - 5):
+      unet_block = UnetSkipConnectionBlock(
+        ngf * 8,
+        ngf * 8,
+        input_nc=None,
+        submodule=unet_block,
+        norm_layer=norm_layer,
+        use_dropout=use_dropout,
+      )
+    unet_block = UnetSkipConnectionBlock(
+      ngf * 4, ngf * 8, input_nc=None, submodule=unet_block, norm_layer=norm_layer
+    )
+    unet_block = UnetSkipConnectionBlock(
+      ngf * 2, ngf * 4, input_nc=None, submodule=unet_block, norm_layer=norm_layer
+    )
+    unet_block = UnetSkipConnectionBlock(
+      ngf, ngf * 2, input_nc=None, submodule=unet_block, norm_layer=norm_layer
+    )
+    self.model = UnetSkipConnectionBlock(
+      output_nc, ngf, input_nc=input_nc, submodule=unet_block, outermost=True, norm_layer=norm_layer
+    )
 
-    def forward(self, input):
-        return self.model(input)
+  def forward(self, input):
+    return self.model(input)
 
 
 class NLayerDiscriminator(nn.Module):
-    """PatchGAN; n_layers=3 gives the 70x70 receptive field."""
+  """PatchGAN; n_layers=3 gives the 70x70 receptive field."""
 
-    def __init__(self, input_nc, ndf=64, n_layers=3, norm_layer=nn.BatchNorm2d):
-        super().__init__()
-        use_bias = _uses_bias(norm_layer)
-        kw = 4
-        padw = 1
-        sequence = [nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=2, padding=padw),
-                    nn.LeakyReLU(0.2, True)]
-        nf_mult = 1
-        for n in range(1, n_layers):
-            nf_mult_prev = nf_mult
-            nf_mult = min(2 ** n, 8)
-            sequence += [
-                nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=2, padding=padw,
-                          bias=use_bias),
-                norm_layer(ndf * nf_mult),
-                nn.LeakyReLU(0.2, True),
-            ]
-        nf_mult_prev = nf_mult
-        nf_mult = min(2 ** n_layers, 8)
-        sequence += [
-            nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=1, padding=padw, bias=use_bias),
-            norm_layer(ndf * nf_mult),
-            nn.LeakyReLU(0.2, True),
-        ]
-        sequence += [nn.Conv2d(ndf * nf_mult, 1, kernel_size=kw, stride=1, padding=padw)]
-        self.model = nn.Sequential(*sequence)
+  def __init__(self, input_nc, ndf=64, n_layers=3, norm_layer=nn.BatchNorm2d):
+    super().__init__()
+    use_bias = _uses_bias(norm_layer)
+    kw = 4
+    padw = 1
+    sequence = [
+      nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=2, padding=padw),
+      nn.LeakyReLU(0.2, True),
+    ]
+    nf_mult = 1
+    for n in range(1, n_layers):
+      nf_mult_prev = nf_mult
+      nf_mult = min(2**n, 8)
+      sequence += [
+        nn.Conv2d(
+          ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=2, padding=padw, bias=use_bias
+        ),
+        norm_layer(ndf * nf_mult),
+        nn.LeakyReLU(0.2, True),
+      ]
+    nf_mult_prev = nf_mult
+    nf_mult = min(2**n_layers, 8)
+    sequence += [
+      nn.Conv2d(
+        ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=1, padding=padw, bias=use_bias
+      ),
+      norm_layer(ndf * nf_mult),
+      nn.LeakyReLU(0.2, True),
+    ]
+    sequence += [nn.Conv2d(ndf * nf_mult, 1, kernel_size=kw, stride=1, padding=padw)]
+    self.model = nn.Sequential(*sequence)
 
-    def forward(self, input):
-        return self.model(input)
+  def forward(self, input):
+    return self.model(input)
 
 
 class GANLoss(nn.Module):
-    """Official GANLoss, gan_mode='vanilla' (logits + BCEWithLogitsLoss)."""
+  """Official GANLoss, gan_mode='vanilla' (logits + BCEWithLogitsLoss)."""
 
-    def __init__(self, gan_mode="vanilla", target_real_label=1.0, target_fake_label=0.0):
-        super().__init__()
-        self.register_buffer("real_label", torch.tensor(target_real_label))
-        self.register_buffer("fake_label", torch.tensor(target_fake_label))
-        if gan_mode == "vanilla":
-            self.loss = nn.BCEWithLogitsLoss()
-        elif gan_mode == "lsgan":
-            self.loss = nn.MSELoss()
-        else:
-            raise NotImplementedError(f"gan mode {gan_mode} not implemented")
+  def __init__(self, gan_mode='vanilla', target_real_label=1.0, target_fake_label=0.0):
+    super().__init__()
+    self.register_buffer('real_label', torch.tensor(target_real_label))
+    self.register_buffer('fake_label', torch.tensor(target_fake_label))
+    if gan_mode == 'vanilla':
+      self.loss = nn.BCEWithLogitsLoss()
+    elif gan_mode == 'lsgan':
+      self.loss = nn.MSELoss()
+    else:
+      raise NotImplementedError(f'gan mode {gan_mode} not implemented')
 
-    def get_target_tensor(self, prediction, target_is_real):
-        target_tensor = self.real_label if target_is_real else self.fake_label
-        return target_tensor.expand_as(prediction)
+  def get_target_tensor(self, prediction, target_is_real):
+    target_tensor = self.real_label if target_is_real else self.fake_label
+    return target_tensor.expand_as(prediction)
 
-    def __call__(self, prediction, target_is_real):
-        return self.loss(prediction, self.get_target_tensor(prediction, target_is_real))
+  def __call__(self, prediction, target_is_real):
+    return self.loss(prediction, self.get_target_tensor(prediction, target_is_real))
 
 
 def set_requires_grad(nets, requires_grad=False):
-    if not isinstance(nets, (list, tuple)):
-        nets = [nets]
-    for net in nets:
-        if net is not None:
-            for param in net.parameters():
-                param.requires_grad = requires_grad
+  if not isinstance(nets, (list, tuple)):
+    nets = [nets]
+  for net in nets:
+    if net is not None:
+      for param in net.parameters():
+        param.requires_grad = requires_grad
 
 
 # --------------------------------------------------------------------------
@@ -221,82 +249,97 @@ def set_requires_grad(nets, requires_grad=False):
 
 
 class Pix2Pix:
-    def __init__(self, device, *, input_nc=3, output_nc=3, ngf=64, ndf=64, n_layers_D=3,
-                 lr=2e-4, beta1=0.5, lambda_L1=100.0, autocast_dtype=None,
-                 channels_last=False, compile_nets=False):
-        norm_layer = get_norm_layer("batch")
-        self.netG = UnetGenerator(input_nc, output_nc, 8, ngf, norm_layer=norm_layer, use_dropout=True)
-        self.netD = NLayerDiscriminator(input_nc + output_nc, ndf, n_layers=n_layers_D, norm_layer=norm_layer)
-        init_weights(self.netG, "normal", 0.02)
-        init_weights(self.netD, "normal", 0.02)
-        self.generator_params = sum(p.numel() for p in self.netG.parameters())
-        self.discriminator_params = sum(p.numel() for p in self.netD.parameters())
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.netG.to(device=device, memory_format=memory_format)
-        self.netD.to(device=device, memory_format=memory_format)
-        self.netG.train()
-        self.netD.train()
+  def __init__(
+    self,
+    device,
+    *,
+    input_nc=3,
+    output_nc=3,
+    ngf=64,
+    ndf=64,
+    n_layers_D=3,
+    lr=2e-4,
+    beta1=0.5,
+    lambda_L1=100.0,
+    autocast_dtype=None,
+    channels_last=False,
+    compile_nets=False,
+  ):
+    norm_layer = get_norm_layer('batch')
+    self.netG = UnetGenerator(input_nc, output_nc, 8, ngf, norm_layer=norm_layer, use_dropout=True)
+    self.netD = NLayerDiscriminator(
+      input_nc + output_nc, ndf, n_layers=n_layers_D, norm_layer=norm_layer
+    )
+    init_weights(self.netG, 'normal', 0.02)
+    init_weights(self.netD, 'normal', 0.02)
+    self.generator_params = sum(p.numel() for p in self.netG.parameters())
+    self.discriminator_params = sum(p.numel() for p in self.netD.parameters())
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    self.netG.to(device=device, memory_format=memory_format)
+    self.netD.to(device=device, memory_format=memory_format)
+    self.netG.train()
+    self.netD.train()
 
-        self.criterionGAN = GANLoss("vanilla").to(device)
-        self.criterionL1 = nn.L1Loss()
-        self.lambda_L1 = lambda_L1
-        self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=lr, betas=(beta1, 0.999))
-        self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=lr, betas=(beta1, 0.999))
+    self.criterionGAN = GANLoss('vanilla').to(device)
+    self.criterionL1 = nn.L1Loss()
+    self.lambda_L1 = lambda_L1
+    self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=lr, betas=(beta1, 0.999))
+    self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=lr, betas=(beta1, 0.999))
 
-        # Callables used in the step (optionally compiled; parameters are shared).
-        self.G = torch.compile(self.netG) if compile_nets else self.netG
-        self.D = torch.compile(self.netD) if compile_nets else self.netD
+    # Callables used in the step (optionally compiled; parameters are shared).
+    self.G = torch.compile(self.netG) if compile_nets else self.netG
+    self.D = torch.compile(self.netD) if compile_nets else self.netD
 
-        self.device = device
-        self.autocast_dtype = autocast_dtype
+    self.device = device
+    self.autocast_dtype = autocast_dtype
 
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+  def _autocast(self):
+    if self.autocast_dtype is None:
+      return contextlib.nullcontext()
+    return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    def set_input(self, real_A, real_B):
-        self.real_A = real_A
-        self.real_B = real_B
+  def set_input(self, real_A, real_B):
+    self.real_A = real_A
+    self.real_B = real_B
 
-    def forward(self):
-        with self._autocast():
-            self.fake_B = self.G(self.real_A)
+  def forward(self):
+    with self._autocast():
+      self.fake_B = self.G(self.real_A)
 
-    def backward_D(self):
-        with self._autocast():
-            # Fake; stop backprop to the generator by detaching fake_B
-            fake_AB = torch.cat((self.real_A, self.fake_B), 1)
-            pred_fake = self.D(fake_AB.detach())
-            self.loss_D_fake = self.criterionGAN(pred_fake, False)
-            # Real
-            real_AB = torch.cat((self.real_A, self.real_B), 1)
-            pred_real = self.D(real_AB)
-            self.loss_D_real = self.criterionGAN(pred_real, True)
-            self.loss_D = (self.loss_D_fake + self.loss_D_real) * 0.5
-        self.loss_D.backward()
+  def backward_D(self):
+    with self._autocast():
+      # Fake; stop backprop to the generator by detaching fake_B
+      fake_AB = torch.cat((self.real_A, self.fake_B), 1)
+      pred_fake = self.D(fake_AB.detach())
+      self.loss_D_fake = self.criterionGAN(pred_fake, False)
+      # Real
+      real_AB = torch.cat((self.real_A, self.real_B), 1)
+      pred_real = self.D(real_AB)
+      self.loss_D_real = self.criterionGAN(pred_real, True)
+      self.loss_D = (self.loss_D_fake + self.loss_D_real) * 0.5
+    self.loss_D.backward()
 
-    def backward_G(self):
-        with self._autocast():
-            fake_AB = torch.cat((self.real_A, self.fake_B), 1)
-            pred_fake = self.D(fake_AB)
-            self.loss_G_GAN = self.criterionGAN(pred_fake, True)
-            self.loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
-            self.loss_G = self.loss_G_GAN + self.loss_G_L1
-        self.loss_G.backward()
+  def backward_G(self):
+    with self._autocast():
+      fake_AB = torch.cat((self.real_A, self.fake_B), 1)
+      pred_fake = self.D(fake_AB)
+      self.loss_G_GAN = self.criterionGAN(pred_fake, True)
+      self.loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
+      self.loss_G = self.loss_G_GAN + self.loss_G_L1
+    self.loss_G.backward()
 
-    def optimize_parameters(self):
-        self.forward()                          # compute fake images: G(A)
-        # update D
-        set_requires_grad(self.netD, True)
-        self.optimizer_D.zero_grad()
-        self.backward_D()
-        self.optimizer_D.step()
-        # update G
-        set_requires_grad(self.netD, False)     # D needs no gradients when optimizing G
-        self.optimizer_G.zero_grad()
-        self.backward_G()
-        self.optimizer_G.step()
+  def optimize_parameters(self):
+    self.forward()  # compute fake images: G(A)
+    # update D
+    set_requires_grad(self.netD, True)
+    self.optimizer_D.zero_grad()
+    self.backward_D()
+    self.optimizer_D.step()
+    # update G
+    set_requires_grad(self.netD, False)  # D needs no gradients when optimizing G
+    self.optimizer_G.zero_grad()
+    self.backward_G()
+    self.optimizer_G.step()
 
 
 # --------------------------------------------------------------------------
@@ -305,166 +348,199 @@ class Pix2Pix:
 
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+  if device.type == 'cuda':
+    return torch.cuda.get_device_name(device)
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
 
 
 def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+  if device.type == 'cuda':
+    torch.cuda.synchronize(device)
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+  print(msg, file=sys.stderr, flush=True)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--batch_size", type=int, default=1)
-    p.add_argument("--image_size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=10, help="timed training steps")
-    p.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch.set_num_threads (default: leave torch's default)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
-                   help="bfloat16 = torch.autocast (cuda only); params/optimizer stay float32")
-    p.add_argument("--channels_last", action="store_true", help="NHWC memory format for nets and inputs")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile both nets (the official code does not)")
-    p.add_argument("--stylize_batch_size", type=int, default=4)
-    p.add_argument("--stylize_steps", type=int, default=None, help="timed G forwards (default: --steps)")
-    p.add_argument("--stylize_warmup", type=int, default=None, help="untimed G forwards (default: --warmup)")
-    p.add_argument("--no_tf32", action="store_true",
-                   help="cuda: disable TF32 for convs/matmuls (torch enables it for cuDNN convs by default)")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    if args.image_size != 256:
-        # unet_256 downsamples 8 times; the official code needs 256 (or a multiple).
-        if args.image_size % 256 != 0:
-            p.error("--image_size must be a multiple of 256 for unet_256")
-    if args.steps < 1 or args.warmup < 0:
-        p.error("--steps must be >= 1 and --warmup >= 0")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda requested but torch.cuda.is_available() is False")
-    if args.precision == "bfloat16" and args.device != "cuda":
-        p.error("--precision bfloat16 is only supported with --device cuda")
-    if args.stylize_steps is None:
-        args.stylize_steps = args.steps
-    if args.stylize_warmup is None:
-        args.stylize_warmup = args.warmup
-    return args
+  p = argparse.ArgumentParser(
+    description=__doc__.split('\n\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+  )
+  p.add_argument('--batch_size', type=int, default=1)
+  p.add_argument('--image_size', type=int, default=256)
+  p.add_argument('--steps', type=int, default=10, help='timed training steps')
+  p.add_argument('--warmup', type=int, default=3, help='untimed training steps first')
+  p.add_argument(
+    '--threads',
+    type=int,
+    default=None,
+    help="torch.set_num_threads (default: leave torch's default)",
+  )
+  p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+  p.add_argument(
+    '--precision',
+    choices=['float32', 'bfloat16'],
+    default='float32',
+    help='bfloat16 = torch.autocast (cuda only); params/optimizer stay float32',
+  )
+  p.add_argument(
+    '--channels_last', action='store_true', help='NHWC memory format for nets and inputs'
+  )
+  p.add_argument(
+    '--compile', action='store_true', help='torch.compile both nets (the official code does not)'
+  )
+  p.add_argument('--stylize_batch_size', type=int, default=4)
+  p.add_argument(
+    '--stylize_steps', type=int, default=None, help='timed G forwards (default: --steps)'
+  )
+  p.add_argument(
+    '--stylize_warmup', type=int, default=None, help='untimed G forwards (default: --warmup)'
+  )
+  p.add_argument(
+    '--no_tf32',
+    action='store_true',
+    help='cuda: disable TF32 for convs/matmuls (torch enables it for cuDNN convs by default)',
+  )
+  p.add_argument('--seed', type=int, default=0)
+  args = p.parse_args(argv)
+  if args.image_size != 256:
+    # unet_256 downsamples 8 times; the official code needs 256 (or a multiple).
+    if args.image_size % 256 != 0:
+      p.error('--image_size must be a multiple of 256 for unet_256')
+  if args.steps < 1 or args.warmup < 0:
+    p.error('--steps must be >= 1 and --warmup >= 0')
+  if args.device == 'cuda' and not torch.cuda.is_available():
+    p.error('--device cuda requested but torch.cuda.is_available() is False')
+  if args.precision == 'bfloat16' and args.device != 'cuda':
+    p.error('--precision bfloat16 is only supported with --device cuda')
+  if args.stylize_steps is None:
+    args.stylize_steps = args.steps
+  if args.stylize_warmup is None:
+    args.stylize_warmup = args.warmup
+  return args
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        tf32 = not args.no_tf32
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-    autocast_dtype = torch.bfloat16 if args.precision == "bfloat16" else None
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+  args = parse_args(argv)
+  if args.threads is not None:
+    torch.set_num_threads(args.threads)
+  device = torch.device(args.device)
+  if device.type == 'cuda':
+    tf32 = not args.no_tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+  autocast_dtype = torch.bfloat16 if args.precision == 'bfloat16' else None
+  memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
 
-    torch.manual_seed(args.seed)
-    model = Pix2Pix(device, autocast_dtype=autocast_dtype, channels_last=args.channels_last,
-                    compile_nets=args.compile)
-    log(f"torch {torch.__version__} on {device_name(device)}, threads={torch.get_num_threads()}, "
-        f"G params={model.generator_params:,}, D params={model.discriminator_params:,}")
+  torch.manual_seed(args.seed)
+  model = Pix2Pix(
+    device,
+    autocast_dtype=autocast_dtype,
+    channels_last=args.channels_last,
+    compile_nets=args.compile,
+  )
+  log(
+    f'torch {torch.__version__} on {device_name(device)}, threads={torch.get_num_threads()}, '
+    f'G params={model.generator_params:,}, D params={model.discriminator_params:,}'
+  )
 
-    # Synthetic, seeded (photo, image) pair in [-1, 1]; generated once, outside the timing.
-    gen = torch.Generator().manual_seed(args.seed)
-    shape = (args.batch_size, 3, args.image_size, args.image_size)
-    real_A = (torch.rand(shape, generator=gen) * 2 - 1).to(device).contiguous(memory_format=memory_format)
-    real_B = (torch.rand(shape, generator=gen) * 2 - 1).to(device).contiguous(memory_format=memory_format)
-    model.set_input(real_A, real_B)
+  # Synthetic, seeded (photo, image) pair in [-1, 1]; generated once, outside the timing.
+  gen = torch.Generator().manual_seed(args.seed)
+  shape = (args.batch_size, 3, args.image_size, args.image_size)
+  real_A = (
+    (torch.rand(shape, generator=gen) * 2 - 1).to(device).contiguous(memory_format=memory_format)
+  )
+  real_B = (
+    (torch.rand(shape, generator=gen) * 2 - 1).to(device).contiguous(memory_format=memory_format)
+  )
+  model.set_input(real_A, real_B)
 
-    # ---- training step ----
-    # Process CPU time is recorded too: on an uncontended CPU run,
-    # cpu/wall is close to the thread count; much lower means other load.
-    times, cpu_times = [], []
-    for i in range(args.warmup + args.steps):
-        synchronize(device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        model.optimize_parameters()
-        synchronize(device)
-        dt, dc = time.perf_counter() - t0, time.process_time() - c0
-        tag = "warmup" if i < args.warmup else "step"
-        if i >= args.warmup:
-            times.append(dt)
-            cpu_times.append(dc)
-        log(f"{tag} {i + 1}/{args.warmup + args.steps}: {dt:.4f} s (cpu {dc:.2f} s)")
-    loss_D = float(model.loss_D.detach())
-    loss_G = float(model.loss_G.detach())
-    if not (torch.isfinite(torch.tensor(loss_D)) and torch.isfinite(torch.tensor(loss_G))):
-        log("WARNING: non-finite loss")
-    train_median = statistics.median(times)
+  # ---- training step ----
+  # Process CPU time is recorded too: on an uncontended CPU run,
+  # cpu/wall is close to the thread count; much lower means other load.
+  times, cpu_times = [], []
+  for i in range(args.warmup + args.steps):
+    synchronize(device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.optimize_parameters()
+    synchronize(device)
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    tag = 'warmup' if i < args.warmup else 'step'
+    if i >= args.warmup:
+      times.append(dt)
+      cpu_times.append(dc)
+    log(f'{tag} {i + 1}/{args.warmup + args.steps}: {dt:.4f} s (cpu {dc:.2f} s)')
+  loss_D = float(model.loss_D.detach())
+  loss_G = float(model.loss_G.detach())
+  if not (torch.isfinite(torch.tensor(loss_D)) and torch.isfinite(torch.tensor(loss_G))):
+    log('WARNING: non-finite loss')
+  train_median = statistics.median(times)
 
-    # ---- inference (stylize) forward of G: eval mode, inference_mode ----
-    model.netG.eval()
-    s_shape = (args.stylize_batch_size, 3, args.image_size, args.image_size)
-    s_input = (torch.rand(s_shape, generator=gen) * 2 - 1).to(device).contiguous(memory_format=memory_format)
-    s_times, s_cpu_times = [], []
-    with torch.inference_mode():
-        for i in range(args.stylize_warmup + args.stylize_steps):
-            synchronize(device)
-            t0, c0 = time.perf_counter(), time.process_time()
-            with model._autocast():
-                out = model.G(s_input)
-            synchronize(device)
-            dt, dc = time.perf_counter() - t0, time.process_time() - c0
-            if i >= args.stylize_warmup:
-                s_times.append(dt)
-                s_cpu_times.append(dc)
-            log(f"stylize {i + 1}/{args.stylize_warmup + args.stylize_steps}: {dt:.4f} s (cpu {dc:.2f} s)")
-    assert out.shape == s_shape, out.shape
-    stylize_median = statistics.median(s_times)
+  # ---- inference (stylize) forward of G: eval mode, inference_mode ----
+  model.netG.eval()
+  s_shape = (args.stylize_batch_size, 3, args.image_size, args.image_size)
+  s_input = (
+    (torch.rand(s_shape, generator=gen) * 2 - 1).to(device).contiguous(memory_format=memory_format)
+  )
+  s_times, s_cpu_times = [], []
+  with torch.inference_mode():
+    for i in range(args.stylize_warmup + args.stylize_steps):
+      synchronize(device)
+      t0, c0 = time.perf_counter(), time.process_time()
+      with model._autocast():
+        out = model.G(s_input)
+      synchronize(device)
+      dt, dc = time.perf_counter() - t0, time.process_time() - c0
+      if i >= args.stylize_warmup:
+        s_times.append(dt)
+        s_cpu_times.append(dc)
+      log(
+        f'stylize {i + 1}/{args.stylize_warmup + args.stylize_steps}: {dt:.4f} s (cpu {dc:.2f} s)'
+      )
+  assert out.shape == s_shape, out.shape
+  stylize_median = statistics.median(s_times)
 
-    result = {
-        "framework": "pytorch",
-        "torch_version": torch.__version__,
-        "device": device_name(device),
-        "threads": torch.get_num_threads(),
-        "batch_size": args.batch_size,
-        "image_size": args.image_size,
-        "precision": args.precision,
-        "train_step_seconds": train_median,
-        "train_step_seconds_all": times,
-        "train_images_per_second": args.batch_size / train_median,
-        "stylize_batch_size": args.stylize_batch_size,
-        "stylize_seconds": stylize_median,
-        "stylize_images_per_second": args.stylize_batch_size / stylize_median,
-        "generator_params": model.generator_params,
-        "discriminator_params": model.discriminator_params,
-        # extra context
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "stylize_seconds_all": s_times,
-        "train_step_cpu_seconds_all": cpu_times,
-        "train_step_cpu_utilization": statistics.median(c / w for c, w in zip(cpu_times, times)),
-        "stylize_cpu_utilization": statistics.median(c / w for c, w in zip(s_cpu_times, s_times)),
-        "channels_last": args.channels_last,
-        "compile": args.compile,
-        "tf32": (torch.backends.cudnn.allow_tf32 if device.type == "cuda" else None),
-        "seed": args.seed,
-        "loss_D_last": loss_D,
-        "loss_G_last": loss_G,
-        "cpu_count": os.cpu_count(),
-    }
-    print(json.dumps(result), flush=True)
-    return 0
+  result = {
+    'framework': 'pytorch',
+    'torch_version': torch.__version__,
+    'device': device_name(device),
+    'threads': torch.get_num_threads(),
+    'batch_size': args.batch_size,
+    'image_size': args.image_size,
+    'precision': args.precision,
+    'train_step_seconds': train_median,
+    'train_step_seconds_all': times,
+    'train_images_per_second': args.batch_size / train_median,
+    'stylize_batch_size': args.stylize_batch_size,
+    'stylize_seconds': stylize_median,
+    'stylize_images_per_second': args.stylize_batch_size / stylize_median,
+    'generator_params': model.generator_params,
+    'discriminator_params': model.discriminator_params,
+    # extra context
+    'steps': args.steps,
+    'warmup': args.warmup,
+    'stylize_seconds_all': s_times,
+    'train_step_cpu_seconds_all': cpu_times,
+    'train_step_cpu_utilization': statistics.median(c / w for c, w in zip(cpu_times, times)),
+    'stylize_cpu_utilization': statistics.median(c / w for c, w in zip(s_cpu_times, s_times)),
+    'channels_last': args.channels_last,
+    'compile': args.compile,
+    'tf32': (torch.backends.cudnn.allow_tf32 if device.type == 'cuda' else None),
+    'seed': args.seed,
+    'loss_D_last': loss_D,
+    'loss_G_last': loss_G,
+    'cpu_count': os.cpu_count(),
+  }
+  print(json.dumps(result), flush=True)
+  return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == '__main__':
+  sys.exit(main())

@@ -98,6 +98,7 @@ def get_config(variant: str = 'full'):
     config.eval.num_examples = 32
     config.eval.batch_size = 8
   else:
-    raise ValueError(f"Unknown variant {variant!r} of configs/neural_style.py; use 'full' or "
-                     "'cpu'.")
+    raise ValueError(
+      f"Unknown variant {variant!r} of configs/neural_style.py; use 'full' or 'cpu'."
+    )
   return config

@@ -12,8 +12,12 @@ light.
 import importlib
 from typing import Any
 
-_LAZY = {'load_stylizer': 'shopstyle_jax.inference', 'stylize_fn': 'shopstyle_jax.inference',
-         'load_exported': 'shopstyle_jax.exporting', 'StylizeOptions': 'shopstyle_jax.options'}
+_LAZY = {
+  'load_stylizer': 'shopstyle_jax.inference',
+  'stylize_fn': 'shopstyle_jax.inference',
+  'load_exported': 'shopstyle_jax.exporting',
+  'StylizeOptions': 'shopstyle_jax.options',
+}
 
 __all__ = sorted(_LAZY)
 

@@ -17,7 +17,6 @@ rule).
 import collections
 import concurrent.futures
 import dataclasses
-import logging
 import os
 import sys
 import threading
@@ -26,6 +25,7 @@ from typing import Callable, Iterable, Optional, Sequence, TextIO
 
 import jax
 import numpy as np
+from absl import logging
 
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
@@ -37,6 +37,7 @@ from shopstyle_jax.options import StylizeOptions
 @dataclasses.dataclass(frozen=True)
 class Job:
   """One photo to stylize: its file, its output file, and its name in messages."""
+
   src: str
   dst: str
   name: str
@@ -45,13 +46,15 @@ class Job:
 @dataclasses.dataclass
 class Summary:
   """What a run did: files written, skipped (output there) and failed (with why)."""
+
   done: int = 0
   skipped: int = 0
   failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (name, reason)
 
   def __str__(self) -> str:
-    return (f'{self.done} done, {self.skipped} skipped (output already there), '
-            f'{len(self.failed)} failed.')
+    return (
+      f'{self.done} done, {self.skipped} skipped (output already there), {len(self.failed)} failed.'
+    )
 
 
 def _is_image_name(path: str) -> bool:
@@ -74,10 +77,16 @@ def find_inputs(path: str, exclude: Optional[str] = None) -> tuple[str, list[str
     exclude = os.path.realpath(exclude) if exclude else None
     found = []
     for folder, dirs, files in os.walk(path):
-      dirs[:] = sorted(d for d in dirs if not d.startswith('.') and
-                       os.path.realpath(os.path.join(folder, d)) != exclude)
-      found.extend(os.path.join(folder, f) for f in sorted(files)
-                   if not f.startswith('.') and _is_image_name(f))
+      dirs[:] = sorted(
+        d
+        for d in dirs
+        if not d.startswith('.') and os.path.realpath(os.path.join(folder, d)) != exclude
+      )
+      found.extend(
+        os.path.join(folder, f)
+        for f in sorted(files)
+        if not f.startswith('.') and _is_image_name(f)
+      )
     return path, found
   if not os.path.isfile(path):
     raise ValueError(f'--input={path} does not exist.')
@@ -87,12 +96,15 @@ def find_inputs(path: str, exclude: Optional[str] = None) -> tuple[str, list[str
     with open(path, encoding='utf-8') as f:
       lines = [line.strip() for line in f]
   except UnicodeDecodeError as e:
-    raise ValueError(f'--input={path} is neither an image (by its extension: '
-                     f'{", ".join(image_lib.IMAGE_EXTENSIONS)}), a folder, nor a text file '
-                     'of paths.') from e
+    raise ValueError(
+      f'--input={path} is neither an image (by its extension: '
+      f'{", ".join(image_lib.IMAGE_EXTENSIONS)}), a folder, nor a text file '
+      'of paths.'
+    ) from e
   base = os.path.dirname(path)
-  listed = [_real_folder(os.path.join(base, line)) for line in lines
-            if line and not line.startswith('#')]
+  listed = [
+    _real_folder(os.path.join(base, line)) for line in lines if line and not line.startswith('#')
+  ]
   listed = list(dict.fromkeys(listed))  # Drops repeats, keeps order.
   if not listed:
     return base, []
@@ -123,8 +135,12 @@ def plan_jobs(root: str, paths: Sequence[str], output: str, fmt: str) -> list[Jo
     dst = os.path.join(output, f'{stem}.{fmt}')
     key = os.path.normcase(os.path.abspath(dst))
     if key in taken:
-      logging.warning('%s and %s would both be written to %s; the second keeps its '
-                      'extension in its name.', taken[key], rel, dst)
+      logging.warning(
+        '%s and %s would both be written to %s; the second keeps its extension in its name.',
+        taken[key],
+        rel,
+        dst,
+      )
       dst = os.path.join(output, f'{rel}.{fmt}')
       key = os.path.normcase(os.path.abspath(dst))
     taken[key] = rel
@@ -132,8 +148,9 @@ def plan_jobs(root: str, paths: Sequence[str], output: str, fmt: str) -> list[Jo
   inputs = {os.path.normcase(os.path.realpath(p)) for p in paths}
   for job in jobs:
     if os.path.normcase(os.path.realpath(job.dst)) in inputs:
-      raise ValueError(f'{job.dst} is an input and would be overwritten; choose another '
-                       '--output (or --format).')
+      raise ValueError(
+        f'{job.dst} is an input and would be overwritten; choose another --output (or --format).'
+      )
   return jobs
 
 
@@ -149,8 +166,10 @@ def prepare_output(output: str) -> None:
       f.write('ok')
     os.remove(probe)
   except OSError as e:
-    raise ValueError(f'--output={output} cannot be written ({e.strerror or e}): choose another '
-                     'folder or fix its permissions.') from e
+    raise ValueError(
+      f'--output={output} cannot be written ({e.strerror or e}): choose another '
+      'folder or fix its permissions.'
+    ) from e
 
 
 def remove_stale_temp_files(jobs: Iterable[Job]) -> int:
@@ -189,8 +208,10 @@ class Progress:
     percent = 100.0 * self.count / max(self.total, 1)
     width = 24
     filled = int(width * self.count / max(self.total, 1))
-    return (f'[{"#" * filled}{"." * (width - filled)}] {self.count}/{self.total} images '
-            f'({percent:.0f}%)  {rate:.2f} images/s  ETA {eta_text}')
+    return (
+      f'[{"#" * filled}{"." * (width - filled)}] {self.count}/{self.total} images '
+      f'({percent:.0f}%)  {rate:.2f} images/s  ETA {eta_text}'
+    )
 
   def _draw(self, final: bool = False) -> None:
     end = '\n' if final or not self.tty else ''
@@ -236,8 +257,7 @@ class PhotoTooLargeError(ValueError):
 class DeviceRunner:
   """Runs a stylizer's network on batches sharded over devices (batch axis)."""
 
-  def __init__(self, stylizer: inference.Stylizer,
-               devices: Optional[Sequence[jax.Device]] = None):
+  def __init__(self, stylizer: inference.Stylizer, devices: Optional[Sequence[jax.Device]] = None):
     self.devices = list(devices or default_devices())
     self.generator = stylizer.generator
     mesh = parallel.create_mesh(self.devices)
@@ -246,8 +266,9 @@ class DeviceRunner:
 
   def __call__(self, batch: np.ndarray) -> jax.Array:
     """Starts the network on [N, H, W, 3], N a multiple of the device count; async."""
-    return inference.stylize_fn(self.generator, self.variables,
-                                jax.device_put(batch, self.batch_sharding))
+    return inference.stylize_fn(
+      self.generator, self.variables, jax.device_put(batch, self.batch_sharding)
+    )
 
 
 def network_bytes_per_pixel(runner: DeviceRunner) -> float:
@@ -257,14 +278,17 @@ def network_bytes_per_pixel(runner: DeviceRunner) -> float:
   factor = runner.generator.factor
   side = -(-_PROBE_SIDE // factor) * factor
   rows = len(runner.devices)
-  images = jax.ShapeDtypeStruct((rows, side, side, 3), np.float32,
-                                sharding=runner.batch_sharding)
-  analysis = inference.stylize_fn.lower(runner.generator, runner.variables,
-                                        images).compile().memory_analysis()
+  images = jax.ShapeDtypeStruct((rows, side, side, 3), np.float32, sharding=runner.batch_sharding)
+  analysis = (
+    inference.stylize_fn.lower(runner.generator, runner.variables, images)
+    .compile()
+    .memory_analysis()
+  )
   if analysis is None:  # Not every backend reports it: a generous guess.
     return 400.0
-  per_call = (analysis.temp_size_in_bytes + analysis.output_size_in_bytes +
-              side * side * 3 * 4)  # Temporaries, output, one input row.
+  per_call = (
+    analysis.temp_size_in_bytes + analysis.output_size_in_bytes + side * side * 3 * 4
+  )  # Temporaries, output, one input row.
   return per_call / (side * side)
 
 
@@ -316,17 +340,18 @@ class MemoryCheck:
     room = available - fixed  # What the network may take at a smaller size.
     side = 0
     if room > 0:
-      per_side2 = self.network * (1 if self.on_host else self.rows) * min(width, height) / max(
-          width, height)
+      per_side2 = (
+        self.network * (1 if self.on_host else self.rows) * min(width, height) / max(width, height)
+      )
       side = int((room / per_side2) ** 0.5) // 64 * 64
     if side >= 64:
       advice = f'use --max_side={side} or less'
     else:
-      advice = ('even decoding it would take too much: shrink the file first (or free '
-                'memory)')
+      advice = 'even decoding it would take too much: shrink the file first (or free memory)'
     raise PhotoTooLargeError(
-        f'{size} would need about {runtime.size_text(need)} to stylize, more than the '
-        f'{runtime.size_text(available)} available ({source}): {advice}.')
+      f'{size} would need about {runtime.size_text(need)} to stylize, more than the '
+      f'{runtime.size_text(available)} available ({source}): {advice}.'
+    )
 
 
 def default_devices() -> list[jax.Device]:
@@ -353,12 +378,19 @@ def _call_size(count: int, num_devices: int, batch_size: int) -> int:
   return min(size, batch_size)
 
 
-def stylize_files(stylizer: inference.Stylizer, jobs: Sequence[Job], *,
-                  options: Optional[StylizeOptions] = None, batch_size: Optional[int] = None,
-                  devices: Optional[Sequence[jax.Device]] = None, quality: int = 95,
-                  png_compression: int = 1, workers: int = 4,
-                  progress: Optional[Progress] = None,
-                  report: Callable[[str], None] = logging.warning) -> Summary:
+def stylize_files(
+  stylizer: inference.Stylizer,
+  jobs: Sequence[Job],
+  *,
+  options: Optional[StylizeOptions] = None,
+  batch_size: Optional[int] = None,
+  devices: Optional[Sequence[jax.Device]] = None,
+  quality: int = 95,
+  png_compression: int = 1,
+  workers: int = 4,
+  progress: Optional[Progress] = None,
+  report: Callable[[str], None] = logging.warning,
+) -> Summary:
   """Stylizes `jobs` with `options` (existing outputs are overwritten: filter first).
 
   Files are decoded `workers` at a time ahead of the network and written by as
@@ -375,14 +407,20 @@ def stylize_files(stylizer: inference.Stylizer, jobs: Sequence[Job], *,
   memory = MemoryCheck(runner, options.max_side, batch_size)
   fits = memory.max_megapixels()
   if fits:
-    logging.info('Memory available: %s (%s): photos up to %.0f megapixels fit at full size; '
-                 'larger ones need --max_side (one that does not fit is refused by name).',
-                 runtime.size_text(fits[1]), fits[2], fits[0])
+    logging.info(
+      'Memory available: %s (%s): photos up to %.0f megapixels fit at full size; '
+      'larger ones need --max_side (one that does not fit is refused by name).',
+      runtime.size_text(fits[1]),
+      fits[2],
+      fits[0],
+    )
 
   def fail(job: Job, error: BaseException) -> None:
-    reason = str(error) if isinstance(error, (image_lib.ImageReadError,
-                                              PhotoTooLargeError)) else (
-        f'{type(error).__name__}: {error}')
+    reason = (
+      str(error)
+      if isinstance(error, (image_lib.ImageReadError, PhotoTooLargeError))
+      else (f'{type(error).__name__}: {error}')
+    )
     reason = reason.replace(job.src + ': ', '')
     with lock:
       summary.failed.append((job.name, reason))
@@ -398,8 +436,9 @@ def stylize_files(stylizer: inference.Stylizer, jobs: Sequence[Job], *,
 
   def save(job: Job, out: np.ndarray, prepared: inference.Prepared) -> None:
     try:
-      image_lib.write_image(inference.finish(out, prepared, options), job.dst, quality,
-                            png_compression)
+      image_lib.write_image(
+        inference.finish(out, prepared, options), job.dst, quality, png_compression
+      )
     except Exception as e:  # pylint: disable=broad-except
       fail(job, e)
       return
@@ -422,7 +461,7 @@ def stylize_files(stylizer: inference.Stylizer, jobs: Sequence[Job], *,
     out = np.asarray(out)
     for i, (job, prepared) in enumerate(members):
       write_slots.acquire()
-      writes.append(writers.submit(save, job, out[i:i + 1].copy(), prepared))
+      writes.append(writers.submit(save, job, out[i : i + 1].copy(), prepared))
 
   def dispatch(key: tuple) -> None:
     nonlocal in_flight

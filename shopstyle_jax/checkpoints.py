@@ -15,15 +15,16 @@ checkpoint interval later.
 import contextlib
 import dataclasses
 import errno
-import logging
+import logging as std_logging  # Filters on the handlers of the standard library.
 import os
 import shutil
 from typing import Any, Optional, Sequence
 
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
 
 CHECKPOINT_DIR = 'checkpoints'
 # Old steps are renamed into this subfolder (atomic) before they are deleted,
@@ -45,14 +46,19 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
 
 
-def create_manager(workdir: str, keep: int = 3, async_save: bool = True,
-                   create: bool = True) -> ocp.CheckpointManager:
+def create_manager(
+  workdir: str, keep: int = 3, async_save: bool = True, create: bool = True
+) -> ocp.CheckpointManager:
   """An Orbax manager for `<workdir>/checkpoints` keeping the `keep` latest steps."""
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, create=create, enable_async_checkpointing=async_save,
-      todelete_subdir=TRASH_DIR)
-  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
-                               item_names=('state', 'data'))
+    max_to_keep=keep,
+    create=create,
+    enable_async_checkpointing=async_save,
+    todelete_subdir=TRASH_DIR,
+  )
+  return ocp.CheckpointManager(
+    checkpoint_dir(workdir), options=options, item_names=('state', 'data')
+  )
 
 
 def _empty_trash(manager: ocp.CheckpointManager) -> None:
@@ -63,7 +69,8 @@ def _empty_trash(manager: ocp.CheckpointManager) -> None:
 def _reason(error: BaseException) -> str:
   """Why a save failed, in a few words (Orbax's messages run to several lines)."""
   if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
-      'No space left on device' in str(error)):
+    'No space left on device' in str(error)
+  ):
     return 'no space left on the device'
   return _one_line(error)
 
@@ -133,11 +140,16 @@ class Saver:
     else:
       reason = ''
       what = 'Another process failed to save its part of the checkpoint (see its log)'
-    good = (f'the last good checkpoint is step {self.last_good}' if self.last_good is not None
-            else 'there is no good checkpoint yet')
-    hint = ('Free some space (or lower config.keep_checkpoints), then rerun the same command '
-            'to resume' if 'no space' in reason else
-            'Rerun the same command to resume once the cause is fixed')
+    good = (
+      f'the last good checkpoint is step {self.last_good}'
+      if self.last_good is not None
+      else 'there is no good checkpoint yet'
+    )
+    hint = (
+      'Free some space (or lower config.keep_checkpoints), then rerun the same command to resume'
+      if 'no space' in reason
+      else 'Rerun the same command to resume once the cause is fixed'
+    )
     return SaveError(f'{what}. Training stopped at step {stopped_at}; {good}. {hint}.')
 
   def close(self) -> None:
@@ -173,9 +185,12 @@ def remove_unfinished(workdir: str) -> list[str]:
   return names
 
 
-def restore(manager: ocp.CheckpointManager, abstract_state: Any,
-            step: Optional[int] = None, retired: Sequence[str] = ()
-            ) -> tuple[Any, Optional[dict], int]:
+def restore(
+  manager: ocp.CheckpointManager,
+  abstract_state: Any,
+  step: Optional[int] = None,
+  retired: Sequence[str] = (),
+) -> tuple[Any, Optional[dict], int]:
   """Restores (state, data_state, step); latest step by default.
 
   `abstract_state` (a dataclass of jax.ShapeDtypeStruct leaves with
@@ -192,8 +207,7 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
     saved = _tree_metadata(os.path.join(str(manager.directory), str(step), 'state'))
     old = [k for k in retired if k in saved]
   if old:
-    target = {f.name: getattr(abstract_state, f.name)
-              for f in dataclasses.fields(abstract_state)}
+    target = {f.name: getattr(abstract_state, f.name) for f in dataclasses.fields(abstract_state)}
     for key in old:  # Read as host arrays, then dropped.
       target[key] = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), saved[key])
   items = {'state': ocp.args.StandardRestore(target)}
@@ -204,13 +218,13 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any,
   state = restored['state']
   if old:
     state = type(abstract_state)(**{k: v for k, v in state.items() if k not in old})
-    logging.info('Checkpoint %d has an older layout; migrated (dropped %s).', step,
-                 ', '.join(old))
+    logging.info('Checkpoint %d has an older layout; migrated (dropped %s).', step, ', '.join(old))
   return state, (restored['data'] if has_data else None), step
 
 
-def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state: Any,
-                          retired: Sequence[str] = ()) -> tuple[Any, Optional[dict], int]:
+def restore_newest_intact(
+  manager: ocp.CheckpointManager, abstract_state: Any, retired: Sequence[str] = ()
+) -> tuple[Any, Optional[dict], int]:
   """`restore` of the newest checkpoint that can be read.
 
   A newer one that cannot (damaged or missing files) is named in the log,
@@ -226,29 +240,40 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state: Any,
       saved = _tree_metadata(os.path.join(directory, str(step), 'state'))
     except Exception as e:  # pylint: disable=broad-except
       corrupt.append((step, _one_line(e)))
-      logging.warning('Checkpoint step %d in %s is corrupt or incomplete (%s); trying the '
-                      'next older one.', step, directory, corrupt[-1][1])
+      logging.warning(
+        'Checkpoint step %d in %s is corrupt or incomplete (%s); trying the next older one.',
+        step,
+        directory,
+        corrupt[-1][1],
+      )
       continue
     diffs = shape_differences(abstract_state, saved, ignore=retired)
     if diffs:
       raise ValueError(
-          f'The checkpoints in {directory} do not fit this config\'s networks ({len(diffs)} '
-          f'arrays differ, e.g. {"; ".join(diffs[:3])}): they were trained with other '
-          'config.model.* settings. Resume with the settings of the run that wrote them, or '
-          'use a new --workdir. Its config.json is left as it was.')
+        f"The checkpoints in {directory} do not fit this config's networks ({len(diffs)} "
+        f'arrays differ, e.g. {"; ".join(diffs[:3])}): they were trained with other '
+        'config.model.* settings. Resume with the settings of the run that wrote them, or '
+        'use a new --workdir. Its config.json is left as it was.'
+      )
     try:
       restored = restore(manager, abstract_state, step, retired)
     except Exception as e:  # pylint: disable=broad-except
       corrupt.append((step, _one_line(e)))
-      logging.warning('Checkpoint step %d in %s is corrupt or incomplete (%s); trying the '
-                      'next older one.', step, directory, corrupt[-1][1])
+      logging.warning(
+        'Checkpoint step %d in %s is corrupt or incomplete (%s); trying the next older one.',
+        step,
+        directory,
+        corrupt[-1][1],
+      )
       continue
     break
   else:
     raise ValueError(
-        f'No checkpoint in {directory} can be read (' +
-        '; '.join(f'step {s}: {r}' for s, r in corrupt) + '). Move that folder away, or use a '
-        'new --workdir, to start afresh.')
+      f'No checkpoint in {directory} can be read ('
+      + '; '.join(f'step {s}: {r}' for s, r in corrupt)
+      + '). Move that folder away, or use a '
+      'new --workdir, to start afresh.'
+    )
   if corrupt:
     multihost_utils.sync_global_devices('shopstyle_jax.checkpoints.corrupt')  # All have read.
     aside = os.path.join(directory, CORRUPT_DIR)
@@ -260,9 +285,13 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state: Any,
         os.replace(os.path.join(directory, str(bad)), target)
     multihost_utils.sync_global_devices('shopstyle_jax.checkpoints.corrupt_moved')
     manager.reload()
-    logging.warning('Resuming from step %d, the newest intact checkpoint; the unreadable '
-                    'step(s) %s were moved to %s (delete them when no longer needed).',
-                    restored[2], ', '.join(str(s) for s, _ in corrupt), aside)
+    logging.warning(
+      'Resuming from step %d, the newest intact checkpoint; the unreadable '
+      'step(s) %s were moved to %s (delete them when no longer needed).',
+      restored[2],
+      ', '.join(str(s) for s, _ in corrupt),
+      aside,
+    )
   return restored
 
 
@@ -296,8 +325,11 @@ def shape_differences(expected: Any, saved: Any, ignore: Sequence[str] = ()) -> 
   in `ignore` are left out."""
   ours, theirs = _shapes(expected, ignore), _shapes(saved, ignore)
   paths = sorted(set(ours) | set(theirs), key=lambda p: ('opt_state' in p, p))  # Weights first.
-  return [f'{p}: checkpoint {theirs.get(p, "none")}, config {ours.get(p, "none")}'
-          for p in paths if ours.get(p) != theirs.get(p)]
+  return [
+    f'{p}: checkpoint {theirs.get(p, "none")}, config {ours.get(p, "none")}'
+    for p in paths
+    if ours.get(p) != theirs.get(p)
+  ]
 
 
 def _item_names(manager: ocp.CheckpointManager, step: int) -> set:
@@ -305,13 +337,12 @@ def _item_names(manager: ocp.CheckpointManager, step: int) -> set:
   return {n for n in os.listdir(path) if os.path.isdir(os.path.join(path, n))}
 
 
-class _DropMessage(logging.Filter):
-
+class _DropMessage(std_logging.Filter):
   def __init__(self, text: str):
     super().__init__()
     self.text = text
 
-  def filter(self, record: logging.LogRecord) -> bool:
+  def filter(self, record: std_logging.LogRecord) -> bool:
     return self.text not in record.getMessage()
 
 
@@ -320,7 +351,7 @@ def _without_step_metadata_warning():
   """Reading one item of a step folder makes Orbax warn that the step's own
   metadata file is not in the item folder; it is not needed there."""
   flt = _DropMessage('Metadata file does not exist')
-  logger = logging.getLogger('absl')
+  logger = std_logging.getLogger('absl')
   logger.addFilter(flt)
   try:
     yield
@@ -370,8 +401,10 @@ def check_workdir(workdir: str, needed_bytes: int, keep: int = 1) -> None:
       f.write('ok')
     os.remove(probe)
   except OSError as e:
-    raise PermissionError(f'Workdir {workdir} is not writable ({e.strerror}). Pick another '
-                          '--workdir or fix its permissions.') from e
+    raise PermissionError(
+      f'Workdir {workdir} is not writable ({e.strerror}). Pick another '
+      '--workdir or fix its permissions.'
+    ) from e
   free = shutil.disk_usage(workdir).free
   # Orbax writes a new step before deleting the oldest: `keep` + 1 at the peak,
   # of which those already there take no more room.
@@ -379,11 +412,13 @@ def check_workdir(workdir: str, needed_bytes: int, keep: int = 1) -> None:
   more = max(keep - existing, 0) + 1
   if free < more * needed_bytes:
     have = f', {existing} already there' if existing else ''
-    raise OSError(f'Only {free / 2**20:.0f} MiB free under {workdir}; a checkpoint needs about '
-                  f'{needed_bytes / 2**20:.0f} MiB and {more} more must fit '
-                  f'(config.keep_checkpoints={keep} kept{have}, plus the one being written '
-                  'before the oldest is deleted). Free some space, lower '
-                  'config.keep_checkpoints or pick another --workdir.')
+    raise OSError(
+      f'Only {free / 2**20:.0f} MiB free under {workdir}; a checkpoint needs about '
+      f'{needed_bytes / 2**20:.0f} MiB and {more} more must fit '
+      f'(config.keep_checkpoints={keep} kept{have}, plus the one being written '
+      'before the oldest is deleted). Free some space, lower '
+      'config.keep_checkpoints or pick another --workdir.'
+    )
 
 
 def _check_folder(workdir: str) -> None:
@@ -397,10 +432,13 @@ def _check_folder(workdir: str) -> None:
   if os.path.isdir(path):
     return
   if path == os.path.abspath(workdir):
-    raise NotADirectoryError(f'Workdir {workdir} is a file, not a folder. Pick another '
-                             '--workdir (a folder, or a path that does not exist yet).')
-  raise NotADirectoryError(f'Workdir {workdir} cannot be created: {path} is a file, not a '
-                           'folder. Pick another --workdir.')
+    raise NotADirectoryError(
+      f'Workdir {workdir} is a file, not a folder. Pick another '
+      '--workdir (a folder, or a path that does not exist yet).'
+    )
+  raise NotADirectoryError(
+    f'Workdir {workdir} cannot be created: {path} is a file, not a folder. Pick another --workdir.'
+  )
 
 
 def find_step(workdir: str, step: Optional[int] = None) -> int:
@@ -409,18 +447,21 @@ def find_step(workdir: str, step: Optional[int] = None) -> int:
   steps = available_steps(workdir)
   if not steps:
     raise FileNotFoundError(
-        f'No checkpoint found under {checkpoint_dir(workdir)}. Train first '
-        f'(python main.py --config=... --workdir={workdir}) or pass the right --workdir.')
+      f'No checkpoint found under {checkpoint_dir(workdir)}. Train first '
+      f'(python main.py --config=... --workdir={workdir}) or pass the right --workdir.'
+    )
   if step is None:
     return steps[-1]
   if step not in steps:
-    raise FileNotFoundError(f'No checkpoint at step {step} in {checkpoint_dir(workdir)}; '
-                            f'available steps: {steps}.')
+    raise FileNotFoundError(
+      f'No checkpoint at step {step} in {checkpoint_dir(workdir)}; available steps: {steps}.'
+    )
   return step
 
 
-def restore_subtree(workdir: str, keys: tuple[str, ...], step: Optional[int] = None
-                    ) -> tuple[dict, int]:
+def restore_subtree(
+  workdir: str, keys: tuple[str, ...], step: Optional[int] = None
+) -> tuple[dict, int]:
   """Restores only `keys` of the saved state as host NumPy arrays, in this process.
 
   Used by inference (generator weights only) and fine-tuning; works on
@@ -437,10 +478,13 @@ def restore_subtree(workdir: str, keys: tuple[str, ...], step: Optional[int] = N
       raise ValueError(f'it has no {missing}, only {sorted(metadata)}')
     item = {k: metadata[k] for k in keys}
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
-    tree = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
-        item=item, restore_args=restore_args, partial_restore=True))
+    tree = checkpointer.restore(
+      path, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)
+    )
   except Exception as e:  # Orbax raises many types for damaged files.
-    raise ValueError(f'Checkpoint {path} could not be read ({type(e).__name__}: {e}). It may '
-                     f'be corrupt or from another program: pass --step with another of '
-                     f'{steps}, or retrain.') from e
+    raise ValueError(
+      f'Checkpoint {path} could not be read ({type(e).__name__}: {e}). It may '
+      f'be corrupt or from another program: pass --step with another of '
+      f'{steps}, or retrain.'
+    ) from e
   return tree, step

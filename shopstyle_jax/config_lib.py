@@ -14,8 +14,8 @@ from shopstyle_jax import losses
 from shopstyle_jax import parallel
 from shopstyle_jax import styles
 from shopstyle_jax import workdir as workdir_lib
-from shopstyle_jax.models import layers
 from shopstyle_jax.models import generators
+from shopstyle_jax.models import layers
 
 PRECISIONS = layers.PRECISIONS
 # Keys that may differ between the processes of one run: each host's own paths.
@@ -60,34 +60,40 @@ def _check_unpaired_data(data: ml_collections.ConfigDict) -> None:
   path = os.path.realpath(os.path.expanduser(data.style_folder))
   if not os.path.isdir(path):
     what = 'is not a directory' if os.path.exists(path) else 'does not exist'
-    raise ValueError(f'config.data.style_folder={data.style_folder!r} {what}; it must be a '
-                     'folder of style images.')
+    raise ValueError(
+      f'config.data.style_folder={data.style_folder!r} {what}; it must be a folder of style images.'
+    )
   if data.folder and path == os.path.realpath(os.path.expanduser(data.folder)):
-    raise ValueError(f'config.data.style_folder={data.style_folder!r} is config.data.folder: '
-                     'the style images must be other images than the photos.')
+    raise ValueError(
+      f'config.data.style_folder={data.style_folder!r} is config.data.folder: '
+      'the style images must be other images than the photos.'
+    )
 
 
 # Loss terms that compare the output with a paired target, and those of each method.
 PAIRED_TERMS = ('mse_weight', 'l1_weight', 'perceptual_weight')
 ANY_METHOD_TERMS = ('adversarial_weight', 'content_weight', 'style_weight', 'tv_weight')
 METHOD_TERMS = {
-    'paired': PAIRED_TERMS,
-    'cyclegan': ('cycle_weight', 'identity_weight'),
-    'cut': ('nce_weight',),
-    'fastcut': ('nce_weight',),
-    'neural_style': (),
+  'paired': PAIRED_TERMS,
+  'cyclegan': ('cycle_weight', 'identity_weight'),
+  'cut': ('nce_weight',),
+  'fastcut': ('nce_weight',),
+  'neural_style': (),
 }
 
 
 def _vgg_layers(key: str, names, weights_key: Optional[str] = None, weights=None) -> None:
   from shopstyle_jax.models import vgg  # pylint: disable=g-import-not-at-top
+
   try:
     vgg.check_layers(names)
   except ValueError as e:
     raise ValueError(f'config.loss.{key}: {e}') from e
   if weights_key and len(names) != len(weights):
-    raise ValueError(f'config.loss.{key} has {len(names)} entries but '
-                     f'config.loss.{weights_key} has {len(weights)}.')
+    raise ValueError(
+      f'config.loss.{key} has {len(names)} entries but '
+      f'config.loss.{weights_key} has {len(weights)}.'
+    )
 
 
 def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
@@ -104,25 +110,30 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
   if config.method == 'paired':
     if unpaired_data:
       raise ValueError(
-          'config.method=paired learns from (photo, target) pairs, but config.data.'
-          f'{"style_folder" if data.style_folder else "unpaired"} gives style images without '
-          'pairs; pick an unpaired method: --config.method=cut (or cyclegan, fastcut, '
-          'neural_style).')
+        'config.method=paired learns from (photo, target) pairs, but config.data.'
+        f'{"style_folder" if data.style_folder else "unpaired"} gives style images without '
+        'pairs; pick an unpaired method: --config.method=cut (or cyclegan, fastcut, '
+        'neural_style).'
+      )
   else:
     on = [k for k in PAIRED_TERMS if lc[k]]
     if on:
       raise ValueError(
-          f'config.method={config.method} learns without pairs, so config.loss.{on[0]}='
-          f'{lc[on[0]]} has no target to compare with; set it to 0 (e.g. '
-          f'--config.loss.{on[0]}=0) or use config.method=paired.')
+        f'config.method={config.method} learns without pairs, so config.loss.{on[0]}='
+        f'{lc[on[0]]} has no target to compare with; set it to 0 (e.g. '
+        f'--config.loss.{on[0]}=0) or use config.method=paired.'
+      )
     if not unpaired_data:
       raise ValueError(
-          f'config.method={config.method} needs style images: set config.data.style_folder '
-          '(a folder of images in the style) or config.data.unpaired=True (the catalogue '
-          "split in two halves: photos from one, the other's renderings as style images).")
+        f'config.method={config.method} needs style images: set config.data.style_folder '
+        '(a folder of images in the style) or config.data.unpaired=True (the catalogue '
+        "split in two halves: photos from one, the other's renderings as style images)."
+      )
   if not any(lc[k] for k in terms):
-    raise ValueError(f'All loss weights are 0 for config.method={config.method} (config.loss.'
-                     f'{", ".join(terms)}): the generator would learn nothing.')
+    raise ValueError(
+      f'All loss weights are 0 for config.method={config.method} (config.loss.'
+      f'{", ".join(terms)}): the generator would learn nothing.'
+    )
   if lc.perceptual_weight:
     _vgg_layers('vgg_layers', lc.vgg_layers, 'vgg_layer_weights', lc.vgg_layer_weights)
   if lc.content_weight:
@@ -130,14 +141,17 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
   if lc.style_weight:
     _vgg_layers('style_layers', lc.style_layers, 'style_layer_weights', lc.style_layer_weights)
   if config.method == 'cyclegan' and (not _integer(lc.pool_size) or lc.pool_size < 0):
-    raise ValueError(f'config.loss.pool_size={lc.pool_size!r} must be an integer >= 0 '
-                     '(0 = no history of generated images).')
+    raise ValueError(
+      f'config.loss.pool_size={lc.pool_size!r} must be an integer >= 0 '
+      '(0 = no history of generated images).'
+    )
   if config.method in ('cut', 'fastcut'):
     _positive('loss.nce_patches', lc.nce_patches)
     _positive('model.nce_mlp_channels', config.model.nce_mlp_channels)
     if not _number(lc.nce_temperature) or not lc.nce_temperature > 0:
-      raise ValueError(f'config.loss.nce_temperature={lc.nce_temperature!r} must be > 0 '
-                       '(CUT: 0.07).')
+      raise ValueError(
+        f'config.loss.nce_temperature={lc.nce_temperature!r} must be > 0 (CUT: 0.07).'
+      )
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
@@ -149,10 +163,22 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   _choice('loss.gan', lc.gan, losses.GAN_LOSSES)
   _choice('precision', config.precision, PRECISIONS)
   _choice('data.style', config.data.style, tuple(styles.RENDERERS))
-  for key in ('num_train_steps', 'batch_size', 'image_size', 'log_every_steps',
-              'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
-              'max_nonfinite_steps', 'model.width', 'model.depth', 'model.disc_width',
-              'model.disc_layers', 'eval.batch_size', 'eval.num_examples'):
+  for key in (
+    'num_train_steps',
+    'batch_size',
+    'image_size',
+    'log_every_steps',
+    'eval_every_steps',
+    'checkpoint_every_steps',
+    'keep_checkpoints',
+    'max_nonfinite_steps',
+    'model.width',
+    'model.depth',
+    'model.disc_width',
+    'model.disc_layers',
+    'eval.batch_size',
+    'eval.num_examples',
+  ):
     value = config
     for part in key.split('.'):
       value = value[part]
@@ -162,33 +188,46 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if not 0.0 <= m.dropout < 1.0:
     raise ValueError(f'config.model.dropout={m.dropout} must be in [0, 1).')
   if not _integer(m.noise_channels) or m.noise_channels < 0:
-    raise ValueError(f'config.model.noise_channels={m.noise_channels!r} must be an integer '
-                     '>= 0 (0 = no noise input).')
+    raise ValueError(
+      f'config.model.noise_channels={m.noise_channels!r} must be an integer '
+      '>= 0 (0 = no noise input).'
+    )
   opt = config.optimizer
   if not (_number(opt.learning_rate) and opt.learning_rate > 0):
-    raise ValueError(f'config.optimizer.learning_rate={opt.learning_rate!r} must be a number > 0 '
-                     "(Adam's step size; pix2pix's is 2e-4).")
+    raise ValueError(
+      f'config.optimizer.learning_rate={opt.learning_rate!r} must be a number > 0 '
+      "(Adam's step size; pix2pix's is 2e-4)."
+    )
   _in_range('optimizer.b1', opt.b1, 0, 1, True, "Adam's first-moment decay; pix2pix's is 0.5")
   _in_range('optimizer.b2', opt.b2, 0, 1, True, "Adam's second-moment decay, e.g. 0.999")
-  _in_range('optimizer.decay_start_fraction', opt.decay_start_fraction, 0, 1, False,
-            'the share of steps at a constant learning rate before the linear decay; 1 = none')
+  _in_range(
+    'optimizer.decay_start_fraction',
+    opt.decay_start_fraction,
+    0,
+    1,
+    False,
+    'the share of steps at a constant learning rate before the linear decay; 1 = none',
+  )
   _check_method_and_losses(config)
   # The eval image grid shows the first rows of the first eval batch; past
   # eval.num_examples those are blank padding, and 0 rows fail to encode as PNG.
   rows = min(config.eval.batch_size, config.eval.num_examples)
   grid_rows = config.eval.grid_rows
   if not _integer(grid_rows) or not 1 <= grid_rows <= rows:
-    raise ValueError(f'config.eval.grid_rows={grid_rows!r} must be an integer from 1 to {rows} '
-                     f'(the grid shows rows of the first eval batch: at most eval.batch_size='
-                     f'{config.eval.batch_size} and eval.num_examples='
-                     f'{config.eval.num_examples}).')
+    raise ValueError(
+      f'config.eval.grid_rows={grid_rows!r} must be an integer from 1 to {rows} '
+      f'(the grid shows rows of the first eval batch: at most eval.batch_size='
+      f'{config.eval.batch_size} and eval.num_examples='
+      f'{config.eval.num_examples}).'
+    )
   _check_unpaired_data(config.data)
   factor = generator_factor(config)
   if config.image_size % factor:
     raise ValueError(
-        f'config.image_size={config.image_size} must be a multiple of {factor} (the '
-        f'{m.generator} generator downsamples by {factor}); e.g. '
-        f'{max(factor, config.image_size // factor * factor)}.')
+      f'config.image_size={config.image_size} must be a multiple of {factor} (the '
+      f'{m.generator} generator downsamples by {factor}); e.g. '
+      f'{max(factor, config.image_size // factor * factor)}.'
+    )
   if num_devices is not None:
     parallel.check_batch_size(config.batch_size, num_devices, 'config.batch_size')
     parallel.check_batch_size(config.eval.batch_size, num_devices, 'config.eval.batch_size')
@@ -199,18 +238,29 @@ def check_same_on_all_processes(config: ml_collections.ConfigDict) -> None:
   given different configs (`PER_HOST_KEYS` aside), naming the keys that differ:
   other model shapes would abort in a collective minutes later, another seed
   would train diverged replicas silently."""
-  flat = {k: v for k, v in workdir_lib.flatten(json.loads(config.to_json_best_effort())).items()
-          if k not in PER_HOST_KEYS}
+  flat = {
+    k: v
+    for k, v in workdir_lib.flatten(json.loads(config.to_json_best_effort())).items()
+    if k not in PER_HOST_KEYS
+  }
   text = json.dumps(flat, sort_keys=True).encode()
   if parallel.same_on_all_processes(text):
     return
   configs = [json.loads(t) for t in parallel.gather_bytes(text)]
-  keys = sorted({k for c in configs for k in c
-                 if len({json.dumps(c2.get(k), sort_keys=True) for c2 in configs}) > 1})
+  keys = sorted(
+    {
+      k
+      for c in configs
+      for k in c
+      if len({json.dumps(c2.get(k), sort_keys=True) for c2 in configs}) > 1
+    }
+  )
   shown = '; '.join(
-      f'{k} (' + ', '.join(f'process {i}: {c.get(k)!r}' for i, c in enumerate(configs)) + ')'
-      for k in keys[:10])
+    f'{k} (' + ', '.join(f'process {i}: {c.get(k)!r}' for i, c in enumerate(configs)) + ')'
+    for k in keys[:10]
+  )
   more = f'; and {len(keys) - 10} more' if len(keys) > 10 else ''
   raise ValueError(
-      f'The processes were started with different configs: {shown}{more}. Every process '
-      f'must run the same command (only {", ".join(PER_HOST_KEYS)} may differ between hosts).')
+    f'The processes were started with different configs: {shown}{more}. Every process '
+    f'must run the same command (only {", ".join(PER_HOST_KEYS)} may differ between hosts).'
+  )

@@ -13,7 +13,6 @@ photo | target | output rows as one PNG.
 """
 
 import json
-import logging
 import os
 import re
 import sys
@@ -23,6 +22,7 @@ from typing import Any, Optional, Sequence
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from shopstyle_jax import evaluation
 from shopstyle_jax import inference
@@ -34,10 +34,15 @@ METRICS = evaluation.METRICS
 _ALL = 2**31 - 1
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
-                        step: Optional[int] = None, *, num_examples: Optional[int] = None,
-                        grid_rows: int = 0, precision: Optional[str] = None
-                        ) -> tuple[dict[str, Any], Optional[np.ndarray]]:
+def evaluate_checkpoint(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  step: Optional[int] = None,
+  *,
+  num_examples: Optional[int] = None,
+  grid_rows: int = 0,
+  precision: Optional[str] = None,
+) -> tuple[dict[str, Any], Optional[np.ndarray]]:
   """Scores a checkpoint on `config`'s test data.
 
   Args:
@@ -53,8 +58,10 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   precision = precision or config.get('precision') or 'float32'
   stylizer = inference.load_stylizer(workdir, step, precision=precision)
   if config.image_size % stylizer.factor:
-    raise ValueError(f'config.image_size={config.image_size} must be a multiple of '
-                     f'{stylizer.factor}, the generator\'s factor.')
+    raise ValueError(
+      f'config.image_size={config.image_size} must be a multiple of '
+      f"{stylizer.factor}, the generator's factor."
+    )
   config = ml_collections.ConfigDict(config.to_dict())
   devices = jax.local_devices()
   config.eval.num_examples = num_examples or _ALL
@@ -63,17 +70,27 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
 
   start = time.time()
   pipeline.prepare(config)
-  measured = evaluation.evaluate(stylizer.generator, stylizer.variables,
-                                 pipeline.create_eval_batches(config, 0, 1),
-                                 parallel.create_mesh(devices), grid_rows=grid_rows)
+  measured = evaluation.evaluate(
+    stylizer.generator,
+    stylizer.variables,
+    pipeline.create_eval_batches(config, 0, 1),
+    parallel.create_mesh(devices),
+    grid_rows=grid_rows,
+  )
   if not measured.num_examples:
     raise ValueError(f'The test split of {_dataset(config)} is empty.')
   results = dict(measured.scores)
   results.update(
-      num_examples=measured.num_examples, step=stylizer.step, workdir=os.path.abspath(workdir),
-      dataset=_dataset(config), style=config.data.style, split='test',
-      image_size=config.image_size, precision=precision,
-      seconds=round(time.time() - start, 2))
+    num_examples=measured.num_examples,
+    step=stylizer.step,
+    workdir=os.path.abspath(workdir),
+    dataset=_dataset(config),
+    style=config.data.style,
+    split='test',
+    image_size=config.image_size,
+    precision=precision,
+    seconds=round(time.time() - start, 2),
+  )
   return results, measured.grid
 
 
@@ -83,29 +100,34 @@ def _dataset(config: ml_collections.ConfigDict) -> str:
 
 def format_table(results: dict[str, Any]) -> str:
   """The results as a small text table."""
-  lines = [f'Step {results["step"]} of {results["workdir"]} on {results["dataset"]} '
-           f'({results["style"]}, {results["split"]} split): {results["num_examples"]} examples '
-           f'at {results["image_size"]}x{results["image_size"]}',
-           f'  {"":<18}{"PSNR (dB)":>10}{"SSIM":>9}']
-  for label, prefix in (('model', ''), ('identity (photo)', 'identity_'),
-                        ('blank page', 'blank_')):
-    lines.append(f'  {label:<18}{results[prefix + "psnr"]:>10.2f}'
-                 f'{results[prefix + "ssim"]:>9.4f}')
+  lines = [
+    f'Step {results["step"]} of {results["workdir"]} on {results["dataset"]} '
+    f'({results["style"]}, {results["split"]} split): {results["num_examples"]} examples '
+    f'at {results["image_size"]}x{results["image_size"]}',
+    f'  {"":<18}{"PSNR (dB)":>10}{"SSIM":>9}',
+  ]
+  for label, prefix in (('model', ''), ('identity (photo)', 'identity_'), ('blank page', 'blank_')):
+    lines.append(f'  {label:<18}{results[prefix + "psnr"]:>10.2f}{results[prefix + "ssim"]:>9.4f}')
   return '\n'.join(lines)
 
 
 def default_output(results: dict[str, Any]) -> str:
   """<workdir>/evaluation/step_<N>_<dataset>_<style>.json"""
-  name = re.sub(r'[^A-Za-z0-9]+', '_', f'{os.path.basename(results["dataset"].rstrip("/"))}'
-                f'_{results["style"]}').strip('_')
+  name = re.sub(
+    r'[^A-Za-z0-9]+', '_', f'{os.path.basename(results["dataset"].rstrip("/"))}_{results["style"]}'
+  ).strip('_')
   return os.path.join(results['workdir'], 'evaluation', f'step_{results["step"]}_{name}.json')
 
 
-def _define_flags(argv: Sequence[str]) -> None:
-  """Defines the flags; `--config` is the workdir's config.json (read from
-  `--workdir` in `argv`), so that any of its fields can be overridden."""
+def define_flags(argv: Sequence[str], flag_values: Optional[Any] = None) -> None:
+  """The command line's flags, on `flag_values` (default: absl's FLAGS; tests use fresh
+  ones). `--config` is the workdir's config.json, read from the `--workdir` in `argv`
+  (the command line to be parsed), so that any of its fields can be overridden."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  fv = {'flag_values': flag_values}
   pre = flags.FlagValues()
   flags.DEFINE_string('workdir', None, '', flag_values=pre)
   try:
@@ -115,45 +137,66 @@ def _define_flags(argv: Sequence[str]) -> None:
   template = ml_collections.ConfigDict()
   if pre.workdir and workdir_lib.is_workdir(pre.workdir):
     template = workdir_lib.load_config(pre.workdir)
-  flags.DEFINE_string('workdir', None, 'Training workdir (config.json + checkpoints/).')
-  flags.DEFINE_integer('step', None, 'Checkpoint step; the latest by default.')
+  flags.DEFINE_string('workdir', None, 'Training workdir (config.json + checkpoints/).', **fv)
+  flags.DEFINE_integer('step', None, 'Checkpoint step; the latest by default.', **fv)
   config_flags.DEFINE_config_dict(
-      'config', template, 'The workdir\'s config.json; override fields with '
-      '--config.KEY=VALUE (e.g. --config.data.folder=pairs/).')
-  flags.DEFINE_integer('num_examples', None, 'Score only the first N test examples.',
-                       lower_bound=1)
-  flags.DEFINE_string('output', None, 'JSON file to write; default '
-                      '<workdir>/evaluation/step_<N>_<dataset>_<style>.json.')
-  flags.DEFINE_string('grid', None, 'Also write photo | target | output rows to this PNG.')
-  flags.DEFINE_integer('grid_rows', 8, 'Rows of --grid.', lower_bound=1)
-  flags.DEFINE_enum('precision', None, ['float32', 'bfloat16'],
-                    'Activations dtype; default the run\'s config.precision.')
-  flags.mark_flags_as_required(['workdir'])
+    'config',
+    template,
+    "The workdir's config.json; override fields with "
+    '--config.KEY=VALUE (e.g. --config.data.folder=pairs/).',
+    sys_argv=list(argv),
+    **fv,
+  )
+  flags.DEFINE_integer(
+    'num_examples', None, 'Score only the first N test examples.', lower_bound=1, **fv
+  )
+  flags.DEFINE_string(
+    'output',
+    None,
+    'JSON file to write; default <workdir>/evaluation/step_<N>_<dataset>_<style>.json.',
+    **fv,
+  )
+  flags.DEFINE_string('grid', None, 'Also write photo | target | output rows to this PNG.', **fv)
+  flags.DEFINE_integer('grid_rows', 8, 'Rows of --grid.', lower_bound=1, **fv)
+  flags.DEFINE_enum(
+    'precision',
+    None,
+    ['float32', 'bfloat16'],
+    "Activations dtype; default the run's config.precision.",
+    **fv,
+  )
+  flags.mark_flags_as_required(['workdir'], flag_values=flag_values)
 
 
-def main(argv: Sequence[str]) -> int:
-  """The CLI; see the module docstring. Returns the exit status."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
+def run(f: Any) -> int:
+  """Evaluates what the parsed flags `f` (see define_flags) ask for; returns the exit
+  status."""
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
   from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  f = flags.FLAGS
+
   runtime.quiet_library_logs()
   runtime.enable_compilation_cache()
   workdir_lib.read_config(f.workdir)  # A clear error for a folder that is no workdir.
   overrides = config_flags.get_override_values(f['config'])
   model_keys = sorted(k for k in overrides if k.startswith('model.'))
   if model_keys:
-    print(f'Error: {", ".join(model_keys)}: the model comes from the checkpoint and cannot '
-          'be overridden.', file=sys.stderr)
+    print(
+      f'Error: {", ".join(model_keys)}: the model comes from the checkpoint and cannot '
+      'be overridden.',
+      file=sys.stderr,
+    )
     return 2
   if overrides:
     logging.info('Config overrides: %s', overrides)
-  results, grid = evaluate_checkpoint(f.config, f.workdir, f.step, num_examples=f.num_examples,
-                                      grid_rows=f.grid_rows if f.grid else 0,
-                                      precision=f.precision)
+  results, grid = evaluate_checkpoint(
+    f.config,
+    f.workdir,
+    f.step,
+    num_examples=f.num_examples,
+    grid_rows=f.grid_rows if f.grid else 0,
+    precision=f.precision,
+  )
   results['overrides'] = {k: v for k, v in overrides.items()}
   print(format_table(results))
   output = f.output or default_output(results)
@@ -163,14 +206,27 @@ def main(argv: Sequence[str]) -> int:
   print(f'Wrote {output}')
   if f.grid:
     from PIL import Image  # pylint: disable=g-import-not-at-top
+
     os.makedirs(os.path.dirname(os.path.abspath(f.grid)), exist_ok=True)
     Image.fromarray(grid).save(f.grid)
-    print(f'Wrote {f.grid} ({min(f.grid_rows, results["num_examples"])} rows: '
-          'photo | target | output)')
+    print(
+      f'Wrote {f.grid} ({min(f.grid_rows, results["num_examples"])} rows: photo | target | output)'
+    )
   return 0
+
+
+def main(argv: Sequence[str]) -> int:
+  """The command line; see the module docstring. Returns the exit status."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  return run(flags.FLAGS)
 
 
 if __name__ == '__main__':
   from absl import app as _app  # pylint: disable=g-import-not-at-top
-  _define_flags(sys.argv)
+
+  define_flags(sys.argv)
   _app.run(main)

@@ -14,8 +14,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from shopstyle_jax import images as image_lib
+from shopstyle_jax import inference
 from shopstyle_jax import parallel
-from shopstyle_jax import stylize
 
 # The mean scores `evaluate` returns, in the order tables show them.
 METRICS = ('psnr', 'ssim', 'identity_psnr', 'identity_ssim', 'blank_psnr', 'blank_ssim')
@@ -38,8 +38,14 @@ def scores(photo: jax.Array, target: jax.Array, output: jax.Array) -> dict[str, 
   psnr, ssim = psnr_ssim(output, target)
   id_psnr, id_ssim = psnr_ssim(photo, target)
   blank_psnr, blank_ssim = psnr_ssim(jnp.ones_like(target), target)
-  return {'psnr': psnr, 'ssim': ssim, 'identity_psnr': id_psnr, 'identity_ssim': id_ssim,
-          'blank_psnr': blank_psnr, 'blank_ssim': blank_ssim}
+  return {
+    'psnr': psnr,
+    'ssim': ssim,
+    'identity_psnr': id_psnr,
+    'identity_ssim': id_ssim,
+    'blank_psnr': blank_psnr,
+    'blank_ssim': blank_ssim,
+  }
 
 
 def image_grid(*columns: np.ndarray, rows: int, gap: int = 2) -> np.ndarray:
@@ -51,7 +57,7 @@ def image_grid(*columns: np.ndarray, rows: int, gap: int = 2) -> np.ndarray:
   for j, col in enumerate(columns):
     col = image_lib.model_to_uint8(np.asarray(col[:rows]))
     for i in range(rows):
-      grid[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = col[i]
+      grid[i * (h + gap) : i * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = col[i]
   return grid
 
 
@@ -59,25 +65,34 @@ def image_grid(*columns: np.ndarray, rows: int, gap: int = 2) -> np.ndarray:
 class Evaluation:
   """What `evaluate` measured: mean `METRICS` over the valid examples, their
   count, and photo | target | output rows of the first valid examples (or None)."""
+
   scores: dict[str, float]
   num_examples: int
   grid: Optional[np.ndarray]
 
 
 @functools.partial(jax.jit, static_argnames=('generator',))
-def _score_batch(generator: nn.Module, variables: Any, batch: dict[str, jax.Array]
-                 ) -> tuple[dict[str, jax.Array], jax.Array]:
+def _score_batch(
+  generator: nn.Module, variables: Any, batch: dict[str, jax.Array]
+) -> tuple[dict[str, jax.Array], jax.Array]:
   """Sums of the per-image scores over the batch's valid rows, 'count' (their
   number), and the generator's outputs."""
-  out = stylize.stylize_fn(generator, variables, batch['photo'])
+  out = inference.stylize_fn(generator, variables, batch['photo'])
   valid = batch['valid'].astype(jnp.float32)
   sums = {k: jnp.sum(v * valid) for k, v in scores(batch['photo'], batch['target'], out).items()}
   sums['count'] = jnp.sum(valid)
   return sums, out
 
 
-def evaluate(generator: nn.Module, variables: Any, batches: Iterable[dict[str, np.ndarray]],
-             mesh: Mesh, *, grid_rows: int = 0, ground_truth: bool = True) -> Evaluation:
+def evaluate(
+  generator: nn.Module,
+  variables: Any,
+  batches: Iterable[dict[str, np.ndarray]],
+  mesh: Mesh,
+  *,
+  grid_rows: int = 0,
+  ground_truth: bool = True,
+) -> Evaluation:
   """Scores `generator` (deterministic, as `stylize_fn`) on eval batches.
 
   Args:
@@ -108,7 +123,8 @@ def evaluate(generator: nn.Module, variables: Any, batches: Iterable[dict[str, n
       totals[k] += float(v)
     if num_shown < grid_rows:  # The same on every process: all take part in the gather.
       photo, target, out, valid = multihost_utils.process_allgather(
-          (batch['photo'], batch['target'], out, batch['valid']), tiled=True)
+        (batch['photo'], batch['target'], out, batch['valid']), tiled=True
+      )
       valid = np.asarray(valid, bool)
       shown.append((photo[valid], target[valid], out[valid]))
       num_shown += int(valid.sum())

@@ -38,10 +38,19 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_integer('step', None, 'Checkpoint step; the latest by default.', **fv)
   flags.DEFINE_string('output', None, 'The file to write, e.g. stylizer.bin.', **fv)
   flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], 'Activations dtype.', **fv)
-  flags.DEFINE_list('platforms', list(exporting.DEFAULT_PLATFORMS),
-                    'Platforms to lower for (cpu, cuda, rocm, tpu).', **fv)
-  flags.DEFINE_bool('verify', True, 'Reload the file and check that it reproduces '
-                    'load_stylizer on a random photo (on this machine).', **fv)
+  flags.DEFINE_list(
+    'platforms',
+    list(exporting.DEFAULT_PLATFORMS),
+    'Platforms to lower for (cpu, cuda, rocm, tpu).',
+    **fv,
+  )
+  flags.DEFINE_bool(
+    'verify',
+    True,
+    'Reload the file and check that it reproduces '
+    'load_stylizer on a random photo (on this machine).',
+    **fv,
+  )
   flags.mark_flags_as_required(['workdir', 'output'], flag_values=flag_values)
 
 
@@ -57,17 +66,23 @@ def run(f: flags.FlagValues) -> int:
     print(f'Error: {e}', file=sys.stderr)
     return 2
   exported, weights = exporting.export_stylizer(stylizer, f.platforms)
-  exporting.save_exported(output, exported, weights,
-                          exporting.stylizer_metadata(stylizer, f.workdir, f.precision))
+  exporting.save_exported(
+    output, exported, weights, exporting.stylizer_metadata(stylizer, f.workdir, f.precision)
+  )
   size = os.path.getsize(output)
-  print(f'Wrote {output} ({size / 2**20:.1f} MiB): step {stylizer.step}, images '
-        f'{exported.in_avals[-1].shape} float32 in [-1, 1], platforms '
-        f'{", ".join(exported.platforms)}.')
+  print(
+    f'Wrote {output} ({size / 2**20:.1f} MiB): step {stylizer.step}, images '
+    f'{exported.in_avals[-1].shape} float32 in [-1, 1], platforms '
+    f'{", ".join(exported.platforms)}.'
+  )
   if f.verify:
     diff = exporting.verify(output, stylizer)
-    print('Verified: reloaded, it gives load_stylizer\'s pixels (max difference 0).'
-          if diff == 0 else f'WARNING: the reloaded file differs from load_stylizer by up '
-          f'to {diff} levels on a random photo.')
+    print(
+      "Verified: reloaded, it gives load_stylizer's pixels (max difference 0)."
+      if diff == 0
+      else f'WARNING: the reloaded file differs from load_stylizer by up '
+      f'to {diff} levels on a random photo.'
+    )
   return 0
 
 

@@ -42,8 +42,9 @@ class ExportedStylizer(inference.HostStylizer):
   `stylizer(images, options=None, **overrides)` (a `StylizeOptions`, or its
   fields as keywords), exactly as the `Stylizer` that `load_stylizer` returns."""
 
-  def __init__(self, exported: jax_export.Exported, weights: Sequence[np.ndarray],
-               metadata: dict[str, Any]):
+  def __init__(
+    self, exported: jax_export.Exported, weights: Sequence[np.ndarray], metadata: dict[str, Any]
+  ):
     self.exported = exported
     self.weights = [jax.device_put(w) for w in weights]
     self.metadata = metadata
@@ -55,8 +56,9 @@ class ExportedStylizer(inference.HostStylizer):
     return np.asarray(self._call(self.weights, jnp.asarray(batch, jnp.float32)))
 
 
-def export_stylizer(stylizer: Any, platforms: Sequence[str] = DEFAULT_PLATFORMS
-                    ) -> tuple[jax_export.Exported, list[np.ndarray]]:
+def export_stylizer(
+  stylizer: Any, platforms: Sequence[str] = DEFAULT_PLATFORMS
+) -> tuple[jax_export.Exported, list[np.ndarray]]:
   """Exports a `Stylizer`'s network with symbolic batch, height and width.
 
   Returns the Exported f(weights, images) and the weights list it takes.
@@ -71,18 +73,27 @@ def export_stylizer(stylizer: Any, platforms: Sequence[str] = DEFAULT_PLATFORMS
   f = generator.factor
   # Multiples of the factor by construction, so every downsampling divides.
   shape = jax_export.symbolic_shape(f'b, {f}*h, {f}*w, 3')
-  args = ([jax.ShapeDtypeStruct(w.shape, w.dtype) for w in weights],
-          jax.ShapeDtypeStruct(shape, jnp.float32))
+  args = (
+    [jax.ShapeDtypeStruct(w.shape, w.dtype) for w in weights],
+    jax.ShapeDtypeStruct(shape, jnp.float32),
+  )
   exported = jax_export.export(jax.jit(fn), platforms=tuple(platforms))(*args)
   return exported, weights
 
 
-def save_exported(path: str, exported: jax_export.Exported, weights: Sequence[np.ndarray],
-                  metadata: dict[str, Any]) -> None:
+def save_exported(
+  path: str, exported: jax_export.Exported, weights: Sequence[np.ndarray], metadata: dict[str, Any]
+) -> None:
   """Writes the archive (via a temporary file, so a crash leaves no partial one)."""
-  metadata = dict(metadata, format=FORMAT, version=VERSION, platforms=list(exported.platforms),
-                  num_weights=len(weights), jax_version=jax.__version__,
-                  input_shape=str(exported.in_avals[-1].shape))
+  metadata = dict(
+    metadata,
+    format=FORMAT,
+    version=VERSION,
+    platforms=list(exported.platforms),
+    num_weights=len(weights),
+    jax_version=jax.__version__,
+    input_shape=str(exported.in_avals[-1].shape),
+  )
   tmp = f'{path}.tmp'
   with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_STORED) as zf:
     zf.writestr(_METADATA, json.dumps(metadata, indent=2, sort_keys=True))
@@ -101,9 +112,11 @@ _PASS_THROUGH = (FileNotFoundError, IsADirectoryError, PermissionError, MemoryEr
 
 
 def _damaged(path: str, error: BaseException) -> ValueError:
-  return ValueError(f'{path} is not a shopstyle_jax exported stylizer or is damaged '
-                    f'({type(error).__name__}: {error}); export it again with python -m '
-                    'shopstyle_jax.export.')
+  return ValueError(
+    f'{path} is not a shopstyle_jax exported stylizer or is damaged '
+    f'({type(error).__name__}: {error}); export it again with python -m '
+    'shopstyle_jax.export.'
+  )
 
 
 def read_metadata(path: str) -> dict[str, Any]:
@@ -117,11 +130,15 @@ def read_metadata(path: str) -> dict[str, Any]:
   except Exception as e:  # pylint: disable=broad-except
     raise _damaged(path, e) from e
   if not isinstance(metadata, dict) or metadata.get('format') != FORMAT:
-    raise ValueError(f'{path} is not a shopstyle_jax exported stylizer (its metadata.json is '
-                     'not one written by python -m shopstyle_jax.export).')
+    raise ValueError(
+      f'{path} is not a shopstyle_jax exported stylizer (its metadata.json is '
+      'not one written by python -m shopstyle_jax.export).'
+    )
   if metadata.get('version', 0) > VERSION:
-    raise ValueError(f'{path} has format version {metadata["version"]}; this shopstyle_jax '
-                     f'reads up to {VERSION}: upgrade it.')
+    raise ValueError(
+      f'{path} has format version {metadata["version"]}; this shopstyle_jax '
+      f'reads up to {VERSION}: upgrade it.'
+    )
   return metadata
 
 
@@ -137,12 +154,15 @@ def load_exported(path: str) -> ExportedStylizer:
   try:
     with zipfile.ZipFile(path) as zf:
       exported = jax_export.deserialize(bytearray(zf.read(_FUNCTION)))
-      weights = [np.load(io.BytesIO(zf.read(f'{_WEIGHTS}{i:04d}.npy')), allow_pickle=False)
-                 for i in range(int(metadata['num_weights']))]
+      weights = [
+        np.load(io.BytesIO(zf.read(f'{_WEIGHTS}{i:04d}.npy')), allow_pickle=False)
+        for i in range(int(metadata['num_weights']))
+      ]
     expected = [tuple(a.shape) for a in exported.in_avals[:-1]]
     if [w.shape for w in weights] != expected:
-      raise ValueError(f'its {len(weights)} weights do not fit the function\'s '
-                       f'{len(expected)} inputs')
+      raise ValueError(
+        f"its {len(weights)} weights do not fit the function's {len(expected)} inputs"
+      )
   except _PASS_THROUGH:
     raise
   except Exception as e:  # pylint: disable=broad-except
@@ -163,23 +183,25 @@ def check_output(path: str) -> None:
       f.write('ok')
     os.remove(probe)
   except OSError as e:
-    raise ValueError(f'Cannot write {path} ({e.strerror or e}): choose another --output or fix '
-                     'the folder\'s permissions.') from e
+    raise ValueError(
+      f'Cannot write {path} ({e.strerror or e}): choose another --output or fix '
+      "the folder's permissions."
+    ) from e
 
 
 def stylizer_metadata(stylizer: Any, workdir: str, precision: str) -> dict[str, Any]:
   """What `save_exported` records about a `Stylizer` from `workdir`."""
   config = stylizer.config
   return {
-      'factor': stylizer.factor,
-      'step': stylizer.step,
-      'workdir': os.path.abspath(workdir),
-      'style': config.data.style,
-      'dataset': config.data.get('folder') or config.data.name,
-      'model': config.model.to_dict(),
-      'image_size': config.image_size,
-      'precision': precision,
-      'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+    'factor': stylizer.factor,
+    'step': stylizer.step,
+    'workdir': os.path.abspath(workdir),
+    'style': config.data.style,
+    'dataset': config.data.get('folder') or config.data.name,
+    'model': config.model.to_dict(),
+    'image_size': config.image_size,
+    'precision': precision,
+    'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
   }
 
 
@@ -187,5 +209,6 @@ def verify(path: str, stylizer: Any) -> int:
   """Reloads the file at `path` and returns the largest difference, in levels,
   between it and `stylizer` on a random photo (0: the same pixels)."""
   photo = np.random.RandomState(0).randint(
-      0, 256, (stylizer.factor + 3, stylizer.factor + 5, 3), np.uint8)
+    0, 256, (stylizer.factor + 3, stylizer.factor + 5, 3), np.uint8
+  )
   return int(np.abs(load_exported(path)(photo).astype(int) - stylizer(photo)).max())

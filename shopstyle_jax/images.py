@@ -28,8 +28,9 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
       image = image[..., None]
     image = np.repeat(image[..., :1], 3, axis=-1)  # gray (+alpha) -> RGB
   if image.ndim not in (3, 4) or image.shape[-1] not in (3, 4):
-    raise ValueError(f'Expected an image [H,W], [H,W,1|3|4] or a batch [N,H,W,3|4]; got shape '
-                     f'{image.shape}.')
+    raise ValueError(
+      f'Expected an image [H,W], [H,W,1|3|4] or a batch [N,H,W,3|4]; got shape {image.shape}.'
+    )
   image = image[..., :3]
   if image.shape[-2] == 0 or image.shape[-3] == 0:
     raise ValueError(f'Image has zero size: shape {image.shape}.')
@@ -43,8 +44,10 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
       raise ValueError('Float image contains NaN or Inf.')
     lo, hi = float(image.min()), float(image.max())
     if lo < 0.0 or hi > 1.0:
-      raise ValueError(f'Float images must be in [0, 1] (got values in [{lo:.3g}, {hi:.3g}]); '
-                       'pass uint8 [0, 255] or scale to [0, 1].')
+      raise ValueError(
+        f'Float images must be in [0, 1] (got values in [{lo:.3g}, {hi:.3g}]); '
+        'pass uint8 [0, 255] or scale to [0, 1].'
+      )
     return np.round(image * 255.0).astype(np.uint8)
   if np.issubdtype(image.dtype, np.integer) or image.dtype == bool:
     raise ValueError(f'Unsupported integer image dtype {image.dtype}; pass uint8 or uint16.')
@@ -78,12 +81,14 @@ def resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
     return images
   # Imported here: stylizers only need OpenCV for `max_side`, and exported ones may lack it.
   import cv2  # pylint: disable=g-import-not-at-top
+
   shrink = height * width < images.shape[-3] * images.shape[-2]
   interpolation = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
 
   def one(image):
     return cv2.resize(image, (width, height), interpolation=interpolation).reshape(
-        height, width, -1)
+      height, width, -1
+    )
 
   return one(images) if images.ndim == 3 else np.stack([one(im) for im in images])
 
@@ -94,8 +99,15 @@ def resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.webp', '.bmp', '.gif', '.tif', '.tiff')
 
 # Output formats: file extension -> Pillow format.
-WRITE_FORMATS = {'png': 'PNG', 'jpg': 'JPEG', 'jpeg': 'JPEG', 'webp': 'WEBP', 'bmp': 'BMP',
-                 'tif': 'TIFF', 'tiff': 'TIFF'}
+WRITE_FORMATS = {
+  'png': 'PNG',
+  'jpg': 'JPEG',
+  'jpeg': 'JPEG',
+  'webp': 'WEBP',
+  'bmp': 'BMP',
+  'tif': 'TIFF',
+  'tiff': 'TIFF',
+}
 
 # Bump when `read_image` decodes some file to other pixels: converted photo
 # folders record it, so caches made by an older reader are rebuilt.
@@ -128,8 +140,12 @@ def _is_16bit_color_png(data: bytes) -> bool:
   """Pillow decodes 16-bit RGB(A) PNGs to 8 bits by truncation; these go to OpenCV."""
   # Signature (8), IHDR length and type (8), width, height (8), bit depth, color type.
   header = data[:26]
-  return len(header) == 26 and header[:8] == _PNG_SIGNATURE and header[24] == 16 and (
-      header[25] in (2, 6))
+  return (
+    len(header) == 26
+    and header[:8] == _PNG_SIGNATURE
+    and header[24] == 16
+    and (header[25] in (2, 6))
+  )
 
 
 def _upright(array: np.ndarray, im) -> np.ndarray:
@@ -138,6 +154,7 @@ def _upright(array: np.ndarray, im) -> np.ndarray:
   is transposed, as Pillow has no 16-bit colour mode)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from PIL import ImageOps  # pylint: disable=g-import-not-at-top
+
   orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
   if orientation == 1:
     return array
@@ -190,6 +207,7 @@ def read_image(source: Source, *, draft: Optional[tuple[int, int]] = None) -> np
   """
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from PIL import ImageOps  # pylint: disable=g-import-not-at-top
+
   name = _name(source)
   try:
     if isinstance(source, bytes):
@@ -204,10 +222,11 @@ def read_image(source: Source, *, draft: Optional[tuple[int, int]] = None) -> np
       im.load()  # Decodes now, so truncated data fails here.
       if im.format == 'PNG' and im.mode in ('RGB', 'RGBA') and _is_16bit_color_png(data):
         import cv2  # pylint: disable=g-import-not-at-top
+
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if array is None:
           raise _error(name, 'OpenCV could not decode this 16-bit PNG.')
-        array = _upright(array[..., [2, 1, 0, 3][:array.shape[-1]]], im)  # BGR(A) -> RGB(A)
+        array = _upright(array[..., [2, 1, 0, 3][: array.shape[-1]]], im)  # BGR(A) -> RGB(A)
       else:
         ImageOps.exif_transpose(im, in_place=True)
         array = np.asarray(_plain_mode(im))
@@ -232,6 +251,7 @@ def read_size(source: Source) -> Optional[tuple[int, int]]:
   pixels (cheap for any size); None when Pillow cannot tell (`read_image` then
   says why)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   try:
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
       return im.size
@@ -269,11 +289,13 @@ def encode_png(image: np.ndarray) -> bytes:
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
   """uint8 RGB [H, W, 3] -> JPEG bytes (OpenCV), `quality` in [0, 100]."""
   import cv2  # pylint: disable=g-import-not-at-top
+
   return _encode(image, '.jpg', cv2.IMWRITE_JPEG_QUALITY, quality)
 
 
 def _encode(image: np.ndarray, ext: str, *params: int) -> bytes:
   import cv2  # pylint: disable=g-import-not-at-top
+
   ok, data = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), list(params))
   if not ok:
     raise RuntimeError(f'{ext} encoding failed.')
@@ -284,12 +306,13 @@ def decode_png(data: bytes) -> np.ndarray:
   """`encode_png`'s bytes -> uint8 RGB [H, W, 3]. Only for records this package
   wrote (lossless, so any decoder gives these pixels); files go to `read_image`."""
   import cv2  # pylint: disable=g-import-not-at-top
-  return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
-                      cv2.COLOR_BGR2RGB)
+
+  return cv2.cvtColor(
+    cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+  )
 
 
-def write_image(image: np.ndarray, path: str, quality: int = 95,
-                png_compression: int = 1) -> None:
+def write_image(image: np.ndarray, path: str, quality: int = 95, png_compression: int = 1) -> None:
   """Writes uint8 [H, W, 3] to `path`, in the format its extension names, atomically:
   a crash never leaves a partial file that a rerun would take as done (only a
   hidden temporary file, which `stale_temp_files` finds). The file's mode
@@ -299,12 +322,18 @@ def write_image(image: np.ndarray, path: str, quality: int = 95,
   encodes a 400x600 photo about 5x faster than Pillow's default 6, for files
   about 10% larger."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   ext = os.path.splitext(path)[1].lower().lstrip('.')
   if ext not in WRITE_FORMATS:
     raise ValueError(f'Unknown output format {ext!r}; choose one of {sorted(WRITE_FORMATS)}.')
   fmt = WRITE_FORMATS[ext]
-  options = ({'quality': quality} if fmt in ('JPEG', 'WEBP') else
-             {'compress_level': png_compression} if fmt == 'PNG' else {})
+  options = (
+    {'quality': quality}
+    if fmt in ('JPEG', 'WEBP')
+    else {'compress_level': png_compression}
+    if fmt == 'PNG'
+    else {}
+  )
   directory = os.path.dirname(path) or '.'
   os.makedirs(directory, exist_ok=True)
   fd, tmp = _create_temp(directory, os.path.basename(path))
@@ -349,6 +378,11 @@ def stale_temp_files(directory: str, names: Iterable[str]) -> list[str]:
     return []
   tail = _TEMP_RANDOM + len(_TEMP_SUFFIX)
   return sorted(
-      os.path.join(directory, e) for e in entries
-      if e.startswith('.') and e.endswith(_TEMP_SUFFIX) and len(e) > tail + 1 and
-      e[1:-tail] in names and set(e[-tail:-len(_TEMP_SUFFIX)]) <= _TEMP_CHARS)
+    os.path.join(directory, e)
+    for e in entries
+    if e.startswith('.')
+    and e.endswith(_TEMP_SUFFIX)
+    and len(e) > tail + 1
+    and e[1:-tail] in names
+    and set(e[-tail : -len(_TEMP_SUFFIX)]) <= _TEMP_CHARS
+  )

@@ -25,8 +25,17 @@ from shopstyle_jax import images as image_lib
 from shopstyle_jax.options import StylizeOptions
 from shopstyle_jax.options import resolve as resolve_options
 
-__all__ = ('HostStylizer', 'Prepared', 'StylizeOptions', 'Stylizer', 'find_checkpoint', 'finish',
-           'load_stylizer', 'prepare', 'stylize_fn')
+__all__ = (
+  'HostStylizer',
+  'Prepared',
+  'StylizeOptions',
+  'Stylizer',
+  'find_checkpoint',
+  'finish',
+  'load_stylizer',
+  'prepare',
+  'stylize_fn',
+)
 
 
 @functools.partial(jax.jit, static_argnames=('generator',))
@@ -49,9 +58,11 @@ def stylize_fn(generator: Any, variables: Any, images: jax.Array) -> jax.Array:
 def padding(height: int, width: int, factor: int) -> tuple[tuple[int, int], tuple[int, int]]:
   """Reflection padding that brings H and W to multiples of `factor`, split
   evenly between the two sides (the extra pixel, if any, after)."""
+
   def split(n):
     total = -n % factor
     return total // 2, total - total // 2
+
   return split(height), split(width)
 
 
@@ -67,7 +78,7 @@ def pad_to_multiple(images: np.ndarray, factor: int) -> tuple[np.ndarray, tuple]
 def crop(images: np.ndarray, pad: tuple) -> np.ndarray:
   """Undoes `pad_to_multiple`'s padding on [N, H, W, C]."""
   (top, bottom), (left, right) = pad
-  return images[:, top:images.shape[1] - bottom, left:images.shape[2] - right]
+  return images[:, top : images.shape[1] - bottom, left : images.shape[2] - right]
 
 
 def adjust(image, brightness: float = 0.0, contrast: float = 1.0):
@@ -96,14 +107,14 @@ class Prepared:
     size: (H, W) of the photos as given (restored after a `max_side` resize).
     single: whether one [H, W, C] image was given rather than a batch.
   """
+
   batch: np.ndarray
   pad: tuple
   size: tuple[int, int]
   single: bool
 
 
-def prepare(images: np.ndarray, factor: int,
-            options: Optional[StylizeOptions] = None) -> Prepared:
+def prepare(images: np.ndarray, factor: int, options: Optional[StylizeOptions] = None) -> Prepared:
   """Any photo or batch (see `images.to_rgb_uint8`) -> a padded [-1, 1] batch for
   the network: steps 1-3 of `StylizeOptions`."""
   options = resolve_options(options)
@@ -116,8 +127,9 @@ def prepare(images: np.ndarray, factor: int,
   return Prepared(padded, pad, size, single)
 
 
-def finish(outputs: np.ndarray, prepared: Prepared,
-           options: Optional[StylizeOptions] = None) -> np.ndarray:
+def finish(
+  outputs: np.ndarray, prepared: Prepared, options: Optional[StylizeOptions] = None
+) -> np.ndarray:
   """The network's [-1, 1] output for `prepared` -> uint8 photos of the sizes given:
   steps 5-7 of `StylizeOptions` (crop, resize back, brightness/contrast, quantise)."""
   options = resolve_options(options)
@@ -136,8 +148,9 @@ class HostStylizer:
     """float32 [N, H, W, 3] in [-1, 1], H and W multiples of `factor` -> same."""
     raise NotImplementedError
 
-  def __call__(self, images: np.ndarray, options: Optional[StylizeOptions] = None,
-               **overrides: Any) -> np.ndarray:
+  def __call__(
+    self, images: np.ndarray, options: Optional[StylizeOptions] = None, **overrides: Any
+  ) -> np.ndarray:
     """uint8 [H,W,3] or [N,H,W,3] (also gray [H,W]/[H,W,1], RGBA, uint16, float
     [0,1]) -> uint8 of the same leading shape with 3 channels.
 
@@ -163,8 +176,9 @@ class Stylizer(HostStylizer):
   attributes.
   """
 
-  def __init__(self, generator: Any, variables: Any, step: Optional[int] = None,
-               config: Any = None):
+  def __init__(
+    self, generator: Any, variables: Any, step: Optional[int] = None, config: Any = None
+  ):
     self.generator = generator
     self.variables = jax.device_put(variables)
     self.step = step
@@ -196,14 +210,16 @@ def find_checkpoint(workdir: str, step: Any = None) -> int:
   # pylint: disable=g-import-not-at-top
   from shopstyle_jax import checkpoints
   from shopstyle_jax import workdir as workdir_lib
+
   # pylint: enable=g-import-not-at-top
   step = checkpoint_step(step)
   workdir_lib.read_config(workdir)
   return checkpoints.find_step(workdir, step)
 
 
-def load_stylizer(workdir: str, step: Optional[int] = None, *,
-                  precision: Optional[str] = None) -> Stylizer:
+def load_stylizer(
+  workdir: str, step: Optional[int] = None, *, precision: Optional[str] = None
+) -> Stylizer:
   """Restores a checkpoint's generator (EMA weights when the run kept them).
 
   Args:
@@ -223,22 +239,32 @@ def load_stylizer(workdir: str, step: Optional[int] = None, *,
   from shopstyle_jax import workdir as workdir_lib
   from shopstyle_jax.models import generators
   from shopstyle_jax.models import layers
+
   # pylint: enable=g-import-not-at-top
   step = checkpoint_step(step)
   dtype = layers.precision_dtype(precision)
   config = workdir_lib.load_config(workdir)
   generator = generators.create_generator(config.model, dtype=dtype)
   tree, step = checkpoints.restore_subtree(
-      workdir, ('g_params', 'g_batch_stats', 'ema_params'), step)
-  variables = state_lib.generator_variables(tree['g_params'], tree['g_batch_stats'],
-                                           tree['ema_params'])
+    workdir, ('g_params', 'g_batch_stats', 'ema_params'), step
+  )
+  variables = state_lib.generator_variables(
+    tree['g_params'], tree['g_batch_stats'], tree['ema_params']
+  )
   _check_fits(generator, variables, workdir, step, config)
   return Stylizer(generator, variables, step, config)
 
 
 # The config.model keys that shape the generator's arrays, named in errors.
-_GENERATOR_KEYS = ('generator', 'width', 'depth', 'resnet_blocks', 'norm', 'upsample',
-                   'noise_channels')
+_GENERATOR_KEYS = (
+  'generator',
+  'width',
+  'depth',
+  'resnet_blocks',
+  'norm',
+  'upsample',
+  'noise_channels',
+)
 
 
 def _check_fits(generator: Any, variables: Any, workdir: str, step: int, config: Any) -> None:
@@ -248,18 +274,23 @@ def _check_fits(generator: Any, variables: Any, workdir: str, step: int, config:
   # pylint: disable=g-import-not-at-top
   from shopstyle_jax import checkpoints
   from shopstyle_jax import workdir as workdir_lib
+
   # pylint: enable=g-import-not-at-top
   size = generator.factor
   expected = jax.eval_shape(
-      functools.partial(generator.init, train=False), {'params': jax.random.key(0)},
-      jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+    functools.partial(generator.init, train=False),
+    {'params': jax.random.key(0)},
+    jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32),
+  )
   diffs = checkpoints.shape_differences(expected, variables)
   if diffs:
-    model = ', '.join(f'model.{k}={config.model[k]!r}' for k in _GENERATOR_KEYS
-                      if k in config.model)
+    model = ', '.join(
+      f'model.{k}={config.model[k]!r}' for k in _GENERATOR_KEYS if k in config.model
+    )
     raise ValueError(
-        f'Checkpoint step {step} of {workdir} does not fit the generator its '
-        f'{workdir_lib.CONFIG_FILE} describes ({len(diffs)} arrays differ, e.g. '
-        f'{"; ".join(diffs[:3])}): {workdir_lib.config_path(workdir)} ({model}) is not the '
-        'config of the run that wrote the checkpoint. Put back the run\'s own config.json '
-        '(or retrain).')
+      f'Checkpoint step {step} of {workdir} does not fit the generator its '
+      f'{workdir_lib.CONFIG_FILE} describes ({len(diffs)} arrays differ, e.g. '
+      f'{"; ".join(diffs[:3])}): {workdir_lib.config_path(workdir)} ({model}) is not the '
+      "config of the run that wrote the checkpoint. Put back the run's own config.json "
+      '(or retrain).'
+    )

@@ -17,10 +17,12 @@ def discriminator_loss(kind: str, real_logits: jax.Array, fake_logits: jax.Array
   mean(relu(1 - D_real)) + mean(relu(1 + D_fake)).
   """
   if kind == 'vanilla':
-    return 0.5 * (optax.sigmoid_binary_cross_entropy(real_logits, 1.0).mean()
-                  + optax.sigmoid_binary_cross_entropy(fake_logits, 0.0).mean())
+    return 0.5 * (
+      optax.sigmoid_binary_cross_entropy(real_logits, 1.0).mean()
+      + optax.sigmoid_binary_cross_entropy(fake_logits, 0.0).mean()
+    )
   if kind == 'lsgan':
-    return 0.5 * (jnp.mean((real_logits - 1.0) ** 2) + jnp.mean(fake_logits ** 2))
+    return 0.5 * (jnp.mean((real_logits - 1.0) ** 2) + jnp.mean(fake_logits**2))
   if kind == 'hinge':
     return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
   raise ValueError(f'Unknown config.loss.gan {kind!r}; allowed: {GAN_LOSSES}.')
@@ -47,8 +49,13 @@ def l1(a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.mean(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32)))
 
 
-def perceptual(features: Callable[[jax.Array], Mapping[str, jax.Array]], a: jax.Array,
-               b: jax.Array, layers: Sequence[str], weights: Sequence[float]) -> jax.Array:
+def perceptual(
+  features: Callable[[jax.Array], Mapping[str, jax.Array]],
+  a: jax.Array,
+  b: jax.Array,
+  layers: Sequence[str],
+  weights: Sequence[float],
+) -> jax.Array:
   """sum_l w_l * mean|phi_l(a) - phi_l(b)| (pix2pixHD's VGG loss).
 
   `features` maps images to a dict of feature maps (the frozen VGG19). Both
@@ -89,9 +96,12 @@ def gram(features: jax.Array) -> jax.Array:
   return jnp.einsum('npc,npd->ncd', f, f, precision=_HIGHEST) / (c * h * w)
 
 
-def style_loss(features_out: Mapping[str, jax.Array], features_style: Mapping[str, jax.Array],
-               layers: Sequence[str],
-               layer_weights: Optional[Sequence[float]] = None) -> jax.Array:
+def style_loss(
+  features_out: Mapping[str, jax.Array],
+  features_style: Mapping[str, jax.Array],
+  layers: Sequence[str],
+  layer_weights: Optional[Sequence[float]] = None,
+) -> jax.Array:
   """sum_l w_l * mean((gram(out_l) - gram(style_l))^2), mean over [N, C, C].
 
   Example i of the output is compared with example i of the style batch; a
@@ -104,15 +114,20 @@ def style_loss(features_out: Mapping[str, jax.Array], features_style: Mapping[st
     g_out = gram(features_out[name])
     g_style = jax.lax.stop_gradient(gram(features_style[name]))
     if g_style.shape[0] not in (1, g_out.shape[0]):
-      raise ValueError(f'Style batch {g_style.shape[0]} at {name!r} is neither 1 nor the '
-                       f'output batch {g_out.shape[0]}.')
+      raise ValueError(
+        f'Style batch {g_style.shape[0]} at {name!r} is neither 1 nor the '
+        f'output batch {g_out.shape[0]}.'
+      )
     total += w * jnp.mean((g_out - g_style) ** 2)
   return total
 
 
-def content_loss(features_out: Mapping[str, jax.Array], features_photo: Mapping[str, jax.Array],
-                 layers: Sequence[str],
-                 layer_weights: Optional[Sequence[float]] = None) -> jax.Array:
+def content_loss(
+  features_out: Mapping[str, jax.Array],
+  features_photo: Mapping[str, jax.Array],
+  layers: Sequence[str],
+  layer_weights: Optional[Sequence[float]] = None,
+) -> jax.Array:
   """sum_l w_l * mean((out_l - photo_l)^2) over [N, H, W, C] (Johnson et al.'s feature loss).
 
   The photo side carries no gradient. Weights default to 1.0 per layer.
@@ -160,8 +175,9 @@ def patch_nce(feat_q: jax.Array, feat_k: jax.Array, tau: float = 0.07) -> jax.Ar
   (CUT's nce_includes_all_negatives_from_minibatch=False).
   """
   if feat_q.ndim != 3 or feat_q.shape != feat_k.shape:
-    raise ValueError(f'patch_nce expects equal [B, P, C] shapes, got {feat_q.shape} and '
-                     f'{feat_k.shape}.')
+    raise ValueError(
+      f'patch_nce expects equal [B, P, C] shapes, got {feat_q.shape} and {feat_k.shape}.'
+    )
   q = feat_q.astype(jnp.float32)
   k = jax.lax.stop_gradient(feat_k.astype(jnp.float32))
   num_patches = q.shape[1]

@@ -36,6 +36,7 @@ class StylizeOptions:
     max_side: stylize photos whose longer side exceeds this many pixels at that
       size (faster), and return them at their own size; None (default) for no limit.
   """
+
   brightness: float = 0.0
   contrast: float = 1.0
   max_side: Optional[int] = None
@@ -43,12 +44,15 @@ class StylizeOptions:
   def __post_init__(self):
     brightness = _number('brightness', self.brightness)
     if not -1.0 <= brightness <= 1.0:
-      raise ValueError(f'brightness={brightness} must be in [-1, 1] (it is added to images in '
-                       '[-1, 1]; 0 = unchanged).')
+      raise ValueError(
+        f'brightness={brightness} must be in [-1, 1] (it is added to images in '
+        '[-1, 1]; 0 = unchanged).'
+      )
     contrast = _number('contrast', self.contrast)
     if not contrast >= 0.0:
-      raise ValueError(f'contrast={contrast} must be >= 0 (a factor around mid-grey; 1 = '
-                       'unchanged).')
+      raise ValueError(
+        f'contrast={contrast} must be >= 0 (a factor around mid-grey; 1 = unchanged).'
+      )
     max_side = self.max_side
     if max_side is not None:
       if isinstance(max_side, bool) or not isinstance(max_side, numbers.Integral):
@@ -79,8 +83,9 @@ def resolve(options: Optional[StylizeOptions] = None, **overrides: Any) -> Styli
     raise TypeError(f'options={options!r} must be a StylizeOptions.')
   unknown = sorted(set(overrides) - set(FIELDS))
   if unknown:
-    raise TypeError(f'Unknown stylize option(s) {", ".join(unknown)}; the options are '
-                    f'{", ".join(FIELDS)}.')
+    raise TypeError(
+      f'Unknown stylize option(s) {", ".join(unknown)}; the options are {", ".join(FIELDS)}.'
+    )
   return dataclasses.replace(options, **overrides) if overrides else options
 
 

@@ -1,11 +1,12 @@
 """Process-level set-up: cache directories, JAX's persistent compilation cache,
 log filters, and the memory this process may still use."""
 
-import logging
+import logging as std_logging  # Filters on the handlers of the standard library.
 import os
 from typing import Any, Optional
 
 import jax
+from absl import logging
 
 
 def cache_root() -> str:
@@ -43,7 +44,7 @@ def enable_compilation_cache() -> None:
     logging.warning('Compilation cache disabled (%s).', e)
 
 
-class _DropLibraryInfo(logging.Filter):
+class _DropLibraryInfo(std_logging.Filter):
   """Drops INFO/DEBUG records logged from inside the given libraries, and the
   tracebacks of their errors (each background thread of a failed checkpoint
   write logs its own; the message stays, and the caller reports the failure)."""
@@ -52,19 +53,20 @@ class _DropLibraryInfo(logging.Filter):
     super().__init__()
     self._markers = tuple(f'{os.sep}{p}{os.sep}' for p in packages)
 
-  def filter(self, record: logging.LogRecord) -> bool:
+  def filter(self, record: std_logging.LogRecord) -> bool:
     if not any(m in record.pathname for m in self._markers):
       return True
     if record.exc_info or record.exc_text:
       record.exc_info, record.exc_text = None, None
-    return record.levelno >= logging.WARNING
+    return record.levelno >= std_logging.WARNING
 
 
-def quiet_library_logs(packages: tuple[str, ...] = ('orbax', 'grain', 'tensorflow_datasets')
-                       ) -> None:
+def quiet_library_logs(
+  packages: tuple[str, ...] = ('orbax', 'grain', 'tensorflow_datasets'),
+) -> None:
   """Keeps the console readable: these libraries log every checkpoint step at INFO."""
   flt = _DropLibraryInfo(packages)
-  for handler in logging.getLogger().handlers:
+  for handler in std_logging.getLogger().handlers:
     if not any(isinstance(f, _DropLibraryInfo) for f in handler.filters):
       handler.addFilter(flt)
 
@@ -81,9 +83,14 @@ _NO_LIMIT = 2**60
 # (root, controller, limit file, usage file, reclaimable page cache in memory.stat)
 # for cgroup v2 and v1.
 _CGROUP_LAYOUTS = (
-    ('/sys/fs/cgroup', '', 'memory.max', 'memory.current', 'inactive_file'),
-    ('/sys/fs/cgroup/memory', 'memory', 'memory.limit_in_bytes', 'memory.usage_in_bytes',
-     'total_inactive_file'),
+  ('/sys/fs/cgroup', '', 'memory.max', 'memory.current', 'inactive_file'),
+  (
+    '/sys/fs/cgroup/memory',
+    'memory',
+    'memory.limit_in_bytes',
+    'memory.usage_in_bytes',
+    'total_inactive_file',
+  ),
 )
 
 
@@ -143,8 +150,11 @@ def _cgroup_available() -> Optional[tuple[int, str]]:
       free = max(limit - usage + _stat(os.path.join(folder, 'memory.stat'), reclaimable), 0)
       free = min(free, limit)
       if best is None or free < best[0]:
-        best = (free, f'the cgroup memory limit {os.path.join(folder, limit_file)} '
-                      f'({limit / 2**30:.1f} GiB, {usage / 2**30:.1f} GiB in use)')
+        best = (
+          free,
+          f'the cgroup memory limit {os.path.join(folder, limit_file)} '
+          f'({limit / 2**30:.1f} GiB, {usage / 2**30:.1f} GiB in use)',
+        )
   return best
 
 

@@ -36,6 +36,7 @@ class TrainState:
   `*_batch_stats` are empty dicts when the networks have no batch norm;
   `ema_params` is an empty dict when `config.ema_decay` is 0.
   """
+
   step: jax.Array
   g_params: Params
   g_batch_stats: Params
@@ -47,8 +48,9 @@ class TrainState:
 
   def generator_variables(self, use_ema: bool = True) -> dict:
     """The variables `stylize_fn` needs: EMA weights when there are any."""
-    return generator_variables(self.g_params, self.g_batch_stats,
-                               self.ema_params if use_ema else None)
+    return generator_variables(
+      self.g_params, self.g_batch_stats, self.ema_params if use_ema else None
+    )
 
 
 def variables(params: Params, batch_stats: Params) -> dict:
@@ -56,8 +58,7 @@ def variables(params: Params, batch_stats: Params) -> dict:
   return {'params': params, 'batch_stats': batch_stats} if batch_stats else {'params': params}
 
 
-def generator_variables(g_params: Params, g_batch_stats: Params, ema_params: Params = None
-                        ) -> dict:
+def generator_variables(g_params: Params, g_batch_stats: Params, ema_params: Params = None) -> dict:
   """The generator's variables for inference (eval, stylizers, export): the EMA
   weights when the run kept them (`ema_params` not empty), else `g_params`."""
   return variables(ema_params or g_params, g_batch_stats)
@@ -69,18 +70,18 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   total = config.num_train_steps
   start = int(round(total * config.optimizer.decay_start_fraction))
   return optax.join_schedules(
-      [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, max(total - start, 1))],
-      [start])
+    [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, max(total - start, 1))], [start]
+  )
 
 
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """Adam, as pix2pix, for both networks."""
-  return optax.adam(learning_rate_schedule(config), b1=config.optimizer.b1,
-                    b2=config.optimizer.b2)
+  return optax.adam(learning_rate_schedule(config), b1=config.optimizer.b1, b2=config.optimizer.b2)
 
 
-def create_train_state(config: ml_collections.ConfigDict, generator: nn.Module,
-                       discriminator: nn.Module, rng: jax.Array) -> TrainState:
+def create_train_state(
+  config: ml_collections.ConfigDict, generator: nn.Module, discriminator: nn.Module, rng: jax.Array
+) -> TrainState:
   """Initialises both networks on a dummy batch of the configured size."""
   g_rng, d_rng = jax.random.split(rng)
   shape = (1, config.image_size, config.image_size, 3)
@@ -90,12 +91,12 @@ def create_train_state(config: ml_collections.ConfigDict, generator: nn.Module,
   tx = create_optimizer(config)
   g_params, d_params = g_vars['params'], d_vars['params']
   return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      g_params=g_params,
-      g_batch_stats=g_vars.get('batch_stats', {}),
-      g_opt_state=tx.init(g_params),
-      d_params=d_params,
-      d_batch_stats=d_vars.get('batch_stats', {}),
-      d_opt_state=tx.init(d_params),
-      ema_params=jax.tree.map(jnp.copy, g_params) if config.ema_decay > 0 else {},
+    step=jnp.zeros((), jnp.int32),
+    g_params=g_params,
+    g_batch_stats=g_vars.get('batch_stats', {}),
+    g_opt_state=tx.init(g_params),
+    d_params=d_params,
+    d_batch_stats=d_vars.get('batch_stats', {}),
+    d_opt_state=tx.init(d_params),
+    ema_params=jax.tree.map(jnp.copy, g_params) if config.ema_decay > 0 else {},
   )

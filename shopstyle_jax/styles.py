@@ -26,9 +26,7 @@ _REFERENCE_SIZE = 256.0
 
 def _check_photo(photo: np.ndarray) -> None:
   if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[-1] != 3:
-    raise ValueError(
-        f'Expected a uint8 [H, W, 3] RGB image, got {photo.dtype} '
-        f'{photo.shape}.')
+    raise ValueError(f'Expected a uint8 [H, W, 3] RGB image, got {photo.dtype} {photo.shape}.')
 
 
 def _luminance(photo: np.ndarray) -> np.ndarray:
@@ -37,8 +35,9 @@ def _luminance(photo: np.ndarray) -> np.ndarray:
 
 
 def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
-  return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma,
-                          borderType=cv2.BORDER_REPLICATE)
+  return cv2.GaussianBlur(
+    image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE
+  )
 
 
 @functools.lru_cache(maxsize=8)
@@ -77,8 +76,7 @@ def sketch(photo: np.ndarray) -> np.ndarray:
   sigma = max(0.5, 0.9 * scale)
   k, tau, eps, phi = 1.6, 0.985, -0.004, 110.0
   response = _blur(gray, sigma) - tau * _blur(gray, k * sigma)
-  lines = np.where(response >= eps, 1.0,
-                   1.0 + np.tanh(phi * (response - eps))).astype(np.float32)
+  lines = np.where(response >= eps, 1.0, 1.0 + np.tanh(phi * (response - eps))).astype(np.float32)
   lines = np.clip(lines, 0.0, 1.0)
   # Soften slightly: graphite strokes are not pixel-hard.
   lines = _blur(lines, max(0.35, 0.5 * scale))
@@ -106,12 +104,10 @@ def _to_uint8(rgb: np.ndarray) -> np.ndarray:
   return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _box(image: np.ndarray, radius: int,
-         anchor: tuple[int, int] = (-1, -1)) -> np.ndarray:
+def _box(image: np.ndarray, radius: int, anchor: tuple[int, int] = (-1, -1)) -> np.ndarray:
   """Mean over the centred (2r+1)^2 window, or the (r+1)^2 one at `anchor`."""
   size = 2 * radius + 1 if anchor == (-1, -1) else radius + 1
-  return cv2.boxFilter(image, -1, (size, size), anchor=anchor,
-                       borderType=cv2.BORDER_REFLECT)
+  return cv2.boxFilter(image, -1, (size, size), anchor=anchor, borderType=cv2.BORDER_REFLECT)
 
 
 @functools.lru_cache(maxsize=16)
@@ -130,8 +126,7 @@ def _noise(height: int, width: int, sigma: float, seed: int) -> np.ndarray:
   return noise
 
 
-def _guided_filter(image: np.ndarray, guide: np.ndarray, radius: int,
-                   eps: float) -> np.ndarray:
+def _guided_filter(image: np.ndarray, guide: np.ndarray, radius: int, eps: float) -> np.ndarray:
   """Edge-preserving smoothing of float [H, W, C] `image` (He et al., 2010).
 
   Locally `image ~ a * guide + b`: flat where the guide is flat, keeps the
@@ -180,8 +175,7 @@ def watercolor(photo: np.ndarray) -> np.ndarray:
   map_y = _noise(height, width, max(2.0, 8.0 * scale), 14) * amplitude
   map_x = map_x + np.arange(width, dtype=np.float32)[None, :]
   map_y = map_y + np.arange(height, dtype=np.float32)[:, None]
-  wash = cv2.remap(wash, map_x, map_y, cv2.INTER_LINEAR,
-                   borderMode=cv2.BORDER_REFLECT)
+  wash = cv2.remap(wash, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
   wash = _to_paper(_blur(wash, max(0.5, 0.7 * scale)), 0.88)
   # Transparent pigment: at most 85% of the way from paper to the colour.
   colour = 1.0 - 0.85 * (1.0 - wash)
@@ -211,8 +205,7 @@ def _kuwahara(image: np.ndarray, gray: np.ndarray, radius: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _brush_strokes(height: int, width: int, length: int,
-                   bristle: float) -> np.ndarray:
+def _brush_strokes(height: int, width: int, length: int, bristle: float) -> np.ndarray:
   """Fixed stroke textures along 0, 45, 90 and 135 degrees, [4, H, W]."""
   noise = _noise(height, width, bristle, 21)
   textures = []
@@ -220,10 +213,14 @@ def _brush_strokes(height: int, width: int, length: int,
   for angle in (0, 45, 90, 135):
     kernel = np.zeros((length, length), np.float32)
     dx, dy = np.cos(np.radians(angle)) * c, np.sin(np.radians(angle)) * c
-    cv2.line(kernel, (int(round(c - dx)), int(round(c - dy))),
-             (int(round(c + dx)), int(round(c + dy))), 1.0, 1)
-    t = cv2.filter2D(noise, -1, kernel / kernel.sum(),
-                     borderType=cv2.BORDER_REFLECT)
+    cv2.line(
+      kernel,
+      (int(round(c - dx)), int(round(c - dy))),
+      (int(round(c + dx)), int(round(c + dy))),
+      1.0,
+      1,
+    )
+    t = cv2.filter2D(noise, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT)
     textures.append((t - t.mean()) / (t.std() + 1e-6))
   out = np.stack(textures)
   out.setflags(write=False)
@@ -257,8 +254,7 @@ def oil(photo: np.ndarray) -> np.ndarray:
   # Oriented luminance slope per pixel (root of the eigenvalue gap).
   coherence = np.sqrt(np.hypot(jxx - jyy, 2 * jxy))
   bins = np.where(coherence > 0.01, bins, 3)
-  strokes = _brush_strokes(height, width, max(3, int(round(19 * scale))),
-                           max(0.5, 1.0 * scale))
+  strokes = _brush_strokes(height, width, max(3, int(round(19 * scale))), max(0.5, 1.0 * scale))
   relief = np.take_along_axis(strokes, bins[None], axis=0)[0]
   hx = cv2.Sobel(relief, cv2.CV_32F, 1, 0, ksize=3)
   hy = cv2.Sobel(relief, cv2.CV_32F, 0, 1, ksize=3)
@@ -294,10 +290,10 @@ def cartoon(photo: np.ndarray) -> np.ndarray:
 
 
 RENDERERS: dict[str, Renderer] = {
-    'sketch': sketch,
-    'watercolor': watercolor,
-    'oil': oil,
-    'cartoon': cartoon,
+  'sketch': sketch,
+  'watercolor': watercolor,
+  'oil': oil,
+  'cartoon': cartoon,
 }
 
 
@@ -307,6 +303,6 @@ def render(style: str, photo: np.ndarray) -> np.ndarray:
     renderer = RENDERERS[style]
   except KeyError:
     raise ValueError(
-        f'Unknown style {style!r}; allowed styles: '
-        f'{", ".join(sorted(RENDERERS))}.') from None
+      f'Unknown style {style!r}; allowed styles: {", ".join(sorted(RENDERERS))}.'
+    ) from None
   return renderer(photo)

@@ -12,13 +12,13 @@ Mistakes in the flags, the workdir, the input or the output folder are one
 `Error: ...` line and exit status 2, found before the model loads.
 """
 
-import logging
 import os
 import sys
 from typing import Any, Sequence
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from shopstyle_jax import batch
 from shopstyle_jax import images as image_lib
@@ -42,26 +42,48 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   fv = {'flag_values': flag_values}
   flags.DEFINE_string('workdir', None, 'Training workdir (config.json + checkpoints/).', **fv)
   flags.DEFINE_integer('step', None, 'Checkpoint step; the latest by default.', **fv)
-  flags.DEFINE_string('input', None,
-                      'An image file, a folder (recursive) or a text file of paths.', **fv)
+  flags.DEFINE_string(
+    'input', None, 'An image file, a folder (recursive) or a text file of paths.', **fv
+  )
   flags.DEFINE_string('output', None, 'Folder for the stylized images (created).', **fv)
   flags.DEFINE_enum('format', 'png', sorted(image_lib.WRITE_FORMATS), 'Output format.', **fv)
-  flags.DEFINE_integer('quality', 95, 'JPEG/WebP quality.', lower_bound=1, upper_bound=100,
-                       **fv)
-  flags.DEFINE_integer('png_compression', 1, 'PNG zlib level: 1 is fast, 9 smallest.',
-                       lower_bound=0, upper_bound=9, **fv)
+  flags.DEFINE_integer('quality', 95, 'JPEG/WebP quality.', lower_bound=1, upper_bound=100, **fv)
+  flags.DEFINE_integer(
+    'png_compression',
+    1,
+    'PNG zlib level: 1 is fast, 9 smallest.',
+    lower_bound=0,
+    upper_bound=9,
+    **fv,
+  )
   flags.DEFINE_bool('overwrite', False, 'Redo outputs that already exist.', **fv)
   # The stylize options are checked by StylizeOptions, the one definition.
-  flags.DEFINE_integer('max_side', None, 'Stylize photos whose longer side exceeds this at '
-                       'that size, then resize the result back to the original size.', **fv)
+  flags.DEFINE_integer(
+    'max_side',
+    None,
+    'Stylize photos whose longer side exceeds this at '
+    'that size, then resize the result back to the original size.',
+    **fv,
+  )
   flags.DEFINE_float('brightness', 0.0, 'Added to the stylized image in [-1, 1].', **fv)
   flags.DEFINE_float('contrast', 1.0, 'Factor around mid-grey, >= 0.', **fv)
   flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], 'Activations dtype.', **fv)
-  flags.DEFINE_integer('batch_size', None, 'Photos per network call over all local devices '
-                       '(rounded up to a multiple of their number); default 1 per device '
-                       'on CPU, 8 per device on GPU/TPU.', lower_bound=1, **fv)
-  flags.DEFINE_integer('workers', None, 'Decoding and encoding threads each; default '
-                       'the CPU count, at most 16.', lower_bound=1, **fv)
+  flags.DEFINE_integer(
+    'batch_size',
+    None,
+    'Photos per network call over all local devices '
+    '(rounded up to a multiple of their number); default 1 per device '
+    'on CPU, 8 per device on GPU/TPU.',
+    lower_bound=1,
+    **fv,
+  )
+  flags.DEFINE_integer(
+    'workers',
+    None,
+    'Decoding and encoding threads each; default the CPU count, at most 16.',
+    lower_bound=1,
+    **fv,
+  )
   flags.DEFINE_bool('strict', False, 'Exit with status 1 when any file failed.', **fv)
   flags.mark_flags_as_required(['workdir', 'input', 'output'], flag_values=flag_values)
 
@@ -76,15 +98,16 @@ def run(f: flags.FlagValues) -> int:
     step = inference.find_checkpoint(f.workdir, f.step)
     root, paths = batch.find_inputs(f.input, exclude=output)
     if os.path.isdir(f.input) and os.path.realpath(root) == os.path.realpath(output):
-      raise ValueError('--output is the input folder: outputs would mix with the photos and be '
-                       'read as inputs by the next run. Choose another folder (a subfolder '
-                       'is fine).')
+      raise ValueError(
+        '--output is the input folder: outputs would mix with the photos and be '
+        'read as inputs by the next run. Choose another folder (a subfolder '
+        'is fine).'
+      )
     if os.path.exists(output) and not os.path.isdir(output):
       raise ValueError(f'--output={output} exists and is not a folder.')
     jobs = batch.plan_jobs(root, paths, output, f.format)
     if not jobs:
-      print(f'No images found in {f.input} (extensions: '
-            f'{", ".join(image_lib.IMAGE_EXTENSIONS)}).')
+      print(f'No images found in {f.input} (extensions: {", ".join(image_lib.IMAGE_EXTENSIONS)}).')
       return 1
     removed = batch.remove_stale_temp_files(jobs)
     if removed:
@@ -100,19 +123,32 @@ def run(f: flags.FlagValues) -> int:
   if todo:
     devices = batch.default_devices()
     batch_size = f.batch_size or batch.default_batch_size(devices)
-    logging.info('Checkpoint step %d; %d photos to stylize (%d already done) on %d %s '
-                 'device(s), batches of %d.', stylizer.step, len(todo), len(jobs) - len(todo),
-                 len(devices), devices[0].platform, batch_size)
+    logging.info(
+      'Checkpoint step %d; %d photos to stylize (%d already done) on %d %s '
+      'device(s), batches of %d.',
+      stylizer.step,
+      len(todo),
+      len(jobs) - len(todo),
+      len(devices),
+      devices[0].platform,
+      batch_size,
+    )
     progress = batch.Progress(len(todo))
     summary = batch.stylize_files(
-        stylizer, todo, options=options, batch_size=batch_size, devices=devices,
-        quality=f.quality, png_compression=f.png_compression,
-        workers=f.workers or min(16, os.cpu_count() or 1), progress=progress,
-        report=progress.message)
+      stylizer,
+      todo,
+      options=options,
+      batch_size=batch_size,
+      devices=devices,
+      quality=f.quality,
+      png_compression=f.png_compression,
+      workers=f.workers or min(16, os.cpu_count() or 1),
+      progress=progress,
+      report=progress.message,
+    )
     rate = progress.close()
   summary.skipped = len(jobs) - len(todo)
-  print(f'Stylized {f.input} -> {output}: {summary}' +
-        (f' {rate:.2f} images/s.' if rate else ''))
+  print(f'Stylized {f.input} -> {output}: {summary}' + (f' {rate:.2f} images/s.' if rate else ''))
   for name, reason in summary.failed:
     print(f'  failed: {name}: {reason}')
   return 1 if summary.failed and f.strict else 0

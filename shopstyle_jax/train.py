@@ -8,7 +8,7 @@ photo -> style generator where inference and eval look for it.
 
 import contextlib
 import json
-import logging
+import logging as std_logging  # Only to flush its handlers on a hard exit.
 import os
 import signal
 import socket
@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
 from etils import epath
@@ -29,10 +30,9 @@ from jax.experimental import multihost_utils
 from shopstyle_jax import checkpoints
 from shopstyle_jax import config_lib
 from shopstyle_jax import evaluation
-from shopstyle_jax import inference
+from shopstyle_jax import methods
 from shopstyle_jax import parallel
 from shopstyle_jax import runtime
-from shopstyle_jax import methods
 from shopstyle_jax import state as state_lib
 from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax import workdir_lock
@@ -57,8 +57,10 @@ def _vgg_setup(config, writer) -> tuple[Any, Any, Optional[str]]:
     return None, None, None
   from shopstyle_jax import weights  # pylint: disable=g-import-not-at-top
   from shopstyle_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
+
   params, description = weights.load_vgg19_params(
-      config.loss.vgg_weights, vgg_layers, seed=config.seed)
+    config.loss.vgg_weights, vgg_layers, seed=config.seed
+  )
   logging.info('VGG19 weights for the loss terms: %s', description)
   writer.write_texts(0, {'vgg19_weights': description})
   vgg = vgg_lib.VGG19(layers=vgg_layers, dtype=layers.precision_dtype(config.precision))
@@ -133,16 +135,18 @@ class _StopRequest:
         self._hard_exit(130)
     if self.received is None:
       self.received = signum
-      logging.warning('Received %s: saving a checkpoint after this step, then exiting%s.',
-                      signal.Signals(signum).name, ' (Ctrl-C again to exit at once, without '
-                      'saving)' if signum == signal.SIGINT else '')
+      logging.warning(
+        'Received %s: saving a checkpoint after this step, then exiting%s.',
+        signal.Signals(signum).name,
+        ' (Ctrl-C again to exit at once, without saving)' if signum == signal.SIGINT else '',
+      )
 
   def _hard_exit(self, code: int) -> None:
     """Exits now, from this thread: no exception unwinds through XLA."""
     try:
       self._before_hard_exit()
     finally:
-      for handler in logging.getLogger().handlers:
+      for handler in std_logging.getLogger().handlers:
         handler.flush()
       sys.stdout.flush()
       sys.stderr.flush()
@@ -198,31 +202,27 @@ def _init_from(config, state: Any) -> Any:
     for path, leaf in ours:
       other = theirs.get(path)
       if other is None or other.shape != leaf.shape:
-        mismatches.append(f'{key}{jax.tree_util.keystr(path)}: ours {leaf.shape}, '
-                          f'theirs {None if other is None else other.shape}')
+        mismatches.append(
+          f'{key}{jax.tree_util.keystr(path)}: ours {leaf.shape}, '
+          f'theirs {None if other is None else other.shape}'
+        )
     if len(theirs) != len(ours):
       mismatches.append(f'{key}: {len(ours)} arrays here, {len(theirs)} in {source}')
   if mismatches:
     raise ValueError(
-        f'config.init_from={config.init_from}: the networks do not match this config '
-        f'({len(mismatches)} differences, e.g. {"; ".join(mismatches[:3])}). Use the same '
-        'config.model.* as the run you start from.')
-  loaded = {k: jax.tree.map(lambda ours, v: jnp.asarray(v, ours.dtype), getattr(state, k),
-                            tree[k]) for k in keys}
+      f'config.init_from={config.init_from}: the networks do not match this config '
+      f'({len(mismatches)} differences, e.g. {"; ".join(mismatches[:3])}). Use the same '
+      'config.model.* as the run you start from.'
+    )
+  loaded = {
+    k: jax.tree.map(lambda ours, v: jnp.asarray(v, ours.dtype), getattr(state, k), tree[k])
+    for k in keys
+  }
   state = state.replace(**loaded)
   if config.ema_decay > 0:
     state = state.replace(ema_params=loaded['g_params'])
   logging.info('Initialised both networks from %s (step %d).', source, step)
   return state
-
-
-def _saved_config(workdir: str) -> Optional[dict]:
-  """The config.json an earlier run wrote into `workdir`, if any."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
 
 
 class InsufficientMemoryError(MemoryError):
@@ -243,21 +243,24 @@ def _compile_within_memory(jitted: Any, args: tuple, what: str, advice: str) -> 
   available = runtime.available_memory(None if on_host else device)
   need = 0
   if analysis is not None:
-    need = (analysis.temp_size_in_bytes + analysis.output_size_in_bytes -
-            analysis.alias_size_in_bytes) * (jax.local_device_count() if on_host else 1)
+    need = (
+      analysis.temp_size_in_bytes + analysis.output_size_in_bytes - analysis.alias_size_in_bytes
+    ) * (jax.local_device_count() if on_host else 1)
   short = bool(available and need > available[0])
   if jax.process_count() > 1:
     anyone = np.ravel(multihost_utils.process_allgather(np.int32(short)))
     if not short and anyone.any():
       raise InsufficientMemoryError(
-          f'{what}: process(es) {", ".join(str(i) for i in np.flatnonzero(anyone))} have too '
-          f'little memory for it (see their logs). {advice}')
+        f'{what}: process(es) {", ".join(str(i) for i in np.flatnonzero(anyone))} have too '
+        f'little memory for it (see their logs). {advice}'
+      )
   if short:
     where = 'on the host, for all its CPU devices' if on_host else 'per device'
     raise InsufficientMemoryError(
-        f'{what} needs about {runtime.size_text(need)} {where} (XLA\'s estimate of the '
-        f'compiled program\'s buffers), more than the {runtime.size_text(available[0])} '
-        f'available ({available[1]}). {advice}')
+      f"{what} needs about {runtime.size_text(need)} {where} (XLA's estimate of the "
+      f"compiled program's buffers), more than the {runtime.size_text(available[0])} "
+      f'available ({available[1]}). {advice}'
+    )
   return compiled
 
 
@@ -275,7 +278,8 @@ def _lock_workdir(workdir: str) -> Optional[workdir_lock.WorkdirLock]:
     locked = multihost_utils.process_allgather(np.int32(error is None))
     if error is None and not np.all(locked):
       error = workdir_lock.WorkdirInUseError(
-          f'Process 0 could not lock workdir {workdir} (see its log): another run uses it.')
+        f'Process 0 could not lock workdir {workdir} (see its log): another run uses it.'
+      )
   if error is not None:
     raise error
   return lock
@@ -291,8 +295,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
     return _train(config, workdir, cleanup)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str,
-           cleanup: contextlib.ExitStack) -> Any:
+def _train(config: ml_collections.ConfigDict, workdir: str, cleanup: contextlib.ExitStack) -> Any:
   """`train_and_evaluate` in a resolved `workdir`; `cleanup` releases what it holds."""
   is_main = jax.process_index() == 0
   mesh = parallel.create_mesh()
@@ -303,8 +306,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
   replicated = parallel.replicated(mesh)
   init = jax.jit(lambda rng: method.create_state(config, models, rng), out_shardings=replicated)
   abstract_state = jax.eval_shape(init, state_lib.prng_key(config.seed))
-  checkpoints.check_workdir(workdir, checkpoints.state_bytes(abstract_state),
-                            keep=config.keep_checkpoints)
+  checkpoints.check_workdir(
+    workdir, checkpoints.state_bytes(abstract_state), keep=config.keep_checkpoints
+  )
   lock = _lock_workdir(workdir)  # Before anything in it is changed.
   if lock is not None:
     cleanup.callback(lock.release)
@@ -315,19 +319,28 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
   if is_main:
     unfinished = checkpoints.remove_unfinished(workdir)
     if unfinished:
-      logging.warning('Removed %d unfinished checkpoint(s) an interrupted run left in %s: %s.',
-                      len(unfinished), checkpoints.checkpoint_dir(workdir), ', '.join(unfinished))
+      logging.warning(
+        'Removed %d unfinished checkpoint(s) an interrupted run left in %s: %s.',
+        len(unfinished),
+        checkpoints.checkpoint_dir(workdir),
+        ', '.join(unfinished),
+      )
 
-  saved_config = _saved_config(workdir)  # What the run was, if it has run.
+  # What the run was, if it has run (before config.json is rewritten).
+  saved_config = (
+    workdir_lib.read_config(workdir).to_dict() if workdir_lib.is_workdir(workdir) else None
+  )
   abstract_state = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state
+  )
   manager = checkpoints.create_manager(workdir, keep=config.keep_checkpoints)
   restored = None
   if manager.latest_step() is not None:
     # Before config.json is written (a config that does not fit the checkpoints
     # never replaces the run's own) and before the data, which may take long to build.
-    restored = checkpoints.restore_newest_intact(manager, abstract_state,
-                                                 retired=state_lib.RETIRED_FIELDS)
+    restored = checkpoints.restore_newest_intact(
+      manager, abstract_state, retired=state_lib.RETIRED_FIELDS
+    )
 
   # Data next: a missing dataset or folder fails before anything compiles.
   pipeline.prepare(config)
@@ -335,8 +348,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
   eval_batches = pipeline.create_eval_batches(config, jax.process_index(), jax.process_count())
 
   # Only process 0 writes events and console progress; the others write nothing.
-  writer = (metric_writers.create_default_writer(workdir) if is_main
-            else metric_writers.MultiWriter([]))
+  writer = (
+    metric_writers.create_default_writer(workdir) if is_main else metric_writers.MultiWriter([])
+  )
   vgg, vgg_params, vgg_description = _vgg_setup(config, writer)
 
   if restored is not None:
@@ -346,26 +360,49 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     logging.info('Resumed from the checkpoint at step %d.', step)
     changed = workdir_lib.data_source_differences(saved_config, config) if saved_config else []
     if changed:
-      logging.warning('Resuming the run in %s on other data than it trained on so far (%s): '
-                      'from step %d it trains on the new data.', workdir, '; '.join(changed),
-                      step)
+      logging.warning(
+        'Resuming the run in %s on other data than it trained on so far (%s): '
+        'from step %d it trains on the new data.',
+        workdir,
+        '; '.join(changed),
+        step,
+      )
   else:
     rng = state_lib.prng_key(config.seed)
     state = _compile_within_memory(
-        init, (rng,), f'Initialising the networks (config.image_size={config.image_size})',
-        'Lower config.image_size, or use a machine with more memory.')(rng)
+      init,
+      (rng,),
+      f'Initialising the networks (config.image_size={config.image_size})',
+      'Lower config.image_size, or use a machine with more memory.',
+    )(rng)
     if config.init_from:
       state = jax.device_put(_init_from(config, state), replicated)
-    logging.info('Initialised a new run; generator has %d parameters.',
-                 sum(x.size for x in jax.tree.leaves(state.g_params)))
+    logging.info(
+      'Initialised a new run; generator has %d parameters.',
+      sum(x.size for x in jax.tree.leaves(state.g_params)),
+    )
   saver = checkpoints.Saver(manager)
   if is_main:
-    workdir_lib.write_config(config, workdir, {'run': {
-        'vgg19_weights': vgg_description, 'jax_version': jax.__version__,
-        'devices': jax.device_count(), 'processes': jax.process_count(),
-        'platform': jax.default_backend()}})
-    writer.write_hparams({k: v for k, v in workdir_lib.flatten(
-        json.loads(config.to_json_best_effort())).items() if not isinstance(v, list)})
+    workdir_lib.write_config(
+      config,
+      workdir,
+      {
+        'run': {
+          'vgg19_weights': vgg_description,
+          'jax_version': jax.__version__,
+          'devices': jax.device_count(),
+          'processes': jax.process_count(),
+          'platform': jax.default_backend(),
+        }
+      },
+    )
+    writer.write_hparams(
+      {
+        k: v
+        for k, v in workdir_lib.flatten(json.loads(config.to_json_best_effort())).items()
+        if not isinstance(v, list)
+      }
+    )
   start_step = int(jax.device_get(state.step))
   if vgg_params is not None:
     vgg_params = jax.device_put(vgg_params, replicated)
@@ -376,8 +413,14 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
 
   def run_eval(step, state):
     t0 = time.time()
-    measured = evaluation.evaluate(generator, state.generator_variables(), eval_batches, mesh,
-                                   grid_rows=config.eval.grid_rows, ground_truth=ground_truth)
+    measured = evaluation.evaluate(
+      generator,
+      state.generator_variables(),
+      eval_batches,
+      mesh,
+      grid_rows=config.eval.grid_rows,
+      ground_truth=ground_truth,
+    )
     scores = measured.scores
     if scores:
       writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
@@ -385,17 +428,32 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
       name = 'eval/input_target_output' if ground_truth else 'eval/input_output'
       writer.write_images(step, {name: measured.grid[None]})
     if not scores:
-      logging.info('Eval at step %d (%.1fs): no ground truth (photos and style images '
-                   'only); see the photo | output grid.', step, time.time() - t0)
+      logging.info(
+        'Eval at step %d (%.1fs): no ground truth (photos and style images '
+        'only); see the photo | output grid.',
+        step,
+        time.time() - t0,
+      )
     elif is_main:
-      logging.info('Eval at step %d (%.1fs): psnr %.2f ssim %.4f (identity %.2f/%.4f, blank '
-                   '%.2f/%.4f)', step, time.time() - t0, scores['psnr'], scores['ssim'],
-                   scores['identity_psnr'], scores['identity_ssim'], scores['blank_psnr'],
-                   scores['blank_ssim'])
+      logging.info(
+        'Eval at step %d (%.1fs): psnr %.2f ssim %.4f (identity %.2f/%.4f, blank %.2f/%.4f)',
+        step,
+        time.time() - t0,
+        scores['psnr'],
+        scores['ssim'],
+        scores['identity_psnr'],
+        scores['identity_ssim'],
+        scores['blank_psnr'],
+        scores['blank_ssim'],
+      )
 
-  report = (periodic_actions.ReportProgress(
-      num_train_steps=config.num_train_steps, writer=writer,
-      every_steps=config.log_every_steps) if is_main else lambda step: None)
+  report = (
+    periodic_actions.ReportProgress(
+      num_train_steps=config.num_train_steps, writer=writer, every_steps=config.log_every_steps
+    )
+    if is_main
+    else lambda step: None
+  )
   history, nonfinite, pending = [], 0, None
   step, last_log, last_saved = start_step, time.time(), None
 
@@ -411,14 +469,19 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
     if metrics['finite'] < 1:
       nonfinite += 1
       bad = [k for k, v in metrics.items() if not np.isfinite(v)] or ['gradients']
-      logging.warning('Step %d: non-finite %s; D and G updates skipped (%d in a row).',
-                      step_done, ', '.join(bad), nonfinite)
+      logging.warning(
+        'Step %d: non-finite %s; D and G updates skipped (%d in a row).',
+        step_done,
+        ', '.join(bad),
+        nonfinite,
+      )
       if nonfinite >= config.max_nonfinite_steps:
         raise NonFiniteError(
-            f'{nonfinite} consecutive non-finite steps, the last at step {step_done} '
-            f'(non-finite: {", ".join(bad)}). The checkpoints in {workdir} hold only finite '
-            'states. Lower config.optimizer.learning_rate, use config.precision=float32 or '
-            'check the data; config.max_nonfinite_steps sets this limit.')
+          f'{nonfinite} consecutive non-finite steps, the last at step {step_done} '
+          f'(non-finite: {", ".join(bad)}). The checkpoints in {workdir} hold only finite '
+          'states. Lower config.optimizer.learning_rate, use config.precision=float32 or '
+          'check the data; config.max_nonfinite_steps sets this limit.'
+        )
     else:
       nonfinite = 0
       history.append(metrics)
@@ -429,11 +492,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
       batch = parallel.global_batch(next(train_iter), mesh)
       if compiled_step is None:  # Compiled for the first batch, and checked.
         compiled_step = _compile_within_memory(
-            step_fn, (state, batch, vgg_params),
-            f'A train step (config.image_size={config.image_size}, config.batch_size='
-            f'{config.batch_size} over {jax.device_count()} device(s))',
-            'Lower config.batch_size or config.image_size (or use config.precision=bfloat16, '
-            'or a machine with more memory).')
+          step_fn,
+          (state, batch, vgg_params),
+          f'A train step (config.image_size={config.image_size}, config.batch_size='
+          f'{config.batch_size} over {jax.device_count()} device(s))',
+          'Lower config.batch_size or config.image_size (or use config.precision=bfloat16, '
+          'or a machine with more memory).',
+        )
       state, metrics = compiled_step(state, batch, vgg_params)
       consume()
       pending, step = (step + 1, metrics), step + 1
@@ -444,8 +509,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
         raise saver.error(step)
       if lock_lost:
         raise workdir_lock.WorkdirInUseError(
-            f'Stopped at step {step} without saving: another run took over the lock of '
-            f'{workdir} (see the log), and two runs would delete each other\'s checkpoints.')
+          f'Stopped at step {step} without saving: another run took over the lock of '
+          f"{workdir} (see the log), and two runs would delete each other's checkpoints."
+        )
       stopping = signum is not None
       if step % config.log_every_steps == 0 or is_last or stopping:
         consume()
@@ -473,23 +539,33 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
   finally:
     saver.close()
     writer.flush()
-  logging.info('Process %d of %d finished at step %d.', jax.process_index(),
-               jax.process_count(), step)
+  logging.info(
+    'Process %d of %d finished at step %d.', jax.process_index(), jax.process_count(), step
+  )
   if step > start_step and last_saved != step:
     # The last steps were non-finite (fewer in a row than config.max_nonfinite_steps).
     saved = checkpoints.available_steps(workdir)
     kept = f'the latest checkpoint is step {saved[-1]}' if saved else 'there is no checkpoint'
     if last_saved is None:
       raise NonFiniteError(
-          f'Training ended at step {step} without saving any step of this run (steps '
-          f'{start_step + 1} to {step}): every step it would have checkpointed was '
-          f'non-finite, the last {nonfinite} in a row (config.max_nonfinite_steps='
-          f'{config.max_nonfinite_steps}); {kept}. Lower config.optimizer.learning_rate, use '
-          'config.precision=float32 or check the data.')
-    logging.warning('Training ended at step %d, but the last %d step(s) were non-finite and '
-                    'skipped: %s.', step, nonfinite, kept)
+        f'Training ended at step {step} without saving any step of this run (steps '
+        f'{start_step + 1} to {step}): every step it would have checkpointed was '
+        f'non-finite, the last {nonfinite} in a row (config.max_nonfinite_steps='
+        f'{config.max_nonfinite_steps}); {kept}. Lower config.optimizer.learning_rate, use '
+        'config.precision=float32 or check the data.'
+      )
+    logging.warning(
+      'Training ended at step %d, but the last %d step(s) were non-finite and skipped: %s.',
+      step,
+      nonfinite,
+      kept,
+    )
   if stop.signum is not None:
-    logging.warning('Stopped at step %d by %s; %s.', step, signal.Signals(stop.signum).name,
-                    'checkpoint saved' if last_saved == step else 'no checkpoint at this step')
+    logging.warning(
+      'Stopped at step %d by %s; %s.',
+      step,
+      signal.Signals(stop.signum).name,
+      'checkpoint saved' if last_saved == step else 'no checkpoint at this step',
+    )
     raise SystemExit(stop.exit_code(stop.signum))
   return state

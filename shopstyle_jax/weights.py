@@ -18,7 +18,6 @@ pure name map, told apart by rank (4-D kernel, 1-D bias).
 
 import hashlib
 import http.client
-import logging
 import os
 import pathlib
 import tempfile
@@ -28,26 +27,29 @@ from typing import List, Optional, Sequence, Tuple, Union
 import h5py
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from shopstyle_jax import runtime
 from shopstyle_jax.models import vgg
 
-logger = logging.getLogger(__name__)
-
 PathLike = Union[str, os.PathLike]
 
 KERAS_VGG19_NOTOP_FILENAME = 'vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'
-KERAS_VGG19_NOTOP_URL = ('https://storage.googleapis.com/tensorflow/keras-applications/'
-                         'vgg19/' + KERAS_VGG19_NOTOP_FILENAME)
+KERAS_VGG19_NOTOP_URL = (
+  'https://storage.googleapis.com/tensorflow/keras-applications/vgg19/' + KERAS_VGG19_NOTOP_FILENAME
+)
 # keras/applications/vgg19.py: get_file(..., WEIGHTS_PATH_NO_TOP, file_hash=...).
 KERAS_VGG19_NOTOP_MD5 = '253f8cb515780f3b799900260a226db6'
 
 ALLOWED_SPECS = ("'imagenet'", "'random'", 'a path to a Keras VGG19 notop .h5 file')
 
-_HOW_TO = (f'To use the ImageNet weights offline, download {KERAS_VGG19_NOTOP_URL} on a '
-           f'machine with internet (md5 {KERAS_VGG19_NOTOP_MD5}) and pass '
-           '--config.loss.vgg_weights=/path/to/' + KERAS_VGG19_NOTOP_FILENAME +
-           " (or --config.loss.vgg_weights=random for random weights).")
+_HOW_TO = (
+  f'To use the ImageNet weights offline, download {KERAS_VGG19_NOTOP_URL} on a '
+  f'machine with internet (md5 {KERAS_VGG19_NOTOP_MD5}) and pass '
+  '--config.loss.vgg_weights=/path/to/'
+  + KERAS_VGG19_NOTOP_FILENAME
+  + ' (or --config.loss.vgg_weights=random for random weights).'
+)
 
 # Errors that mean "could not fetch the file" (URLError, timeouts and SSL errors
 # are OSErrors; a truncated HTTP body is an HTTPException; a bad md5 ValueError).
@@ -68,8 +70,9 @@ def md5sum(path: PathLike) -> str:
   return digest.hexdigest()
 
 
-def download_file(url: str, dest: PathLike, md5: Optional[str] = None,
-                  timeout: float = 60.0) -> None:
+def download_file(
+  url: str, dest: PathLike, md5: Optional[str] = None, timeout: float = 60.0
+) -> None:
   """Downloads `url` to `dest` atomically: a temp file in dest's folder, renamed.
 
   Concurrent callers (several processes of one job) each write their own temp
@@ -110,10 +113,15 @@ def fetch_imagenet_weights(cache_dir: Optional[PathLike] = None) -> pathlib.Path
       got = md5sum(candidate)
       if got == KERAS_VGG19_NOTOP_MD5:
         return candidate
-      logger.warning('Cached VGG19 weights %s have md5 %s, expected %s; ignoring them.',
-                     candidate, got, KERAS_VGG19_NOTOP_MD5)
-  logger.info('Downloading the ImageNet VGG19 weights (80 MB) from %s to %s.',
-              KERAS_VGG19_NOTOP_URL, path)
+      logging.warning(
+        'Cached VGG19 weights %s have md5 %s, expected %s; ignoring them.',
+        candidate,
+        got,
+        KERAS_VGG19_NOTOP_MD5,
+      )
+  logging.info(
+    'Downloading the ImageNet VGG19 weights (80 MB) from %s to %s.', KERAS_VGG19_NOTOP_URL, path
+  )
   download_file(KERAS_VGG19_NOTOP_URL, path, md5=KERAS_VGG19_NOTOP_MD5)
   return path
 
@@ -176,15 +184,20 @@ def read_keras_vgg19_h5(path: PathLike, layers: Sequence[str]) -> vgg.Params:
   if not path.is_file():
     raise ValueError(f'VGG19 weights path {path} is not a file. {_HOW_TO}')
   if not h5py.is_hdf5(path):
-    raise ValueError(f'VGG19 weights file {path} is not an HDF5 (.h5) file; expected the Keras '
-                     f'VGG19 notop weights. {_HOW_TO}')
+    raise ValueError(
+      f'VGG19 weights file {path} is not an HDF5 (.h5) file; expected the Keras '
+      f'VGG19 notop weights. {_HOW_TO}'
+    )
   needed = set(vgg.conv_names_for(layers))
   params, problems = {}, []
   try:
     with h5py.File(path, 'r') as f:
       # Weights-only files keep layers at the root; whole-model files under model_weights.
-      root = f['model_weights'] if ('layer_names' not in f.attrs and
-                                    isinstance(f.get('model_weights'), h5py.Group)) else f
+      root = (
+        f['model_weights']
+        if ('layer_names' not in f.attrs and isinstance(f.get('model_weights'), h5py.Group))
+        else f
+      )
       for name, shapes in vgg.param_shapes(vgg.VGG_LAYERS).items():
         group = root.get(name)
         if not isinstance(group, h5py.Group):
@@ -196,47 +209,68 @@ def read_keras_vgg19_h5(path: PathLike, layers: Sequence[str]) -> vgg.Params:
           problems.append(f'{name}: {e}')
           continue
         if kernel.shape != shapes['kernel'] or bias.shape != shapes['bias']:
-          problems.append(f'{name}: kernel {kernel.shape} and bias {bias.shape}, expected '
-                          f'{shapes["kernel"]} (HWIO) and {shapes["bias"]}')
+          problems.append(
+            f'{name}: kernel {kernel.shape} and bias {bias.shape}, expected '
+            f'{shapes["kernel"]} (HWIO) and {shapes["bias"]}'
+          )
         elif name in needed:
-          params[name] = {'kernel': np.asarray(kernel, np.float32),
-                          'bias': np.asarray(bias, np.float32)}
+          params[name] = {
+            'kernel': np.asarray(kernel, np.float32),
+            'bias': np.asarray(bias, np.float32),
+          }
   except OSError as e:  # Truncated or corrupt HDF5.
     raise ValueError(f'Could not read VGG19 weights file {path}: {e}. {_HOW_TO}') from e
   if problems:
-    shown = '; '.join(problems[:4]) + (f'; ... ({len(problems)} problems)' if len(problems) > 4
-                                       else '')
+    shown = '; '.join(problems[:4]) + (
+      f'; ... ({len(problems)} problems)' if len(problems) > 4 else ''
+    )
     raise ValueError(f'{path} is not a Keras VGG19 notop weights file ({shown}). {_HOW_TO}')
   return {name: {k: jnp.asarray(v) for k, v in p.items()} for name, p in params.items()}
 
 
 def _looks_like_path(spec: str) -> bool:
   """Whether an unknown spec was meant as a file (else it is a misspelt keyword)."""
-  return (os.sep in spec or '/' in spec or spec.startswith('~') or os.path.exists(spec)
-          or os.path.splitext(spec)[1] != '')
+  return (
+    os.sep in spec
+    or '/' in spec
+    or spec.startswith('~')
+    or os.path.exists(spec)
+    or os.path.splitext(spec)[1] != ''
+  )
 
 
 def _fallback_warning(seed: int, reason: str, cache_dir: Optional[PathLike]) -> None:
   """Logs the can't-miss banner for running without the ImageNet weights."""
   target = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
   bar = '=' * 78
-  logger.warning(
-      '\n%s\n'
-      'VGG19 IMAGENET WEIGHTS UNAVAILABLE -- THE PERCEPTUAL LOSS USES RANDOM WEIGHTS (seed %d).\n'
-      'Could not get %s:\n  %s\n'
-      'Training runs, but the VGG loss is not the ImageNet one and results differ.\n'
-      'Fix: download that file on a machine with internet (md5 %s), then\n'
-      '  put it at %s, or\n'
-      '  pass --config.loss.vgg_weights=/path/to/%s.\n'
-      'To use random VGG weights on purpose (no warning): --config.loss.vgg_weights=random.\n'
-      '%s',
-      bar, seed, KERAS_VGG19_NOTOP_URL, reason, KERAS_VGG19_NOTOP_MD5,
-      target / KERAS_VGG19_NOTOP_FILENAME, KERAS_VGG19_NOTOP_FILENAME, bar)
+  logging.warning(
+    '\n%s\n'
+    'VGG19 IMAGENET WEIGHTS UNAVAILABLE -- THE PERCEPTUAL LOSS USES RANDOM WEIGHTS (seed %d).\n'
+    'Could not get %s:\n  %s\n'
+    'Training runs, but the VGG loss is not the ImageNet one and results differ.\n'
+    'Fix: download that file on a machine with internet (md5 %s), then\n'
+    '  put it at %s, or\n'
+    '  pass --config.loss.vgg_weights=/path/to/%s.\n'
+    'To use random VGG weights on purpose (no warning): --config.loss.vgg_weights=random.\n'
+    '%s',
+    bar,
+    seed,
+    KERAS_VGG19_NOTOP_URL,
+    reason,
+    KERAS_VGG19_NOTOP_MD5,
+    target / KERAS_VGG19_NOTOP_FILENAME,
+    KERAS_VGG19_NOTOP_FILENAME,
+    bar,
+  )
 
 
-def load_vgg19_params(spec: PathLike, layers: Sequence[str], seed: int = 0,
-                      cache_dir: Optional[PathLike] = None,
-                      allow_random_fallback: bool = True) -> Tuple[vgg.Params, str]:
+def load_vgg19_params(
+  spec: PathLike,
+  layers: Sequence[str],
+  seed: int = 0,
+  cache_dir: Optional[PathLike] = None,
+  allow_random_fallback: bool = True,
+) -> Tuple[vgg.Params, str]:
   """VGG19 params for `layers` (cut after the deepest) and what they really are.
 
   Args:
@@ -270,23 +304,34 @@ def load_vgg19_params(spec: PathLike, layers: Sequence[str], seed: int = 0,
         raise
       reason = f'{type(e).__name__}: {e}'
       _fallback_warning(seed, reason, cache_dir)
-      return (vgg.init_random_params(layers, seed),
-              f'random (seed {seed}) -- ImageNet weights unavailable: {reason}')
+      return (
+        vgg.init_random_params(layers, seed),
+        f'random (seed {seed}) -- ImageNet weights unavailable: {reason}',
+      )
     params = read_keras_vgg19_h5(path, layers)
     return params, f'imagenet (Keras VGG19 notop, md5 {KERAS_VGG19_NOTOP_MD5}, {path})'
   if not _looks_like_path(spec):
     raise ValueError(f'Unknown VGG weights {spec!r}; allowed: {", ".join(ALLOWED_SPECS)}.')
   if spec.endswith(('.pth', '.pt')):
-    raise ValueError(f'VGG19 weights file {spec} looks like a PyTorch checkpoint, which is not '
-                     f'supported; use the Keras .h5 file. {_HOW_TO}')
+    raise ValueError(
+      f'VGG19 weights file {spec} looks like a PyTorch checkpoint, which is not '
+      f'supported; use the Keras .h5 file. {_HOW_TO}'
+    )
   params = read_keras_vgg19_h5(spec, layers)
   path = pathlib.Path(spec).expanduser().resolve()
   got = md5sum(path)
   if got == KERAS_VGG19_NOTOP_MD5:
     description = f'imagenet (Keras VGG19 notop, md5 {got}, {path})'
   else:
-    description = (f'file {path} (Keras VGG19 notop layout; md5 {got} is not the published '
-                   f'ImageNet file\'s {KERAS_VGG19_NOTOP_MD5}: converted or fine-tuned weights?)')
-    logger.warning('VGG19 weights %s: md5 %s differs from the published ImageNet file (%s); '
-                   'using them because their layout is right.', path, got, KERAS_VGG19_NOTOP_MD5)
+    description = (
+      f'file {path} (Keras VGG19 notop layout; md5 {got} is not the published '
+      f"ImageNet file's {KERAS_VGG19_NOTOP_MD5}: converted or fine-tuned weights?)"
+    )
+    logging.warning(
+      'VGG19 weights %s: md5 %s differs from the published ImageNet file (%s); '
+      'using them because their layout is right.',
+      path,
+      got,
+      KERAS_VGG19_NOTOP_MD5,
+    )
   return params, description

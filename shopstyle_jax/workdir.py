@@ -22,10 +22,10 @@ CONFIG_FILE = 'config.json'
 MODEL_SHAPE_PREFIX = 'model.'
 MODEL_SHAPE_KEYS = ('method',)  # Each method keeps other networks in its state.
 # Keys that pick what a run trains on: a resumed run that changes them switches data.
-DATA_SOURCE_KEYS = ('data.name', 'data.folder', 'data.style', 'data.style_folder',
-                    'data.unpaired')
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               'configs', 'default.py')
+DATA_SOURCE_KEYS = ('data.name', 'data.folder', 'data.style', 'data.style_folder', 'data.unpaired')
+_DEFAULT_CONFIG = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'default.py'
+)
 
 
 def config_path(workdir: str) -> str:
@@ -58,10 +58,16 @@ def model_shape_differences(saved: dict, config: ml_collections.ConfigDict) -> l
   was 'paired')."""
   defaults = flatten(json.loads(default_config().to_json_best_effort()))
   old = {k: v for k, v in {**defaults, **flatten(saved)}.items() if _is_model_shape_key(k)}
-  new = {k: v for k, v in flatten(json.loads(config.to_json_best_effort())).items()
-         if _is_model_shape_key(k)}
-  return [f'config.{k}: {old.get(k)!r} -> {new.get(k)!r}'
-          for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+  new = {
+    k: v
+    for k, v in flatten(json.loads(config.to_json_best_effort())).items()
+    if _is_model_shape_key(k)
+  }
+  return [
+    f'config.{k}: {old.get(k)!r} -> {new.get(k)!r}'
+    for k in sorted(set(old) | set(new))
+    if old.get(k) != new.get(k)
+  ]
 
 
 def data_source_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
@@ -75,8 +81,11 @@ def data_source_differences(saved: dict, config: ml_collections.ConfigDict) -> l
       a, b = (os.path.realpath(os.path.expanduser(x)) for x in (a, b))
     return a == b
 
-  return [f'config.{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in DATA_SOURCE_KEYS
-          if not same(k, old.get(k), new.get(k))]
+  return [
+    f'config.{k}: {old.get(k)!r} -> {new.get(k)!r}'
+    for k in DATA_SOURCE_KEYS
+    if not same(k, old.get(k), new.get(k))
+  ]
 
 
 def check_model_shapes(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -89,9 +98,10 @@ def check_model_shapes(config: ml_collections.ConfigDict, workdir: str) -> None:
     diffs = model_shape_differences(saved, config)
     if diffs:
       raise ValueError(
-          f'{workdir} holds a run with different model shapes ({"; ".join(diffs)}). Use a new '
-          '--workdir, or the same model settings to resume (config.init_from=<that workdir> '
-          'fine-tunes from it).')
+        f'{workdir} holds a run with different model shapes ({"; ".join(diffs)}). Use a new '
+        '--workdir, or the same model settings to resume (config.init_from=<that workdir> '
+        'fine-tunes from it).'
+      )
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str, extra: dict) -> None:
@@ -116,22 +126,21 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     missing = path if os.path.isdir(workdir) else workdir
     raise FileNotFoundError(
-        f'{missing} not found: {workdir!r} is not a shopstyle_jax workdir (train into it '
-        'first with python main.py --config=... --workdir=...).')
+      f'{missing} not found: {workdir!r} is not a shopstyle_jax workdir (train into it '
+      'first with python main.py --config=... --workdir=...).'
+    )
   try:
     with open(path) as f:
       return ml_collections.ConfigDict(json.load(f))
   except (ValueError, TypeError) as e:
-    raise ValueError(f'{path} is damaged ({e}); it is not the config.json training '
-                     'writes.') from e
+    raise ValueError(f'{path} is damaged ({e}); it is not the config.json training writes.') from e
 
 
 def default_config() -> ml_collections.ConfigDict:
   """configs/default.py's config, when this is a source checkout; else empty."""
   if not os.path.exists(_DEFAULT_CONFIG):
     return ml_collections.ConfigDict()
-  spec = importlib.util.spec_from_file_location('_shopstyle_jax_default_config',
-                                                _DEFAULT_CONFIG)
+  spec = importlib.util.spec_from_file_location('_shopstyle_jax_default_config', _DEFAULT_CONFIG)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
@@ -152,8 +161,7 @@ def overridable(config: Any) -> ml_collections.ConfigDict:
 
 def _merge(base: ml_collections.ConfigDict, loaded: dict[str, Any]) -> None:
   for key, value in loaded.items():
-    if key in base and isinstance(base[key], ml_collections.ConfigDict) and isinstance(
-        value, dict):
+    if key in base and isinstance(base[key], ml_collections.ConfigDict) and isinstance(value, dict):
       _merge(base[key], value)
       continue
     if key in base and value is None and base[key] is not None:

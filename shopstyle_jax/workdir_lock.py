@@ -14,13 +14,14 @@ when the run ends, however it ends short of a kill.
 import contextlib
 import datetime
 import json
-import logging
 import os
 import socket
 import threading
 import time
 import uuid
 from typing import Optional
+
+from absl import logging
 
 LOCK_FILE = '.lock'
 HEARTBEAT_SECONDS = 30.0
@@ -56,8 +57,9 @@ class WorkdirLock:
   run judged it stale and took it over): the run should stop.
   """
 
-  def __init__(self, workdir: str, heartbeat: float = HEARTBEAT_SECONDS,
-               stale_after: float = STALE_SECONDS):
+  def __init__(
+    self, workdir: str, heartbeat: float = HEARTBEAT_SECONDS, stale_after: float = STALE_SECONDS
+  ):
     self.path = lock_path(workdir)
     self.workdir = workdir
     self.heartbeat = heartbeat
@@ -71,8 +73,14 @@ class WorkdirLock:
     self._thread = None
 
   def _record(self) -> dict:
-    return {'host': self.host, 'pid': self.pid, 'since': self.since,
-            'since_text': _when(self.since), 'heartbeat': time.time(), 'token': self.token}
+    return {
+      'host': self.host,
+      'pid': self.pid,
+      'since': self.since,
+      'since_text': _when(self.since),
+      'heartbeat': time.time(),
+      'token': self.token,
+    }
 
   @staticmethod
   def _read(path: str) -> Optional[dict]:
@@ -104,16 +112,22 @@ class WorkdirLock:
 
   def _refusal(self, record: dict) -> WorkdirInUseError:
     heartbeat = record.get('heartbeat')
-    age = f'; last heartbeat {time.time() - heartbeat:.0f} s ago' if isinstance(
-        heartbeat, (int, float)) else ''
-    holder = (f'process {record.get("pid", "?")} on host {record.get("host", "?")}, since '
-              f'{record.get("since_text", "?")}{age}')
+    age = (
+      f'; last heartbeat {time.time() - heartbeat:.0f} s ago'
+      if isinstance(heartbeat, (int, float))
+      else ''
+    )
+    holder = (
+      f'process {record.get("pid", "?")} on host {record.get("host", "?")}, since '
+      f'{record.get("since_text", "?")}{age}'
+    )
     return WorkdirInUseError(
-        f'Workdir {self.workdir} is in use by another training run ({holder}; lock file '
-        f'{self.path}). Two runs in one workdir would delete each other\'s checkpoints: wait '
-        f'for that run to end, stop it, or use another --workdir. If it is gone, its lock '
-        f'counts as stale {self.stale_after / 60:.0f} minutes after its last heartbeat (at '
-        'once on the same host); or delete the lock file.')
+      f'Workdir {self.workdir} is in use by another training run ({holder}; lock file '
+      f"{self.path}). Two runs in one workdir would delete each other's checkpoints: wait "
+      f'for that run to end, stop it, or use another --workdir. If it is gone, its lock '
+      f'counts as stale {self.stale_after / 60:.0f} minutes after its last heartbeat (at '
+      'once on the same host); or delete the lock file.'
+    )
 
   def acquire(self) -> None:
     """Takes the lock, or raises WorkdirInUseError naming its holder."""
@@ -133,14 +147,18 @@ class WorkdirLock:
       if why is None:
         raise self._refusal(record)
       if self._take_over(record):
-        logging.warning('Took over the stale lock of workdir %s, held by process %s on host %s '
-                        'since %s: %s.', self.workdir, record.get('pid', '?'),
-                        record.get('host', '?'), record.get('since_text', '?'), why)
+        logging.warning(
+          'Took over the stale lock of workdir %s, held by process %s on host %s since %s: %s.',
+          self.workdir,
+          record.get('pid', '?'),
+          record.get('host', '?'),
+          record.get('since_text', '?'),
+          why,
+        )
         break
     else:
       raise WorkdirInUseError(f'Could not take the lock {self.path}: it keeps changing hands.')
-    self._thread = threading.Thread(target=self._beat, name='workdir-lock-heartbeat',
-                                    daemon=True)
+    self._thread = threading.Thread(target=self._beat, name='workdir-lock-heartbeat', daemon=True)
     self._thread.start()
 
   def _create(self) -> bool:
@@ -181,10 +199,14 @@ class WorkdirLock:
       record = self._read(self.path)
       if not record or record.get('token') != self.token:
         self.lost = True
-        holder = (f'process {record.get("pid", "?")} on host {record.get("host", "?")}'
-                  if record else 'nobody (the file is gone)')
-        logging.error('The lock of workdir %s is no longer this run\'s: it is held by %s.',
-                      self.workdir, holder)
+        holder = (
+          f'process {record.get("pid", "?")} on host {record.get("host", "?")}'
+          if record
+          else 'nobody (the file is gone)'
+        )
+        logging.error(
+          "The lock of workdir %s is no longer this run's: it is held by %s.", self.workdir, holder
+        )
         return
       tmp = f'{self.path}.{self.token}.tmp'
       try:

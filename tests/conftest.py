@@ -1,16 +1,19 @@
 """Test set-up: 8 simulated CPU devices, one compilation cache and one tiny
-catalogue per session (shared with the subprocesses tests start)."""
+catalogue per session (shared with the subprocesses the `slow` tests start)."""
 
+import glob
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 
 # Must precede the first `import jax` anywhere in the test session.
-os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                           ' --xla_force_host_platform_device_count=8').strip()
+os.environ['XLA_FLAGS'] = (
+  os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
+).strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 import pytest  # pylint: disable=g-import-not-at-top
@@ -20,8 +23,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def load_config(name: str = 'tiny', arg: str = ''):
   """configs/<name>.py's get_config(arg), loaded by path as config_flags does."""
-  spec = importlib.util.spec_from_file_location(f'configs.{name}',
-                                                os.path.join(ROOT, 'configs', f'{name}.py'))
+  spec = importlib.util.spec_from_file_location(
+    f'configs.{name}', os.path.join(ROOT, 'configs', f'{name}.py')
+  )
   module = importlib.util.module_from_spec(spec)
   if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -42,6 +46,7 @@ def compilation_cache(tmp_path_factory):
     os.makedirs(path, exist_ok=True)
   os.environ['JAX_COMPILATION_CACHE_DIR'] = path
   from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
+
   runtime.enable_compilation_cache()
   return path
 
@@ -51,6 +56,7 @@ def data_dir(tmp_path_factory):
   """A TFDS data dir holding the tiny synthetic catalogue, built once."""
   path = str(tmp_path_factory.mktemp('tfds'))
   from shopstyle_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+
   config = load_config('tiny')
   config.data.data_dir = path
   pipeline.prepare(config)
@@ -64,22 +70,58 @@ def tiny_config(data_dir):
   return config
 
 
-def run_main(workdir, data_dir, *overrides, config='configs/tiny.py', env=None, timeout=600,
-             check=True):
-  """Runs `python main.py` in a real subprocess; returns the CompletedProcess."""
-  cmd = [sys.executable, os.path.join(ROOT, 'main.py'), f'--config={os.path.join(ROOT, config)}',
-         f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', *overrides]
+def main_command(workdir, data_dir, *overrides, config: str = 'configs/tiny.py') -> list[str]:
+  """The `python main.py` command line of every test that starts one: `config`
+  (relative to the repository), the workdir, the data dir, then `overrides`
+  (`--config.KEY=VALUE` or any other flag)."""
+  return [
+    sys.executable,
+    os.path.join(ROOT, 'main.py'),
+    f'--config={os.path.join(ROOT, config)}',
+    f'--workdir={workdir}',
+    f'--config.data.data_dir={data_dir}',
+    *overrides,
+  ]
+
+
+def run_main(
+  workdir, data_dir, *overrides, config='configs/tiny.py', env=None, timeout=600, check=True
+):
+  """Runs `main_command(...)` in a real subprocess; returns the CompletedProcess."""
   full_env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'XLA_FLAGS': '', **(env or {})}
-  proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True,
-                        timeout=timeout)
+  proc = subprocess.run(
+    main_command(workdir, data_dir, *overrides, config=config),
+    cwd=ROOT,
+    env=full_env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
   if check and proc.returncode != 0:
     raise AssertionError(f'main.py failed ({proc.returncode}):\n{proc.stderr[-5000:]}')
   return proc
 
 
+def train_in_process(config, workdir):
+  """`train.train_and_evaluate` in this process, with the test process's SIGINT and
+  SIGTERM handlers put back afterwards (training installs its own)."""
+  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+
+  handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    return train.train_and_evaluate(config, str(workdir))
+  finally:
+    for s, handler in handlers.items():
+      signal.signal(s, handler)
+
+
 # Overrides for a run that only a signal or a kill ends, logging every step.
-LONG = ('--config.num_train_steps=100000', '--config.checkpoint_every_steps=100000',
-        '--config.eval_every_steps=100000', '--config.log_every_steps=1')
+LONG = (
+  '--config.num_train_steps=100000',
+  '--config.checkpoint_every_steps=100000',
+  '--config.eval_every_steps=100000',
+  '--config.log_every_steps=1',
+)
 
 
 def wait_for(log_path, pattern, *procs, timeout=180):
@@ -91,18 +133,39 @@ def wait_for(log_path, pattern, *procs, timeout=180):
         return
     for proc in procs:
       if proc.poll() is not None:
-        raise AssertionError(f'exited {proc.returncode} before {pattern!r}:\n'
-                             + open(log_path).read()[-3000:])
+        raise AssertionError(
+          f'exited {proc.returncode} before {pattern!r}:\n' + open(log_path).read()[-3000:]
+        )
     time.sleep(0.05)
   raise AssertionError(f'timed out waiting for {pattern!r}')
 
 
 @pytest.fixture(scope='session')
 def trained_workdir(tmp_path_factory, data_dir):
-  """A workdir trained for the tiny config's 4 steps (shared, read-only)."""
+  """A workdir trained in process for the tiny config's 4 steps (shared, read-only), at a
+  constant learning rate: test_train's resumed run must equal it."""
   workdir = str(tmp_path_factory.mktemp('trained'))
-  run_main(workdir, data_dir)
+  config = load_config('tiny')
+  config.data.data_dir = data_dir
+  config.optimizer.decay_start_fraction = 1.0  # pix2pix's decay depends on the run's length.
+  train_in_process(config, workdir)
   return workdir
+
+
+def tensorboard_tags(workdir) -> dict[str, list[int]]:
+  """{tag: [steps]} from the TensorBoard event files in workdir."""
+  from tensorboard.backend.event_processing import (
+    event_accumulator,  # pylint: disable=g-import-not-at-top
+  )
+
+  tags = {}
+  for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
+    acc = event_accumulator.EventAccumulator(path, size_guidance={'tensors': 0, 'images': 0})
+    acc.Reload()
+    for kind, read in (('tensors', acc.Tensors), ('images', acc.Images), ('scalars', acc.Scalars)):
+      for tag in acc.Tags().get(kind, []):
+        tags.setdefault(tag, []).extend(e.step for e in read(tag))
+  return tags
 
 
 def assert_pixel_rule(got, want, *, same_program: bool = False):
@@ -113,6 +176,7 @@ def assert_pixel_rule(got, want, *, same_program: bool = False):
   0.1% counts over all of them.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   pairs = list(zip(got, want)) if isinstance(got, (list, tuple)) else [(got, want)]
   changed = total = worst = 0
   for g, w in pairs:
@@ -127,8 +191,9 @@ def assert_pixel_rule(got, want, *, same_program: bool = False):
     total += per_pixel.size
     worst = max(worst, int(diff.max(initial=0)))
   assert worst <= 1 and changed <= 0.001 * total, (
-      f'{changed} of {total} pixels differ, by up to {worst} levels (the rule allows one '
-      'level on 0.1%)')
+    f'{changed} of {total} pixels differ, by up to {worst} levels (the rule allows one '
+    'level on 0.1%)'
+  )
 
 
 def assert_same_training(a, b, start, *, rtol: float = 1e-3):
@@ -145,8 +210,9 @@ def assert_same_training(a, b, start, *, rtol: float = 1e-3):
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   def norm(tree):
-    return float(np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64)))
-                             for x in jax.tree.leaves(tree))))
+    return float(
+      np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(tree)))
+    )
 
   as_f64 = lambda t: jax.tree.map(lambda x: np.asarray(x, np.float64), t)
   a, b, start = as_f64(a), as_f64(b), as_f64(start)
@@ -154,5 +220,6 @@ def assert_same_training(a, b, start, *, rtol: float = 1e-3):
   differ = norm(jax.tree.map(np.subtract, a, b))
   assert moved > 0, 'training did not move the parameters: nothing is compared'
   assert differ <= rtol * moved, (
-      f'the runs differ by {differ:.3g} (L2), {differ / moved:.2%} of the {moved:.3g} '
-      f'training moved the parameters (allowed {rtol:.1%})')
+    f'the runs differ by {differ:.3g} (L2), {differ / moved:.2%} of the {moved:.3g} '
+    f'training moved the parameters (allowed {rtol:.1%})'
+  )

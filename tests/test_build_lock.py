@@ -16,14 +16,15 @@ import time
 
 import filelock
 import pytest
-
-from conftest import ROOT
-from shopstyle_jax.data import build_lock
 from test_datasets import write_archive
 from test_folder import _mixed_folder
 
+from conftest import ROOT
+from shopstyle_jax.data import build_lock
+from shopstyle_jax.data import catalog
+
 # Imports first, then waits for the other process, then prepares.
-_PREPARE = r'''
+_PREPARE = r"""
 import json, logging, os, sys, time
 sys.path[:0] = [sys.argv[1], os.path.join(sys.argv[1], 'tests')]
 from conftest import load_config
@@ -36,17 +37,24 @@ while not os.path.exists(sys.argv[4]):
   time.sleep(0.01)
 pipeline.prepare(config)
 print('Prepared.')
-'''
+"""
 
 
 def _prepare_in_two_processes(tmp_path, data: dict) -> list[str]:
   """Runs pipeline.prepare in two processes at once; returns their outputs."""
   env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'JAX_PLATFORMS': 'cpu'}
   ready = [str(tmp_path / f'ready{i}') for i in range(2)]
-  procs = [subprocess.Popen(
-      [sys.executable, '-c', _PREPARE, ROOT, json.dumps(data), ready[i],
-       ready[1 - i]], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, '-c', _PREPARE, ROOT, json.dumps(data), ready[i], ready[1 - i]],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
   try:
     outputs = [p.communicate(timeout=300)[0] for p in procs]
   finally:
@@ -60,8 +68,7 @@ def _prepare_in_two_processes(tmp_path, data: dict) -> list[str]:
 
 def _check_one_built_one_waited(outputs: list[str], built: str) -> None:
   assert sum(built in out for out in outputs) == 1, outputs
-  assert sum('Waiting for another process to finish' in out
-             for out in outputs) == 1, outputs
+  assert sum('Waiting for another process to finish' in out for out in outputs) == 1, outputs
 
 
 @pytest.mark.slow
@@ -69,17 +76,24 @@ def test_two_processes_build_the_catalogue_once(tmp_path):
   data_dir = tmp_path / 'tfds'
   outputs = _prepare_in_two_processes(tmp_path, {'data_dir': str(data_dir)})
   _check_one_built_one_waited(outputs, 'Generating dataset synthetic_catalog')
-  version_dir = data_dir / 'synthetic_catalog' / 'tiny'
-  assert sorted(os.listdir(version_dir)) == ['.1.1.0.lock', '1.1.0']
+  version = str(catalog.SyntheticCatalog.VERSION)
+  config_dir = data_dir / 'synthetic_catalog' / 'tiny'
+  assert sorted(os.listdir(config_dir)) == [f'.{version}.lock', version]
 
 
 @pytest.mark.slow
 def test_two_processes_build_edges2shoes_once(tmp_path):
   manual = tmp_path / 'manual'
   write_archive(manual / 'edges2shoes.tar.gz', 'edges2shoes')
-  outputs = _prepare_in_two_processes(tmp_path, {
-      'name': 'edges2shoes', 'data_dir': str(tmp_path / 'tfds'),
-      'manual_dir': str(manual), 'style': 'sketch'})
+  outputs = _prepare_in_two_processes(
+    tmp_path,
+    {
+      'name': 'edges2shoes',
+      'data_dir': str(tmp_path / 'tfds'),
+      'manual_dir': str(manual),
+      'style': 'sketch',
+    },
+  )
   _check_one_built_one_waited(outputs, 'Generating dataset edges2shoes')
 
 
@@ -87,8 +101,9 @@ def test_two_processes_build_edges2shoes_once(tmp_path):
 def test_two_processes_convert_a_folder_once(tmp_path):
   root = _mixed_folder(tmp_path / 'photos')
   cache = tmp_path / 'cache'
-  outputs = _prepare_in_two_processes(tmp_path, {
-      'folder': str(root), 'cache_dir': str(cache), 'style': 'oil'})
+  outputs = _prepare_in_two_processes(
+    tmp_path, {'folder': str(root), 'cache_dir': str(cache), 'style': 'oil'}
+  )
   _check_one_built_one_waited(outputs, f'Converting {root} (')
   entries = sorted(os.listdir(cache))
   assert len(entries) == 2 and entries[0] == f'.{entries[1]}.lock', entries
@@ -120,8 +135,7 @@ def test_a_waiter_says_what_it_waits_for(tmp_path, caplog, monkeypatch):
     waiter.join(timeout=10)
   assert events == ['built']
   text = caplog.text
-  assert (f'Waiting for another process to finish building x (lock file '
-          f'{lock_file} held).') in text
+  assert (f'Waiting for another process to finish building x (lock file {lock_file} held).') in text
   assert 'Still waiting for another process to finish building x' in text
   assert f'Done waiting for {lock_file}' in text
 
@@ -138,6 +152,7 @@ def test_unlockable_paths_build_without_a_lock(tmp_path, caplog, monkeypatch):
   with build_lock.held(str(tmp_path / '.x.lock'), 'converting x'):
     ran.append('local')
   assert ran == ['gs', 'local']
-  assert ('Building ds without a lock (gs://bucket/tfds/ds/.1.0.0.lock: not a local path)'
-          in caplog.text)
+  assert (
+    'Building ds without a lock (gs://bucket/tfds/ds/.1.0.0.lock: not a local path)' in caplog.text
+  )
   assert 'Converting x without a lock' in caplog.text and 'No locks available' in caplog.text

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from conftest import ROOT, load_config
+from conftest import ROOT
+from conftest import load_config
 from shopstyle_jax import cli
 from shopstyle_jax import config_lib
 from shopstyle_jax.models import generators
@@ -41,8 +42,14 @@ def config_names():
 
 def test_config_files_are_found():
   names = config_names()
-  for listed in [('default', ''), ('tiny', ''), ('pix2pix', ''), ('sketch', 'full'),
-                 ('oil', 'cpu'), ('edges2handbags', '')]:
+  for listed in [
+    ('default', ''),
+    ('tiny', ''),
+    ('pix2pix', ''),
+    ('sketch', 'full'),
+    ('oil', 'cpu'),
+    ('edges2handbags', ''),
+  ]:
     assert listed in names
 
 
@@ -59,8 +66,7 @@ def test_default_config_builds_its_generator():
   size = config.image_size
   g = generators.create_generator(config.model)
   x = jnp.zeros((1, size, size, 3))
-  out = jax.eval_shape(lambda: g.apply(g.init(jax.random.key(0), x, train=False), x,
-                                       train=False))
+  out = jax.eval_shape(lambda: g.apply(g.init(jax.random.key(0), x, train=False), x, train=False))
   assert out.shape == (1, size, size, 3)
 
 
@@ -89,18 +95,23 @@ def test_valid_overrides_are_applied_and_parsing_repeats():
 
 def test_unknown_key_names_it_and_suggests():
   message = parse_error('--config.model.widht=16')
-  assert message.startswith("Unknown config key in --config.model.widht=16: config.model has "
-                            "no field 'widht'. Did you mean config.model.width? Fields of "
-                            'config.model: depth, disc_layers, ')
+  assert message.startswith(
+    'Unknown config key in --config.model.widht=16: config.model has '
+    "no field 'widht'. Did you mean config.model.width? Fields of "
+    'config.model: depth, disc_layers, '
+  )
   assert parse_error('--config.modle.width=3').startswith(
-      "Unknown config key in --config.modle.width=3: config has no field 'modle'. Did you "
-      'mean config.model?')
+    "Unknown config key in --config.modle.width=3: config has no field 'modle'. Did you "
+    'mean config.model?'
+  )
   assert parse_error('--noconfig.data.fip').startswith(
-      "Unknown config key in --noconfig.data.fip: config.data has no field 'fip'. Did you "
-      'mean config.data.flip?')
+    "Unknown config key in --noconfig.data.fip: config.data has no field 'fip'. Did you "
+    'mean config.data.flip?'
+  )
   assert parse_error('--config.model.width.x=3') == (
-      'Unknown config key in --config.model.width.x=3: config.model.width is a value (8), '
-      'not a group of fields.')
+    'Unknown config key in --config.model.width.x=3: config.model.width is a value (8), '
+    'not a group of fields.'
+  )
   message = parse_error('--config.zzz=1')
   assert "config has no field 'zzz'. Fields of config: batch_size, " in message
   assert 'Did you mean' not in message
@@ -108,18 +119,22 @@ def test_unknown_key_names_it_and_suggests():
 
 def test_wrong_type_names_the_flag():
   assert parse_error('--config.batch_size=abc') == (
-      "flag --config.batch_size=abc: invalid literal for int() with base 10: 'abc'")
+    "flag --config.batch_size=abc: invalid literal for int() with base 10: 'abc'"
+  )
 
 
 def test_missing_config_file(tmp_path):
   missing = os.path.join(ROOT, 'configs', 'nope.py')
   message = parse_error(config=missing)
-  assert message.startswith(f'Config file {missing} (from --config={missing}) does not exist. '
-                            f'{os.path.dirname(missing)}/ holds cartoon.py, ')
+  assert message.startswith(
+    f'Config file {missing} (from --config={missing}) does not exist. '
+    f'{os.path.dirname(missing)}/ holds cartoon.py, '
+  )
   assert 'default.py, ' in message and 'sketch.py, ' in message and '__init__' not in message
   typo = os.path.join(ROOT, 'configs', 'skecth.py')
   assert parse_error(config=typo).endswith(
-      f'does not exist. Did you mean {os.path.join(ROOT, "configs", "sketch.py")}?')
+    f'does not exist. Did you mean {os.path.join(ROOT, "configs", "sketch.py")}?'
+  )
   # With overrides too (config_flags then fails while applying them).
   assert 'does not exist' in parse_error('--config.batch_size=2', config=missing)
   assert 'does not exist.' in parse_error(config=str(tmp_path / 'x.py'))
@@ -129,24 +144,28 @@ def test_config_file_with_a_syntax_error(tmp_path):
   path = tmp_path / 'broken.py'
   path.write_text('import ml_collections\n\ndef get_config(:\n  pass\n')
   assert parse_error(config=str(path)) == (
-      f"Config file {path} has a syntax error at line 3: invalid syntax: 'def get_config(:'.")
+    f"Config file {path} has a syntax error at line 3: invalid syntax: 'def get_config(:'."
+  )
 
 
 def test_config_file_that_fails_to_load_or_run(tmp_path):
   path = tmp_path / 'imports.py'
   path.write_text('import no_such_module\n')
   assert parse_error(config=str(path)) == (
-      f"Config file {path} failed to load: No module named 'no_such_module'")
+    f"Config file {path} failed to load: No module named 'no_such_module'"
+  )
   path = tmp_path / 'empty.py'
   path.write_text('X = 1\n')
   assert parse_error(config=str(path)) == f'Config file {path} defines no get_config().'
   sketch = os.path.join(ROOT, 'configs', 'sketch.py')
   assert parse_error(config=sketch + ':gpu') == (
-      f"Config file {sketch}: get_config('gpu') failed: Unknown variant 'gpu' of "
-      "configs/sketch.py; use 'cpu' or 'full'.")
+    f"Config file {sketch}: get_config('gpu') failed: Unknown variant 'gpu' of "
+    "configs/sketch.py; use 'cpu' or 'full'."
+  )
   assert parse_error(config=TINY + ':x') == (
-      f"Config file {TINY} has no variants (its get_config() takes no argument), but "
-      f"--config={TINY}:x asks for 'x'; use --config={TINY}.")
+    f'Config file {TINY} has no variants (its get_config() takes no argument), but '
+    f"--config={TINY}:x asks for 'x'; use --config={TINY}."
+  )
 
 
 def test_missing_required_flags():
@@ -156,71 +175,132 @@ def test_missing_required_flags():
     cli.parse_train_flags(['main.py', f'--config={TINY}'])
 
 
-@pytest.mark.parametrize('override,message', [
-    ('--config.image_size=100', 'config.image_size=100 must be a multiple of 32 (the unet '
-     'generator downsamples by 32); e.g. 96.'),
-    ('--config.loss.gan=wgan', "config.loss.gan='wgan' is not allowed; choose one of "
-     "('vanilla', 'lsgan', 'hinge')."),
-    ('--config.model.generator=vit', "config.model.generator='vit' is not allowed; choose one "
-     "of ('unet', 'resnet')."),
+@pytest.mark.parametrize(
+  'override,message',
+  [
+    (
+      '--config.image_size=100',
+      'config.image_size=100 must be a multiple of 32 (the unet '
+      'generator downsamples by 32); e.g. 96.',
+    ),
+    (
+      '--config.loss.gan=wgan',
+      "config.loss.gan='wgan' is not allowed; choose one of ('vanilla', 'lsgan', 'hinge').",
+    ),
+    (
+      '--config.model.generator=vit',
+      "config.model.generator='vit' is not allowed; choose one of ('unet', 'resnet').",
+    ),
     ('--config.loss.mse_weight=0 --config.loss.adversarial_weight=0', 'All loss weights are 0'),
     ('--config.batch_size=0', 'config.batch_size=0 must be a positive integer.'),
-    ('--config.optimizer.learning_rate=0', 'config.optimizer.learning_rate=0.0 must be a number '
-     "> 0 (Adam's step size; pix2pix's is 2e-4)."),
+    (
+      '--config.optimizer.learning_rate=0',
+      'config.optimizer.learning_rate=0.0 must be a number '
+      "> 0 (Adam's step size; pix2pix's is 2e-4).",
+    ),
     ('--config.optimizer.learning_rate=-1e-4', 'config.optimizer.learning_rate=-0.0001 must be'),
-    ('--config.optimizer.b1=1.0', "config.optimizer.b1=1.0 must be a number in [0, 1) (Adam's "
-     "first-moment decay; pix2pix's is 0.5)."),
+    (
+      '--config.optimizer.b1=1.0',
+      "config.optimizer.b1=1.0 must be a number in [0, 1) (Adam's "
+      "first-moment decay; pix2pix's is 0.5).",
+    ),
     ('--config.optimizer.b1=-0.1', 'config.optimizer.b1=-0.1 must be a number in [0, 1)'),
-    ('--config.optimizer.b2=1', "config.optimizer.b2=1.0 must be a number in [0, 1) (Adam's "
-     'second-moment decay, e.g. 0.999).'),
-    ('--config.optimizer.decay_start_fraction=1.5', 'config.optimizer.decay_start_fraction=1.5 '
-     'must be a number in [0, 1] (the share of steps at a constant learning rate before the '
-     'linear decay; 1 = none).'),
+    (
+      '--config.optimizer.b2=1',
+      "config.optimizer.b2=1.0 must be a number in [0, 1) (Adam's "
+      'second-moment decay, e.g. 0.999).',
+    ),
+    (
+      '--config.optimizer.decay_start_fraction=1.5',
+      'config.optimizer.decay_start_fraction=1.5 '
+      'must be a number in [0, 1] (the share of steps at a constant learning rate before the '
+      'linear decay; 1 = none).',
+    ),
     ('--config.optimizer.decay_start_fraction=-0.5', 'decay_start_fraction=-0.5 must be'),
     ('--config.optimizer.decay_start_fraction=nan', 'decay_start_fraction=nan must be'),
-    ('--config.model.noise_channels=-1', 'config.model.noise_channels=-1 must be an integer >= 0 '
-     '(0 = no noise input).'),
-    ('--config.eval.grid_rows=0', 'config.eval.grid_rows=0 must be an integer from 1 to 8 (the '
-     'grid shows rows of the first eval batch: at most eval.batch_size=8 and '
-     'eval.num_examples=16).'),
+    (
+      '--config.model.noise_channels=-1',
+      'config.model.noise_channels=-1 must be an integer >= 0 (0 = no noise input).',
+    ),
+    (
+      '--config.eval.grid_rows=0',
+      'config.eval.grid_rows=0 must be an integer from 1 to 8 (the '
+      'grid shows rows of the first eval batch: at most eval.batch_size=8 and '
+      'eval.num_examples=16).',
+    ),
     ('--config.eval.grid_rows=9', 'config.eval.grid_rows=9 must be an integer from 1 to 8'),
     ('--config.eval.num_examples=1', 'config.eval.grid_rows=2 must be an integer from 1 to 1'),
-    ('--config.method=gan2', "config.method='gan2' is not allowed; choose one of ('paired', "
-     "'cyclegan', 'cut', 'fastcut', 'neural_style')."),
-    ('--config.data.unpaired=True', 'config.method=paired learns from (photo, target) pairs, '
-     'but config.data.unpaired gives style images without pairs; pick an unpaired method'),
-    ('--config.method=cut', 'config.method=cut learns without pairs, so '
-     'config.loss.mse_weight=100.0 has no target to compare with; set it to 0'),
-    ('--config.method=cut --config.loss.mse_weight=0', 'config.method=cut needs style images: '
-     'set config.data.style_folder'),
-    ('--config.method=cyclegan --config.loss.mse_weight=0 --config.data.unpaired=True '
-     '--config.loss.pool_size=-1', 'config.loss.pool_size=-1 must be an integer >= 0'),
-    ('--config.method=cut --config.loss.mse_weight=0 --config.data.unpaired=True '
-     '--config.loss.nce_temperature=0', 'config.loss.nce_temperature=0.0 must be > 0'),
-    ('--config.method=neural_style --config.loss.mse_weight=0 --config.data.unpaired=True '
-     '--config.loss.adversarial_weight=0', 'All loss weights are 0 for '
-     'config.method=neural_style (config.loss.adversarial_weight, content_weight, '
-     'style_weight, tv_weight)'),
+    (
+      '--config.method=gan2',
+      "config.method='gan2' is not allowed; choose one of ('paired', "
+      "'cyclegan', 'cut', 'fastcut', 'neural_style').",
+    ),
+    (
+      '--config.data.unpaired=True',
+      'config.method=paired learns from (photo, target) pairs, '
+      'but config.data.unpaired gives style images without pairs; pick an unpaired method',
+    ),
+    (
+      '--config.method=cut',
+      'config.method=cut learns without pairs, so '
+      'config.loss.mse_weight=100.0 has no target to compare with; set it to 0',
+    ),
+    (
+      '--config.method=cut --config.loss.mse_weight=0',
+      'config.method=cut needs style images: set config.data.style_folder',
+    ),
+    (
+      '--config.method=cyclegan --config.loss.mse_weight=0 --config.data.unpaired=True '
+      '--config.loss.pool_size=-1',
+      'config.loss.pool_size=-1 must be an integer >= 0',
+    ),
+    (
+      '--config.method=cut --config.loss.mse_weight=0 --config.data.unpaired=True '
+      '--config.loss.nce_temperature=0',
+      'config.loss.nce_temperature=0.0 must be > 0',
+    ),
+    (
+      '--config.method=neural_style --config.loss.mse_weight=0 --config.data.unpaired=True '
+      '--config.loss.adversarial_weight=0',
+      'All loss weights are 0 for '
+      'config.method=neural_style (config.loss.adversarial_weight, content_weight, '
+      'style_weight, tv_weight)',
+    ),
     ('--config.loss.tv_weight=-1', 'config.loss.tv_weight=-1.0 must be a number >= 0 (0 = off).'),
-    ('--config.loss.style_weight=1 --config.loss.style_layers=relu1_1,relu9_9',
-     'config.loss.style_layers: Unknown VGG19 layer(s)'),
-])
+    (
+      '--config.loss.style_weight=1 --config.loss.style_layers=relu1_1,relu9_9',
+      'config.loss.style_layers: Unknown VGG19 layer(s)',
+    ),
+  ],
+)
 def test_bad_values_are_refused_naming_the_key(override, message):
   assert message in parse_error(*override.split())
 
 
-@pytest.mark.parametrize('override', [
-    '--config.optimizer.decay_start_fraction=0', '--config.optimizer.decay_start_fraction=1',
-    '--config.optimizer.b1=0', '--config.model.noise_channels=2', '--config.eval.grid_rows=8',
-    '--config.optimizer.learning_rate=1e30'])
+@pytest.mark.parametrize(
+  'override',
+  [
+    '--config.optimizer.decay_start_fraction=0',
+    '--config.optimizer.decay_start_fraction=1',
+    '--config.optimizer.b1=0',
+    '--config.model.noise_channels=2',
+    '--config.eval.grid_rows=8',
+    '--config.optimizer.learning_rate=1e30',
+  ],
+)
 def test_edge_values_are_accepted(override):
   parse(override)
 
 
-@pytest.mark.parametrize('group,key,value', [('model', 'noise_channels', 1.5),
-                                               ('eval', 'grid_rows', True),
-                                               ('optimizer', 'learning_rate', '2e-4'),
-                                               ('optimizer', 'b2', None)])
+@pytest.mark.parametrize(
+  'group,key,value',
+  [
+    ('model', 'noise_channels', 1.5),
+    ('eval', 'grid_rows', True),
+    ('optimizer', 'learning_rate', '2e-4'),
+    ('optimizer', 'b2', None),
+  ],
+)
 def test_values_of_the_wrong_type_in_a_config_file_are_refused(group, key, value):
   config = load_config('tiny')
   with config.ignore_type():  # As a config file could set them.
@@ -231,6 +311,9 @@ def test_values_of_the_wrong_type_in_a_config_file_are_refused(group, key, value
 
 def test_batch_not_divisible_by_devices():
   config = parse('--config.batch_size=3').config  # Valid until the device count is known.
-  with pytest.raises(ValueError, match=r'config.batch_size=3 is not divisible by the number of '
-                     r'devices \(2\); use a multiple of 2.'):
+  with pytest.raises(
+    ValueError,
+    match=r'config.batch_size=3 is not divisible by the number of '
+    r'devices \(2\); use a multiple of 2.',
+  ):
     config_lib.validate(config, num_devices=2)

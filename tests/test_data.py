@@ -20,20 +20,16 @@ _NUM_TRAIN, _NUM_TEST, _STORED_SIZE = 64, 16, 64
 
 
 def _default_config() -> ml_collections.ConfigDict:
-  spec = importlib.util.spec_from_file_location(
-      'default_config', _ROOT / 'configs' / 'default.py')
+  spec = importlib.util.spec_from_file_location('default_config', _ROOT / 'configs' / 'default.py')
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory) -> pathlib.Path:
-  path = tmp_path_factory.mktemp('tfds')
-  config = _default_config()
-  config.data.name, config.data.data_dir = _TINY, str(path)
-  pipeline.prepare(config)
-  return path
+def data_dir(data_dir) -> pathlib.Path:
+  """conftest's tiny catalogue, as a path."""
+  return pathlib.Path(data_dir)
 
 
 def _config(data_dir: pathlib.Path, **data) -> ml_collections.ConfigDict:
@@ -89,8 +85,7 @@ def test_every_style_is_stored_as_rendered(data_dir):
   example = builder.as_data_source(split='train')[5]
   assert set(styles.RENDERERS) <= set(example)
   for style in styles.RENDERERS:
-    np.testing.assert_array_equal(example[style],
-                                  styles.render(style, example['photo']))
+    np.testing.assert_array_equal(example[style], styles.render(style, example['photo']))
 
 
 @pytest.mark.parametrize('style', sorted(styles.RENDERERS))
@@ -98,8 +93,7 @@ def test_source_serves_the_configured_style(data_dir, style):
   source = pipeline._source(_config(data_dir, style=style), 'test')
   example = source[2]
   assert set(example) == {'photo', 'target'}
-  np.testing.assert_array_equal(example['target'],
-                                styles.render(style, example['photo']))
+  np.testing.assert_array_equal(example['target'], styles.render(style, example['photo']))
 
 
 def test_builds_are_identical(data_dir, tmp_path):
@@ -130,24 +124,12 @@ def test_train_batches_shapes_and_ranges(data_dir):
   assert set(batch) == {'photo', 'target'}
   for images in batch.values():
     assert images.shape == (8, 32, 32, 3) and images.dtype == np.float32
-    assert images.min() >= -1.0 and images.max() <= 1.0
+    # uint8 / 127.5 - 1: exact levels of [-1, 1] (not [0, 1], not resampled floats).
+    levels = (images + 1.0) * 127.5
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+    assert levels.min() >= 0 and levels.max() <= 255 and images.min() < 0 < images.max()
   # Targets are sketches: mostly white.
   assert (batch['target'] > 0.85).mean() > 0.5
-
-
-@pytest.mark.parametrize('process_count', [2, 4])
-def test_topology_independence(data_dir, process_count):
-  config = _config(data_dir)
-  steps = 5
-  global_batches = _take(pipeline.create_train_iterator(config, 0, 1), steps)
-  local = [_take(pipeline.create_train_iterator(config, p, process_count),
-                 steps) for p in range(process_count)]
-  for t in range(steps):
-    for key in ('photo', 'target'):
-      assert local[0][t][key].shape[0] == 8 // process_count
-      joined = np.concatenate([local[p][t][key]
-                               for p in range(process_count)])
-      np.testing.assert_array_equal(joined, global_batches[t][key])
 
 
 @pytest.mark.parametrize('process_count', [1, 2, 4])
@@ -158,15 +140,17 @@ def test_shares_are_disjoint_and_cover_each_epoch(data_dir, process_count):
   source = pipeline._source(config, 'train')
   ids = {_digest(source[i]['photo']): i for i in range(_NUM_TRAIN)}
   steps_per_epoch = _NUM_TRAIN // config.batch_size
-  iterators = [pipeline.create_train_iterator(config, p, process_count)
-               for p in range(process_count)]
+  iterators = [
+    pipeline.create_train_iterator(config, p, process_count) for p in range(process_count)
+  ]
   epochs = []
   for _ in range(2):
     seen = [[] for _ in range(process_count)]
     for _ in range(steps_per_epoch):
       for p, iterator in enumerate(iterators):
-        seen[p] += [ids[_digest(image)] for image in
-                    image_lib.model_to_uint8(next(iterator)['photo'])]
+        seen[p] += [
+          ids[_digest(image)] for image in image_lib.model_to_uint8(next(iterator)['photo'])
+        ]
     for p in range(process_count):
       for q in range(p):
         assert not set(seen[p]) & set(seen[q])
@@ -174,20 +158,6 @@ def test_shares_are_disjoint_and_cover_each_epoch(data_dir, process_count):
     assert sorted(epoch) == list(range(_NUM_TRAIN))
     epochs.append(epoch)
   assert epochs[0] != epochs[1]  # Reshuffled each epoch.
-
-
-def test_exact_resume(data_dir):
-  config = _config(data_dir)
-  first = pipeline.create_train_iterator(config, 1, 2)
-  _take(first, 3)
-  state = first.get_state()
-  json.dumps(state)  # Checkpointable as JSON.
-  expected = _take(first, 4)
-  second = pipeline.create_train_iterator(config, 1, 2)
-  second.set_state(state)
-  for want, got in zip(expected, _take(second, 4)):
-    for key in want:
-      np.testing.assert_array_equal(want[key], got[key])
 
 
 def test_flip_applies_to_photo_and_target_alike(data_dir):
@@ -198,12 +168,12 @@ def test_flip_applies_to_photo_and_target_alike(data_dir):
   for i in range(_NUM_TRAIN):
     example = source[i]
     by_digest[_digest(example['photo'])] = (example['target'], False)
-    by_digest[_digest(example['photo'][:, ::-1])] = (
-        example['target'][:, ::-1], True)
+    by_digest[_digest(example['photo'][:, ::-1])] = (example['target'][:, ::-1], True)
   flips = []
   for batch in _take(pipeline.create_train_iterator(config, 0, 1), 4):
-    for photo, target in zip(image_lib.model_to_uint8(batch['photo']),
-                             image_lib.model_to_uint8(batch['target'])):
+    for photo, target in zip(
+      image_lib.model_to_uint8(batch['photo']), image_lib.model_to_uint8(batch['target'])
+    ):
       sketch, flipped = by_digest[_digest(photo)]
       np.testing.assert_array_equal(target, sketch)
       flips.append(flipped)
@@ -214,10 +184,83 @@ def test_crop_applies_to_photo_and_target_alike():
   image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), np.uint8)
   rng = np.random.default_rng(2)
   for _ in range(5):
-    out = pipeline._augment({'photo': image, 'target': image.copy()}, rng,
-                            load_size=72, image_size=48, flip=True)
+    out = pipeline._augment(
+      {'photo': image, 'target': image.copy()}, rng, load_size=72, image_size=48, flip=True
+    )
     assert out['photo'].shape == (48, 48, 3)
     np.testing.assert_array_equal(out['photo'], out['target'])
+
+
+# --- Every kind of source: topology independence and exact resume ----------------
+
+SOURCES = ('catalogue', 'folder', 'unpaired_catalogue', 'style_folder')
+
+
+@pytest.fixture(scope='module')
+def folders(tmp_path_factory) -> dict[str, pathlib.Path]:
+  """A folder of the user's photos (bad files too) and one of style images."""
+  from test_folder import _mixed_folder  # pylint: disable=g-import-not-at-top
+  from test_unpaired_data import _write_style_folder  # pylint: disable=g-import-not-at-top
+
+  root = tmp_path_factory.mktemp('folders')
+  return {
+    'photos': _mixed_folder(root / 'photos'),
+    'styles': _write_style_folder(root / 'styles', 12),
+    'cache': root / 'cache',
+  }
+
+
+def _source_config(source: str, data_dir: pathlib.Path, folders) -> ml_collections.ConfigDict:
+  """8-image batches from `source`, prepared: (photo, target) pairs from the catalogue
+  or a photo folder, (photo, style) from the catalogue's unpaired mode or a style folder."""
+  config = _config(data_dir, cache_dir=str(folders['cache']))
+  if source == 'folder':
+    config.data.folder, config.data.style = str(folders['photos']), 'oil'
+  elif source == 'unpaired_catalogue':
+    config.data.unpaired = True
+  elif source == 'style_folder':
+    config.data.style_folder = str(folders['styles'])
+  pipeline.prepare(config)
+  return config
+
+
+@pytest.mark.parametrize('process_count', [2, 4])
+@pytest.mark.parametrize('source', SOURCES)
+def test_topology_independence(data_dir, folders, source, process_count):
+  """Each process's share, joined, is the single process's batch."""
+  config = _source_config(source, data_dir, folders)
+  steps = 5
+  whole = _take(pipeline.create_train_iterator(config, 0, 1), steps)
+  parts = [
+    _take(pipeline.create_train_iterator(config, p, process_count), steps)
+    for p in range(process_count)
+  ]
+  keys = (
+    {'photo', 'style'} if source in ('unpaired_catalogue', 'style_folder') else {'photo', 'target'}
+  )
+  for t in range(steps):
+    assert set(whole[t]) == keys
+    for key in keys:
+      assert parts[0][t][key].shape[0] == config.batch_size // process_count
+      joined = np.concatenate([parts[p][t][key] for p in range(process_count)])
+      np.testing.assert_array_equal(joined, whole[t][key])
+
+
+@pytest.mark.parametrize('source', SOURCES)
+def test_exact_resume(data_dir, folders, source):
+  """An iterator restored from a saved state gives the batches the saved one went on to."""
+  config = _source_config(source, data_dir, folders)
+  first = pipeline.create_train_iterator(config, 1, 2)
+  _take(first, 3)
+  state = first.get_state()
+  json.dumps(state)  # Checkpointable as JSON.
+  expected = _take(first, 4)
+  second = pipeline.create_train_iterator(config, 1, 2)
+  second.set_state(state)
+  for want, got in zip(expected, _take(second, 4)):
+    assert set(got) == set(want)
+    for key in want:
+      np.testing.assert_array_equal(want[key], got[key])
 
 
 # --- Eval batches -------------------------------------------------------------
@@ -228,18 +271,17 @@ def test_eval_batches(data_dir, process_count):
   config = _config(data_dir)
   config.image_size = _STORED_SIZE  # No resize: rows are the stored photos.
   source = pipeline._source(config, 'test')
-  shares = [pipeline.create_eval_batches(config, p, process_count)
-            for p in range(process_count)]
+  shares = [pipeline.create_eval_batches(config, p, process_count) for p in range(process_count)]
   assert {len(s) for s in shares} == {2}  # ceil(12 / 8) global batches.
   rows = []
   for k in range(2):
-    batch = {key: np.concatenate([s[k][key] for s in shares])
-             for key in ('photo', 'target', 'valid')}
+    batch = {
+      key: np.concatenate([s[k][key] for s in shares]) for key in ('photo', 'target', 'valid')
+    }
     assert batch['photo'].shape == (8, _STORED_SIZE, _STORED_SIZE, 3)
     assert batch['photo'].dtype == np.float32
     assert batch['valid'].dtype == np.bool_
-    rows += [(p, t) for p, t, v in zip(batch['photo'], batch['target'],
-                                       batch['valid']) if v]
+    rows += [(p, t) for p, t, v in zip(batch['photo'], batch['target'], batch['valid']) if v]
     assert batch['valid'].sum() == (8 if k == 0 else 4)
   assert len(rows) == 12
   for index, (photo, target) in enumerate(rows):

@@ -41,8 +41,9 @@ def _jpeg(image: np.ndarray) -> bytes:
   return out.getvalue()
 
 
-def write_archive(path: pathlib.Path, name: str, num_train: int = 6,
-                  num_val: int = 3) -> dict[str, np.ndarray]:
+def write_archive(
+  path: pathlib.Path, name: str, num_train: int = 6, num_val: int = 3
+) -> dict[str, np.ndarray]:
   """Writes `<name>.tar.gz` as pix2pix packs it; returns {member: photo}."""
   photos = {}
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,12 +111,12 @@ def test_edges2handbags_through_the_download_path(tmp_path, monkeypatch):
     return archive
 
   monkeypatch.setattr(tfds.download.DownloadManager, 'download', download)
-  monkeypatch.setattr(pix2pix_datasets.socket, 'getaddrinfo',
-                      lambda *args: [])  # The offline pre-check.
+  monkeypatch.setattr(
+    pix2pix_datasets.socket, 'getaddrinfo', lambda *args: []
+  )  # The offline pre-check.
   config = _config('edges2handbags', tmp_path / 'tfds')
   pipeline.prepare(config)
-  assert urls == [
-      'http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/edges2handbags.tar.gz']
+  assert urls == ['http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/edges2handbags.tar.gz']
   _check_built(config, photos)
 
 
@@ -131,14 +132,13 @@ def test_failed_download_says_what_to_do(tmp_path, monkeypatch):
 def test_only_the_sketch_style(tmp_path):
   config = _config('edges2shoes', tmp_path)
   config.data.style = 'oil'
-  with pytest.raises(ValueError, match="it has: sketch"):
+  with pytest.raises(ValueError, match='it has: sketch'):
     pipeline.prepare(config)  # Before any download.
 
 
 def test_split_pair():
   edges, photo = _pair(0)
-  got_photo, got_edges = pix2pix_datasets.split_pair(
-      _jpeg(np.concatenate([edges, photo], axis=1)))
+  got_photo, got_edges = pix2pix_datasets.split_pair(_jpeg(np.concatenate([edges, photo], axis=1)))
   assert np.abs(got_photo.astype(int) - photo).mean() < 3
   assert np.abs(got_edges.astype(int) - edges).mean() < 3
   with pytest.raises(ValueError):

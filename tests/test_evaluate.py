@@ -1,4 +1,5 @@
-"""python -m shopstyle_jax.evaluate: the metrics, the JSON, the grid, config overrides."""
+"""The evaluate command line (in process, and once as `python -m shopstyle_jax.evaluate`)
+and evaluate_checkpoint: the metrics, the JSON, the grid, config overrides."""
 
 import importlib.util
 import json
@@ -9,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from absl import flags
 from PIL import Image
 
 from shopstyle_jax import evaluate
@@ -21,19 +23,28 @@ from shopstyle_jax.data import pipeline
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(*args, check=True) -> subprocess.CompletedProcess:
-  env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='')
-  proc = subprocess.run([sys.executable, '-m', 'shopstyle_jax.evaluate', *args], cwd=ROOT,
-                        env=env, capture_output=True, text=True, timeout=300)
-  if check and proc.returncode != 0:
-    raise AssertionError(f'evaluate failed ({proc.returncode}):\n{proc.stderr[-5000:]}')
-  return proc
+def _cli(*args) -> int:
+  """Runs the evaluate command line in this process, on fresh flags."""
+  argv = ['evaluate', *args]
+  flag_values = flags.FlagValues()
+  evaluate.define_flags(argv, flag_values)
+  flag_values(argv)
+  return evaluate.run(flag_values)
 
 
-def test_cli_table_json_and_grid(tmp_path, trained_workdir, data_dir):
+def test_cli_table_json_and_grid(tmp_path, trained_workdir, data_dir, capsys):
   out, grid = tmp_path / 'eval.json', tmp_path / 'grid.png'
-  proc = _run(f'--workdir={trained_workdir}', f'--config.data.data_dir={data_dir}',
-              f'--output={out}', f'--grid={grid}', '--grid_rows=3')
+  assert (
+    _cli(
+      f'--workdir={trained_workdir}',
+      f'--config.data.data_dir={data_dir}',
+      f'--output={out}',
+      f'--grid={grid}',
+      '--grid_rows=3',
+    )
+    == 0
+  )
+  stdout = capsys.readouterr().out
   results = json.loads(out.read_text())
   for key in evaluate.METRICS:
     assert np.isfinite(results[key]), key
@@ -41,21 +52,54 @@ def test_cli_table_json_and_grid(tmp_path, trained_workdir, data_dir):
   assert results['step'] == 4 and results['workdir'] == trained_workdir
   assert results['dataset'] == 'synthetic_catalog/tiny' and results['style'] == 'sketch'
   assert results['overrides'] == {'data.data_dir': data_dir}
-  assert 'PSNR (dB)' in proc.stdout and 'identity (photo)' in proc.stdout
-  assert f'{results["psnr"]:.2f}' in proc.stdout
+  assert 'PSNR (dB)' in stdout and 'identity (photo)' in stdout
+  assert f'{results["psnr"]:.2f}' in stdout
   image = np.asarray(Image.open(grid))
   assert image.shape == (3 * (32 + 2), 3 * (32 + 2), 3)  # 3 rows of photo | target | output
+  # Without --output: in the workdir, named after the step, the data and the style.
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(trained_workdir, workdir)  # trained_workdir is shared: not written.
+  assert _cli(f'--workdir={workdir}', '--num_examples=4', '--step=2') == 0
+  with open(os.path.join(workdir, 'evaluation', 'step_2_tiny_sketch.json')) as f:
+    assert json.load(f)['num_examples'] == 4
 
 
-def test_model_overrides_are_refused(trained_workdir):
-  proc = _run(f'--workdir={trained_workdir}', '--config.model.width=4', check=False)
-  assert proc.returncode == 2 and 'model.width' in proc.stderr
+def test_model_overrides_are_refused(trained_workdir, capsys):
+  assert _cli(f'--workdir={trained_workdir}', '--config.model.width=4') == 2
+  assert 'model.width' in capsys.readouterr().err
+  with pytest.raises(FileNotFoundError, match='is not a shopstyle_jax workdir'):
+    _cli(f'--workdir={os.path.dirname(trained_workdir)}')
+
+
+@pytest.mark.slow
+def test_module_runs_as_a_program(tmp_path, trained_workdir):
+  out = tmp_path / 'eval.json'
+  env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='')
+  proc = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'shopstyle_jax.evaluate',
+      f'--workdir={trained_workdir}',
+      '--num_examples=4',
+      f'--output={out}',
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-5000:]
+  assert json.loads(out.read_text())['num_examples'] == 4
+  assert 'PSNR (dB)' in proc.stdout
 
 
 def test_metrics_match_a_direct_computation(trained_workdir):
   config = workdir_lib.load_config(trained_workdir)
-  results, grid = evaluate.evaluate_checkpoint(config, trained_workdir, num_examples=12,
-                                               grid_rows=2)
+  results, grid = evaluate.evaluate_checkpoint(
+    config, trained_workdir, num_examples=12, grid_rows=2
+  )
   assert results['num_examples'] == 12 and grid.shape == (2 * 34, 3 * 34, 3)
 
   stylizer = load_stylizer(trained_workdir)
@@ -72,8 +116,10 @@ def test_metrics_match_a_direct_computation(trained_workdir):
     assert results[k] == pytest.approx(np.mean(scores[k]), rel=1e-5, abs=1e-5), k
 
 
-@pytest.mark.skipif(importlib.util.find_spec('shopstyle_jax.data.folder') is None,
-                    reason='config.data.folder is not supported by this pipeline yet')
+@pytest.mark.skipif(
+  importlib.util.find_spec('shopstyle_jax.data.folder') is None,
+  reason='config.data.folder is not supported by this pipeline yet',
+)
 def test_folder_of_pairs(tmp_path, trained_workdir):
   pairs = tmp_path / 'pairs'
   rs = np.random.RandomState(0)

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 import shopstyle_jax
+from conftest import assert_pixel_rule
 from shopstyle_jax import checkpoints
 from shopstyle_jax.images import read_image
-
-from conftest import assert_pixel_rule
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'v0')
 
@@ -47,6 +46,7 @@ def test_v0_export_gives_v0_pixels(photo, expected):
 def test_v0_checkpoint_resumes_training(tmp_path, tiny_config, caplog):
   """The v0 TrainState had a `nonfinite_count` field: restored in its layout, migrated."""
   from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
+
   workdir = str(tmp_path / 'workdir')
   shutil.copytree(os.path.join(FIXTURES, 'workdir'), workdir)
   config = tiny_config  # With the fixture's settings (its README).

@@ -12,7 +12,9 @@ from PIL import Image
 from PIL import ImageOps
 
 from conftest import load_config
-from conftest import run_main
+from conftest import tensorboard_tags
+from conftest import train_in_process
+from shopstyle_jax import checkpoints
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 from shopstyle_jax import styles
@@ -48,11 +50,13 @@ def _mixed_folder(root: pathlib.Path) -> pathlib.Path:
   rgba[:, :8, 3] = 0  # Transparent strip: becomes white.
   _save(root / 'cutout.png', Image.fromarray(rgba, 'RGBA'))
   _save(root / 'gray.png', Image.fromarray(_photo(12)[..., 0], 'L'))
-  _save(root / 'palette.png', Image.fromarray(_photo(13)).convert(
-      'P', palette=Image.Palette.ADAPTIVE, colors=16))
+  _save(
+    root / 'palette.png',
+    Image.fromarray(_photo(13)).convert('P', palette=Image.Palette.ADAPTIVE, colors=16),
+  )
   _save(root / 'wide.jpg', _photo(14, 40, 120))
   data = (root / 'shoe_0.jpg').read_bytes()
-  (root / 'broken.jpg').write_bytes(data[:len(data) // 2])
+  (root / 'broken.jpg').write_bytes(data[: len(data) // 2])
   (root / 'notes.jpg').write_text('not an image\n')
   (root / '.DS_Store').write_bytes(b'\0\1')  # Hidden: ignored.
   return root
@@ -65,9 +69,12 @@ def _spec(path, tmp_path, **kwargs) -> folder.FolderSpec:
 
 
 def _records(path: str) -> dict[str, list]:
-  return {split: [folder.FolderSource(path, split)[i]
-                  for i in range(len(folder.FolderSource(path, split)))]
-          for split in ('train', 'test')}
+  return {
+    split: [
+      folder.FolderSource(path, split)[i] for i in range(len(folder.FolderSource(path, split)))
+    ]
+    for split in ('train', 'test')
+  }
 
 
 # --- Reading images -----------------------------------------------------------
@@ -81,8 +88,9 @@ def test_read_photo_converts_every_mode(tmp_path):
   assert (folder.read_photo(str(gray), (3, 3)) == 7).all()
   deep = _save(tmp_path / 'deep.png', Image.fromarray(np.full((2, 2), 65535, np.uint16)))
   assert (folder.read_photo(str(deep), (2, 2)) == 255).all()
-  palette = _save(tmp_path / 'palette.png',
-                  Image.fromarray(np.full((2, 2, 3), 9, np.uint8)).convert('P'))
+  palette = _save(
+    tmp_path / 'palette.png', Image.fromarray(np.full((2, 2, 3), 9, np.uint8)).convert('P')
+  )
   assert folder.read_photo(str(palette), (2, 2)).shape == (2, 2, 3)
 
 
@@ -117,8 +125,11 @@ def _awkward_files(root: pathlib.Path) -> dict[str, pathlib.Path]:
   save('rotated.jpg', image, exif=exif.tobytes(), quality=90)
   alpha = np.linspace(0, 255, 48).round().astype(np.uint8)[None].repeat(36, 0)
   save('rgba.png', Image.fromarray(np.dstack([rgb, alpha]), 'RGBA'))
-  save('palette.png', Image.fromarray(rgb).convert('P', palette=Image.Palette.ADAPTIVE,
-                                                   colors=16), transparency=3)
+  save(
+    'palette.png',
+    Image.fromarray(rgb).convert('P', palette=Image.Palette.ADAPTIVE, colors=16),
+    transparency=3,
+  )
   save('keyed.png', Image.fromarray(rgb), transparency=tuple(int(v) for v in rgb[0, 0]))
   save('gray.png', Image.fromarray(rgb[..., 1]))
   save('gray.jpg', Image.fromarray(rgb[..., 1]), quality=90)
@@ -126,10 +137,12 @@ def _awkward_files(root: pathlib.Path) -> dict[str, pathlib.Path]:
   save('cmyk.jpg', Image.fromarray(rgb).convert('CMYK'), quality=90)
   rgb16 = rgb.astype(np.uint16) * 257 + rng.integers(0, 257, rgb.shape).astype(np.uint16)
   save('gray16.png', Image.fromarray(rgb16[..., 0]))
-  for name, image16 in (('rgb16.png', rgb16),
-                        ('rgba16.png', np.dstack([rgb16, alpha.astype(np.uint16) * 257]))):
+  for name, image16 in (
+    ('rgb16.png', rgb16),
+    ('rgba16.png', np.dstack([rgb16, alpha.astype(np.uint16) * 257])),
+  ):
     files[name] = root / name
-    cv2.imwrite(str(files[name]), image16[..., [2, 1, 0, 3][:image16.shape[-1]]])
+    cv2.imwrite(str(files[name]), image16[..., [2, 1, 0, 3][: image16.shape[-1]]])
   return files
 
 
@@ -149,11 +162,11 @@ def test_folder_reads_the_pixels_the_stylizers_read(tmp_path):
     # The folder's reader with its reduced-scale JPEG decoding off, and with it
     # on at a size where it cannot reduce.
     np.testing.assert_array_equal(image_lib.read_rgb(str(file)), as_read, err_msg=name)
-    np.testing.assert_array_equal(folder.read_photo(str(file), (36, 36)), as_read,
-                                  err_msg=name)
+    np.testing.assert_array_equal(folder.read_photo(str(file), (36, 36)), as_read, err_msg=name)
     np.testing.assert_array_equal(stored[name], as_read[:, 6:42], err_msg=name)
     batch = inference.prepare(image_lib.read_image(str(file)), factor=4).batch
     np.testing.assert_array_equal(batch[0], image_lib.uint8_to_model(as_read), err_msg=name)
+
   # What they all read.
   def read(name):
     return image_lib.read_rgb(str(files[name]))
@@ -177,8 +190,7 @@ def test_mixed_folder_skips_bad_files_and_logs_them(tmp_path, caplog):
   assert sorted(n for n, _ in info['skipped']) == ['broken.jpg', 'notes.jpg']
   assert info['files'] == 13 and len(info['names']) == 11
   assert 'bags/bag.webp' in info['names']
-  warnings = ' '.join(r.getMessage() for r in caplog.records
-                      if r.levelno == logging.WARNING)
+  warnings = ' '.join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
   assert 'skipped 2 of 13' in warnings
   assert 'broken.jpg' in warnings and 'notes.jpg' in warnings
   assert not str(path).startswith(str(root))
@@ -188,8 +200,7 @@ def test_mixed_folder_skips_bad_files_and_logs_them(tmp_path, caplog):
   for example in records['train'] + records['test']:
     assert example['photo'].shape == example['target'].shape == (36, 36, 3)
     assert example['photo'].dtype == np.uint8
-    np.testing.assert_array_equal(example['target'],
-                                  styles.watercolor(example['photo']))
+    np.testing.assert_array_equal(example['target'], styles.watercolor(example['photo']))
 
 
 def test_transparent_pixels_become_white(tmp_path):
@@ -243,8 +254,7 @@ def test_paired_layout(tmp_path):
   assert 'no matching file' in reasons['photos/lonely.png']
   assert 'aspect ratio' in reasons['odd']
   for example in _records(path)['train']:
-    diff = np.abs(example['target'].astype(int) -
-                  (255 - example['photo'].astype(int)))
+    diff = np.abs(example['target'].astype(int) - (255 - example['photo'].astype(int)))
     assert diff.mean() < 4  # The target is the inverted photo (JPEG noise).
 
 
@@ -261,7 +271,7 @@ def test_side_by_side_layout(tmp_path, side):
     assert example['photo'].std() > 10
 
 
-def test_cache_is_reused_and_rebuilt_on_change(tmp_path):
+def test_cache_is_reused_and_rebuilt_on_change(tmp_path, monkeypatch):
   root = _mixed_folder(tmp_path / 'in')
   spec = _spec(root, tmp_path)
   first = folder.prepare(spec)
@@ -273,6 +283,12 @@ def test_cache_is_reused_and_rebuilt_on_change(tmp_path):
   assert second != first and len(folder.read_info(second)['names']) == 12
   assert folder.prepare(_spec(root, tmp_path, style='oil')) != second
   assert folder.prepare(_spec(root, tmp_path, size=40)) != second
+  # Changed renderers (styles.VERSION) or a changed reader convert the folder again.
+  monkeypatch.setattr(styles, 'VERSION', styles.VERSION + 1)
+  third = folder.prepare(spec)
+  assert third != second
+  monkeypatch.setattr(image_lib, 'READER_VERSION', image_lib.READER_VERSION + 1)
+  assert folder.prepare(spec) not in (second, third)
 
 
 def test_a_name_that_is_not_utf8_trains(tmp_path):
@@ -290,16 +306,14 @@ def test_home_relative_folder(tmp_path, monkeypatch):
   _mixed_folder(tmp_path / 'home' / 'shop')
   monkeypatch.setenv('HOME', str(tmp_path / 'home'))
   path = folder.prepare(_spec('~/shop', tmp_path))
-  assert folder.read_info(path)['folder'] == os.path.realpath(
-      tmp_path / 'home' / 'shop')
+  assert folder.read_info(path)['folder'] == os.path.realpath(tmp_path / 'home' / 'shop')
 
 
 def test_concurrent_conversions_agree(tmp_path):
   root = _mixed_folder(tmp_path / 'in')
   spec = _spec(root, tmp_path, style='cartoon')
   with concurrent.futures.ThreadPoolExecutor(3) as pool:
-    paths = list(pool.map(lambda _: folder.prepare(spec, verbose=False),
-                          range(3)))
+    paths = list(pool.map(lambda _: folder.prepare(spec, verbose=False), range(3)))
   assert len(set(paths)) == 1
   entries = sorted(os.listdir(tmp_path / 'cache'))
   name = os.path.basename(paths[0])
@@ -345,63 +359,37 @@ def test_pipeline_reads_the_folder(tmp_path):
   assert batch['photo'].shape == (4, 32, 32, 3)
   assert batch['target'].dtype == np.float32
   evals = pipeline.create_eval_batches(config, 0, 1)
-  assert sum(int(b['valid'].sum()) for b in evals) == len(
-      pipeline._source(config, 'test'))
+  assert sum(int(b['valid'].sum()) for b in evals) == len(pipeline._source(config, 'test'))
 
 
-@pytest.mark.parametrize('process_count', [2, 4])
-def test_folder_batches_are_topology_independent(tmp_path, process_count):
-  root = _mixed_folder(tmp_path / 'in')
-  config = _folder_config(root, tmp_path)
-  pipeline.prepare(config)
-  whole = pipeline.create_train_iterator(config, 0, 1)
-  parts = [pipeline.create_train_iterator(config, p, process_count)
-           for p in range(process_count)]
-  for _ in range(4):
-    want = next(whole)
-    got = [next(it) for it in parts]
-    for key in want:
-      np.testing.assert_array_equal(
-          np.concatenate([g[key] for g in got]), want[key])
-
-
-def test_folder_iterator_resumes_exactly(tmp_path):
-  root = _mixed_folder(tmp_path / 'in')
-  config = _folder_config(root, tmp_path)
-  pipeline.prepare(config)
-  first = pipeline.create_train_iterator(config, 0, 1)
-  for _ in range(3):
-    next(first)
-  state = first.get_state()
-  expected = [next(first) for _ in range(3)]
-  second = pipeline.create_train_iterator(config, 0, 1)
-  second.set_state(state)
-  for want in expected:
-    got = next(second)
-    for key in want:
-      np.testing.assert_array_equal(want[key], got[key])
+# (Topology independence and exact resume: tests/test_data.py, for every kind of source.)
 
 
 # --- End to end ---------------------------------------------------------------
 
 
-def test_main_trains_on_a_folder_with_bad_files(tmp_path):
+def test_training_on_a_folder_with_bad_files(tmp_path, caplog):
   root = _mixed_folder(tmp_path / 'in')
-  proc = run_main(str(tmp_path / 'work'), str(tmp_path / 'tfds'),
-                  f'--config.data.folder={root}',
-                  f'--config.data.cache_dir={tmp_path / "cache"}',
-                  '--config.data.style=cartoon')  # tiny: 4 steps, eval at 4.
-  assert 'skipped 2 of 13 files' in proc.stderr
-  assert 'broken.jpg' in proc.stderr and 'notes.jpg' in proc.stderr
-  assert 'Eval at step 4' in proc.stderr
+  config = load_config('tiny')  # 4 steps, checkpoints at 2 and 4, eval at 4.
+  config.data.folder, config.data.style = str(root), 'cartoon'
+  config.data.cache_dir, config.data.data_dir = str(tmp_path / 'cache'), str(tmp_path / 'tfds')
+  config.optimizer.decay_start_fraction = 1.0  # conftest's trained_workdir's step.
+  workdir = str(tmp_path / 'work')
+  with caplog.at_level(logging.WARNING):
+    train_in_process(config, workdir)
+  warnings = ' '.join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+  assert 'skipped 2 of 13 files' in warnings
+  assert 'broken.jpg' in warnings and 'notes.jpg' in warnings
+  assert checkpoints.available_steps(workdir) == [2, 4]
+  assert tensorboard_tags(workdir)['eval/psnr'] == [4]
+  assert not (tmp_path / 'tfds').exists()  # The folder, not the catalogue.
 
 
 def test_train_refuses_an_empty_folder_before_compiling(tmp_path):
-  from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
   (tmp_path / 'empty').mkdir()
   config = load_config('tiny')
   config.data.folder = str(tmp_path / 'empty')
   config.data.cache_dir = str(tmp_path / 'cache')
   with pytest.raises(ValueError, match='holds no files'):
-    train.train_and_evaluate(config, str(tmp_path / 'work'))
+    train_in_process(config, str(tmp_path / 'work'))
   assert not (tmp_path / 'work' / 'checkpoints').exists()

@@ -28,15 +28,17 @@ def test_conversions_are_one_definition_for_numpy_and_jax():
   # XLA may divide by multiplying with the reciprocal: within an ulp.
   np.testing.assert_allclose(image_lib.uint8_to_model(jnp.asarray(pixels)), model, atol=1e-6)
   np.testing.assert_array_equal(jax.jit(image_lib.model_to_uint8)(jnp.asarray(model)), pixels)
-  np.testing.assert_array_equal(image_lib.model_to_uint8([-3.0, -1.0, 0.0, 0.999, 2.0]),
-                                [0, 0, 128, 255, 255])  # Clipped, rounded to nearest.
+  np.testing.assert_array_equal(
+    image_lib.model_to_uint8([-3.0, -1.0, 0.0, 0.999, 2.0]), [0, 0, 128, 255, 255]
+  )  # Clipped, rounded to nearest.
   np.testing.assert_allclose(image_lib.model_to_pixels(model), pixels, atol=1e-4)  # Unrounded.
 
 
 def test_one_16_bit_rounding():
   deep = np.arange(65536, dtype=np.uint16).reshape(256, 256)
-  np.testing.assert_array_equal(image_lib.to_rgb_uint8(deep)[..., 0],
-                                np.round(deep / 257.0).astype(np.uint8))
+  np.testing.assert_array_equal(
+    image_lib.to_rgb_uint8(deep)[..., 0], np.round(deep / 257.0).astype(np.uint8)
+  )
   assert image_lib.to_rgb_uint8(deep).dtype == np.uint8
 
 
@@ -64,8 +66,9 @@ def test_png_records_keep_the_catalogues_bytes():
 def test_read_image_takes_bytes_and_says_why(tmp_path):
   path = tmp_path / 'a.png'
   Image.fromarray(_texture(8, 12)).save(path)
-  np.testing.assert_array_equal(image_lib.read_image(path.read_bytes()),
-                                image_lib.read_image(str(path)))
+  np.testing.assert_array_equal(
+    image_lib.read_image(path.read_bytes()), image_lib.read_image(str(path))
+  )
   with pytest.raises(image_lib.ImageReadError, match='^<bytes>: not a readable image') as e:
     image_lib.read_image(b'junk')
   assert e.value.reason.startswith('not a readable image')
@@ -76,8 +79,12 @@ def _png_with_orientation(data: bytes, orientation: int) -> bytes:
   exif = Image.Exif()
   exif[0x0112] = orientation
   payload = exif.tobytes()[6:]  # Without the 'Exif\0\0' header.
-  chunk = (struct.pack('>I', len(payload)) + b'eXIf' + payload +
-           struct.pack('>I', zlib.crc32(b'eXIf' + payload)))
+  chunk = (
+    struct.pack('>I', len(payload))
+    + b'eXIf'
+    + payload
+    + struct.pack('>I', zlib.crc32(b'eXIf' + payload))
+  )
   return data[:33] + chunk + data[33:]  # After the signature and IHDR.
 
 
@@ -110,17 +117,21 @@ def test_draft_decoding_is_explicit_and_sized_upright(tmp_path):
   assert image_lib.read_image(str(turned), draft=(70, 40)).shape == (160, 80, 3)
 
 
+@pytest.mark.slow
 def test_import_needs_only_numpy():
-  code = ('import sys; import shopstyle_jax.images; '
-          'print(sorted(m for m in ("PIL", "cv2", "jax") if m in sys.modules))')
+  code = (
+    'import sys; import shopstyle_jax.images; '
+    'print(sorted(m for m in ("PIL", "cv2", "jax") if m in sys.modules))'
+  )
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == '[]'
 
 
 def test_over_white_rounds_once():
   rgba = np.array([[[0, 100, 200, 0], [0, 100, 200, 128], [0, 100, 200, 255]]], np.uint8)
-  np.testing.assert_array_equal(image_lib.over_white(rgba)[0],
-                                [[255, 255, 255], [127, 177, 227], [0, 100, 200]])
+  np.testing.assert_array_equal(
+    image_lib.over_white(rgba)[0], [[255, 255, 255], [127, 177, 227], [0, 100, 200]]
+  )
   deep = image_lib.over_white(rgba.astype(np.uint16) * 257)
   assert deep.dtype == np.uint16
   np.testing.assert_array_equal(deep[0, [0, 2]], [[65535] * 3, [0, 25700, 51400]])

@@ -17,8 +17,9 @@ def bce(logit, label):
 
 @pytest.mark.parametrize('real,fake', [(0.0, 0.0), (2.0, -1.0), (-0.5, 3.0)])
 def test_vanilla_discriminator_is_half_bce_sum(real, fake):
-  got = losses.discriminator_loss('vanilla', jnp.full((2, 3, 3, 1), real),
-                                  jnp.full((2, 3, 3, 1), fake))
+  got = losses.discriminator_loss(
+    'vanilla', jnp.full((2, 3, 3, 1), real), jnp.full((2, 3, 3, 1), fake)
+  )
   assert float(got) == pytest.approx(0.5 * (bce(real, 1) + bce(fake, 0)), rel=1e-6)
 
 
@@ -30,9 +31,11 @@ def test_vanilla_at_zero_logits_is_log2():
 def test_vanilla_generator_is_non_saturating():
   # -log D(G(x)), not log(1 - D(G(x))): large when D confidently rejects.
   assert float(losses.generator_adversarial_loss('vanilla', jnp.array([-1.0]))) == pytest.approx(
-      math.log(1 + math.e), rel=1e-6)
+    math.log(1 + math.e), rel=1e-6
+  )
   assert float(losses.generator_adversarial_loss('vanilla', jnp.array([-20.0]))) == pytest.approx(
-      20.0, rel=1e-4)
+    20.0, rel=1e-4
+  )
 
 
 def test_lsgan():
@@ -99,14 +102,16 @@ def test_gram_matches_numpy_einsum():
 def test_style_loss_matches_numpy_pairwise_and_broadcast():
   out = {'a': rand(1, (2, 4, 4, 3)), 'b': rand(2, (2, 2, 2, 5))}
   style = {'a': rand(3, (2, 4, 4, 3)), 'b': rand(4, (2, 2, 2, 5))}
-  want = sum(w * np.mean((np_gram(out[k]) - np_gram(style[k])) ** 2)
-             for k, w in (('a', 0.3), ('b', 2.0)))
+  want = sum(
+    w * np.mean((np_gram(out[k]) - np_gram(style[k])) ** 2) for k, w in (('a', 0.3), ('b', 2.0))
+  )
   got = losses.style_loss(out, style, ('a', 'b'), (0.3, 2.0))
   assert float(got) == pytest.approx(want, rel=1e-5)
   # Example i against example i, not against the batch: swapping the style batch changes it.
   swapped = {k: v[::-1] for k, v in style.items()}
   assert float(losses.style_loss(out, swapped, ('a', 'b'), (0.3, 2.0))) != pytest.approx(
-      want, rel=1e-3)
+    want, rel=1e-3
+  )
   # A style batch of one is compared with every output.
   one = {k: v[:1] for k, v in style.items()}
   want_one = sum(np.mean((np_gram(out[k]) - np_gram(one[k])) ** 2) for k in ('a', 'b'))
@@ -117,15 +122,17 @@ def test_style_loss_zero_for_identical_and_hand_value():
   f = {'a': rand(5, (2, 3, 3, 4))}
   assert float(losses.style_loss(f, f, ('a',), (1.0,))) == 0.0
   # 1x1 maps with C=1: gram = value^2, so 0.5 * (2^2 - 1^2)^2 = 4.5.
-  got = losses.style_loss({'a': jnp.full((1, 1, 1, 1), 2.0)}, {'a': jnp.ones((1, 1, 1, 1))},
-                          ('a',), (0.5,))
+  got = losses.style_loss(
+    {'a': jnp.full((1, 1, 1, 1), 2.0)}, {'a': jnp.ones((1, 1, 1, 1))}, ('a',), (0.5,)
+  )
   assert float(got) == pytest.approx(4.5)
 
 
 def test_style_loss_gradient_reaches_output_only():
   out, style = jnp.asarray(rand(6, (1, 2, 2, 3))), jnp.asarray(rand(7, (1, 2, 2, 3)))
-  g_out, g_style = jax.grad(lambda o, s: losses.style_loss({'a': o}, {'a': s}, ('a',)),
-                            argnums=(0, 1))(out, style)
+  g_out, g_style = jax.grad(
+    lambda o, s: losses.style_loss({'a': o}, {'a': s}, ('a',)), argnums=(0, 1)
+  )(out, style)
   assert float(jnp.abs(g_out).max()) > 1e-3
   assert float(jnp.abs(g_style).max()) == 0.0
 
@@ -144,10 +151,11 @@ def test_content_loss_matches_numpy_and_stops_photo_gradient():
   want = 0.5 * np.mean((out['b'] - photo['b']) ** 2)
   assert float(losses.content_loss(out, photo, ('b',), (0.5,))) == pytest.approx(want, rel=1e-5)
   g_out, g_photo = jax.grad(
-      lambda o, p: losses.content_loss({'a': o}, {'a': p}, ('a',)), argnums=(0, 1))(
-          jnp.asarray(out['a']), jnp.asarray(photo['a']))
-  np.testing.assert_allclose(np.asarray(g_out), 2 * (out['a'] - photo['a']) / out['a'].size,
-                             rtol=1e-5, atol=1e-7)
+    lambda o, p: losses.content_loss({'a': o}, {'a': p}, ('a',)), argnums=(0, 1)
+  )(jnp.asarray(out['a']), jnp.asarray(photo['a']))
+  np.testing.assert_allclose(
+    np.asarray(g_out), 2 * (out['a'] - photo['a']) / out['a'].size, rtol=1e-5, atol=1e-7
+  )
   assert float(jnp.abs(g_photo).max()) == 0.0
 
 
@@ -156,7 +164,7 @@ def test_total_variation_hand_value_and_numpy():
   x = jnp.array([[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]).reshape(1, 2, 3, 1)
   assert float(losses.total_variation(x)) == pytest.approx(4 / 3 + 3 / 4, rel=1e-6)
   x = rand(12, (2, 5, 4, 3))
-  want = (np.abs(np.diff(x, axis=1)).mean() + np.abs(np.diff(x, axis=2)).mean())
+  want = np.abs(np.diff(x, axis=1)).mean() + np.abs(np.diff(x, axis=2)).mean()
   assert float(losses.total_variation(jnp.asarray(x))) == pytest.approx(want, rel=1e-5)
   with pytest.raises(ValueError, match='H, W >= 2'):
     losses.total_variation(jnp.zeros((1, 1, 4, 3)))
@@ -216,7 +224,8 @@ def test_patch_nce_hand_values():
   # log(P + e^(-11/tau)); without the -10 mask it would be log(P + 1).
   same = jnp.ones((2, p, c)) / math.sqrt(c)
   assert float(losses.patch_nce(same, same, 1.0)) == pytest.approx(
-      math.log(p + math.exp(-11.0)), rel=1e-6)
+    math.log(p + math.exp(-11.0)), rel=1e-6
+  )
 
 
 def test_patch_nce_gradient_reaches_query_only():
@@ -270,5 +279,6 @@ def test_patch_mlp_is_dense_relu_dense_then_unit_norm():
     np.testing.assert_allclose(np.linalg.norm(np.asarray(y), axis=-1), 1.0, rtol=1e-3)
   plain = patch_mlp.PatchMLP(use_mlp=False)
   y = plain.apply({}, [x0])[0]
-  np.testing.assert_allclose(np.asarray(y), x0 / (np.linalg.norm(x0, axis=-1, keepdims=True)
-                                                  + 1e-7), rtol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(y), x0 / (np.linalg.norm(x0, axis=-1, keepdims=True) + 1e-7), rtol=1e-6
+  )

@@ -23,8 +23,16 @@ def small_config(**model):
   config.method = 'cyclegan'
   config.image_size = 32
   config.batch_size = 8
-  config.model.update(generator='resnet', width=4, resnet_blocks=1, disc_width=4,
-                      disc_layers=1, norm='instance', dropout=0.0, upsample='resize_conv')
+  config.model.update(
+    generator='resnet',
+    width=4,
+    resnet_blocks=1,
+    disc_width=4,
+    disc_layers=1,
+    norm='instance',
+    dropout=0.0,
+    upsample='resize_conv',
+  )
   config.model.update(**model)
   config.loss.update(gan='lsgan', pool_size=8)
   return config
@@ -36,8 +44,13 @@ _STATES = {}
 def build(config):
   """The models and the initial state, initialised once per network and pool shape."""
   models = cyclegan.build_models(config)
-  key = (config.model.to_json(), config.image_size, config.loss.pool_size, config.ema_decay,
-         config.seed)
+  key = (
+    config.model.to_json(),
+    config.image_size,
+    config.loss.pool_size,
+    config.ema_decay,
+    config.seed,
+  )
   if key not in _STATES:
     init = jax.jit(lambda k: cyclegan.create_state(config, models, k))
     _STATES[key] = to_numpy(init(state_lib.prng_key(config.seed)))
@@ -46,15 +59,21 @@ def build(config):
 
 def abstract_state(config, models):
   """The state's shapes and dtypes, without compiling its initialisation."""
-  return jax.eval_shape(lambda k: cyclegan.create_state(config, models, k),
-                        state_lib.prng_key(config.seed))
+  return jax.eval_shape(
+    lambda k: cyclegan.create_state(config, models, k), state_lib.prng_key(config.seed)
+  )
 
 
 def batches(config, n, seed=0):
   rng = np.random.RandomState(seed)
   shape = (config.batch_size, config.image_size, config.image_size, 3)
-  return [{'photo': rng.uniform(-1, 1, shape).astype(np.float32),
-           'style': rng.uniform(-1, 1, shape).astype(np.float32)} for _ in range(n)]
+  return [
+    {
+      'photo': rng.uniform(-1, 1, shape).astype(np.float32),
+      'style': rng.uniform(-1, 1, shape).astype(np.float32),
+    }
+    for _ in range(n)
+  ]
 
 
 _STEPS = {}
@@ -82,11 +101,12 @@ def test_state_fields_and_generator_variables():
   config = small_config()
   config.ema_decay = 0.5
   models = cyclegan.build_models(config)
-  assert isinstance(models, cyclegan.Models)
   state = abstract_state(config, models)
+  shapes = lambda tree: jax.tree.map(lambda x: x.shape, tree)
   for name in ('g', 'f', 'd', 'dp'):
-    for suffix in ('params', 'batch_stats', 'opt_state'):
-      assert hasattr(state, f'{name}_{suffix}')
+    # Each network's own Adam: its moments have the shapes of its own parameters.
+    adam = getattr(state, f'{name}_opt_state')[0]
+    assert shapes(adam.mu) == shapes(adam.nu) == shapes(getattr(state, f'{name}_params'))
   for pool in (state.pool_style, state.pool_photo):
     assert pool['images'].shape == (8, 32, 32, 3) and pool['count'].shape == ()
   assert state.generator_variables()['params'] is state.ema_params
@@ -152,13 +172,15 @@ def test_cycle_term_is_the_l1_of_both_reconstructions():
     return losses.l1(rec_photo, photo) + losses.l1(rec_style, style)
 
   expected, (g_grads, f_grads) = jax.jit(jax.value_and_grad(cycle, argnums=(0, 1)))(
-      old.g_params, old.f_params)
+    old.g_params, old.f_params
+  )
   assert float(metrics['g_cycle']) == pytest.approx(float(expected), rel=1e-5)
   assert float(metrics['g_loss']) == pytest.approx(10.0 * float(expected), rel=1e-5)
   # The generators descend exactly this term.
   for name, grads in (('g', g_grads), ('f', f_grads)):
     assert float(metrics[f'{name}_grad_norm']) == pytest.approx(
-        10.0 * float(optax.tree.norm(grads)), rel=1e-4)
+      10.0 * float(optax.tree.norm(grads)), rel=1e-4
+    )
 
 
 def test_resume_from_a_saved_state_continues_exactly():
@@ -211,26 +233,34 @@ def test_update_order_is_the_officials():
 
   def d_loss(module, params, real, fake):
     return losses.discriminator_loss(
-        'lsgan', apply(module, params, real), apply(module, params, fake))
+      'lsgan', apply(module, params, real), apply(module, params, fake)
+    )
 
   assert float(metrics['d_loss']) == pytest.approx(
-      float(d_loss(models.D_style, old.d_params, style, fake_style)), rel=1e-5)
+    float(d_loss(models.D_style, old.d_params, style, fake_style)), rel=1e-5
+  )
   assert float(metrics['dp_loss']) == pytest.approx(
-      float(d_loss(models.D_photo, old.dp_params, photo, fake_photo)), rel=1e-5)
-  assert abs(float(d_loss(models.D_style, old.d_params, style, moved_style))
-             - float(metrics['d_loss'])) > 1e-6
+    float(d_loss(models.D_photo, old.dp_params, photo, fake_photo)), rel=1e-5
+  )
+  assert (
+    abs(float(d_loss(models.D_style, old.d_params, style, moved_style)) - float(metrics['d_loss']))
+    > 1e-6
+  )
   # G's adversarial term reads the Ds before their update.
-  adversarial = (
-      losses.generator_adversarial_loss('lsgan', apply(models.D_style, old.d_params, fake_style))
-      + losses.generator_adversarial_loss('lsgan',
-                                          apply(models.D_photo, old.dp_params, fake_photo)))
+  adversarial = losses.generator_adversarial_loss(
+    'lsgan', apply(models.D_style, old.d_params, fake_style)
+  ) + losses.generator_adversarial_loss('lsgan', apply(models.D_photo, old.dp_params, fake_photo))
   assert float(metrics['g_adversarial']) == pytest.approx(float(adversarial), rel=1e-5)
-  identity = (losses.l1(apply(models.G, old.g_params, style), style)
-              + losses.l1(apply(models.F, old.f_params, photo), photo))
+  identity = losses.l1(apply(models.G, old.g_params, style), style) + losses.l1(
+    apply(models.F, old.f_params, photo), photo
+  )
   assert float(metrics['g_identity']) == pytest.approx(float(identity), rel=1e-5)
   lc = config.loss
-  total = (lc.adversarial_weight * metrics['g_adversarial'] + lc.cycle_weight
-           * metrics['g_cycle'] + lc.identity_weight * metrics['g_identity'])
+  total = (
+    lc.adversarial_weight * metrics['g_adversarial']
+    + lc.cycle_weight * metrics['g_cycle']
+    + lc.identity_weight * metrics['g_identity']
+  )
   assert float(metrics['g_loss']) == pytest.approx(float(total), rel=1e-5)
   assert float(metrics['learning_rate']) == pytest.approx(config.optimizer.learning_rate)
 
@@ -238,8 +268,9 @@ def test_update_order_is_the_officials():
 def count_convs(config, vgg=None, vgg_params=None):
   models = cyclegan.build_models(config)
   step = cyclegan.make_step(config, models, vgg)
-  return str(jax.make_jaxpr(step)(abstract_state(config, models), batches(config, 1)[0],
-                                  vgg_params)).count('conv_general_dilated')
+  return str(
+    jax.make_jaxpr(step)(abstract_state(config, models), batches(config, 1)[0], vgg_params)
+  ).count('conv_general_dilated')
 
 
 def test_zero_weight_terms_cost_no_compute():
@@ -256,10 +287,17 @@ def test_zero_weight_terms_cost_no_compute():
 
 def test_content_style_and_tv_terms_on_the_stylized_photo():
   from shopstyle_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
+
   config = small_config()
   layers = ('relu1_1', 'relu1_2')
-  config.loss.update(content_weight=2.0, content_layers=('relu1_2',), style_weight=3.0,
-                     style_layers=layers, style_layer_weights=(1.0, 0.5), tv_weight=0.25)
+  config.loss.update(
+    content_weight=2.0,
+    content_layers=('relu1_2',),
+    style_weight=3.0,
+    style_layers=layers,
+    style_layer_weights=(1.0, 0.5),
+    tv_weight=0.25,
+  )
   models, state = build(config)
   vgg = vgg_lib.VGG19(layers=layers)
   with pytest.raises(ValueError, match='VGG19'):

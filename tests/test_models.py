@@ -1,12 +1,12 @@
 """Model shapes, parameter counts against the official code, and the exact
 transposed-convolution formulation."""
 
-from flax import traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import traverse_util
 
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
@@ -27,9 +27,17 @@ def test_conv_transpose_4x4_equals_the_transposed_convolution():
   v = {'params': {'kernel': v['params']['kernel'], 'bias': v['params']['bias'] + 0.1}}
   # PyTorch's ConvTranspose2d(k=4, s=2, p=1) by definition: dilate the input
   # by 2, pad by k-1-p = 2, correlate with the spatially flipped kernel.
-  ref = jax.lax.conv_general_dilated(
-      x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + 0.1
+  ref = (
+    jax.lax.conv_general_dilated(
+      x,
+      kernel[::-1, ::-1],
+      (1, 1),
+      ((2, 2), (2, 2)),
+      lhs_dilation=(2, 2),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    )
+    + 0.1
+  )
   got = layer.apply(v, x)
   assert got.shape == (2, 10, 14, 4)
   np.testing.assert_allclose(got, ref, atol=1e-5)
@@ -39,12 +47,14 @@ def test_conv_transpose_4x4_matches_flax_conv_transpose():
   x = jax.random.normal(jax.random.key(2), (1, 6, 6, 5))
   ours = layers.ConvTranspose4x4(3, use_bias=False)
   v = jax.jit(ours.init)(jax.random.key(3), x)
-  theirs = nn.ConvTranspose(3, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
-                            use_bias=False, transpose_kernel=True)
+  theirs = nn.ConvTranspose(
+    3, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)), use_bias=False, transpose_kernel=True
+  )
   # flax's transpose_kernel=True uses the forward conv's kernel (HWOI): swap I/O.
   k = jnp.swapaxes(layers.transposed_kernel(v['params']['kernel']), 2, 3)
-  np.testing.assert_allclose(ours.apply(v, x), theirs.apply({'params': {'kernel': k}}, x),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    ours.apply(v, x), theirs.apply({'params': {'kernel': k}}, x), atol=1e-5
+  )
 
 
 def test_unet_256_has_the_official_parameter_count():
@@ -60,17 +70,21 @@ def test_patchgan_70_has_the_official_parameter_count():
   x = jnp.zeros((1, 256, 256, 3))
   v = jax.eval_shape(lambda: d.init(jax.random.key(0), x, x, train=False))
   assert count(v) == 2_768_705
-  out = jax.eval_shape(lambda: d.apply(d.init(jax.random.key(0), x, x, train=False), x, x,
-                                       train=False))
+  out = jax.eval_shape(
+    lambda: d.apply(d.init(jax.random.key(0), x, x, train=False), x, x, train=False)
+  )
   assert out.shape == (1, 30, 30, 1)  # 70x70 receptive fields on a 256 image
 
 
-@pytest.mark.parametrize('kw', [
+@pytest.mark.parametrize(
+  'kw',
+  [
     dict(generator='unet', norm='instance', upsample='resize_conv'),
     dict(generator='unet', norm='batch', upsample='conv_transpose', noise_channels=2),
     dict(generator='resnet', norm='instance', upsample='conv_transpose'),
     dict(generator='resnet', norm='none', upsample='resize_conv'),
-])
+  ],
+)
 def test_generators_keep_shape_and_range(kw, tiny_model_config):
   m = tiny_model_config
   m.update(depth=3, width=4, resnet_blocks=1, dropout=0.5, **kw)
@@ -81,15 +95,23 @@ def test_generators_keep_shape_and_range(kw, tiny_model_config):
   @jax.jit
   def run(v, noise_seed):
     infer = g.apply(v, x, train=False)
-    train, _ = g.apply(v, x, train=True, rngs={'dropout': jax.random.key(2),
-                                               'noise': jax.random.key(noise_seed)},
-                       mutable=['batch_stats'])
+    train, _ = g.apply(
+      v,
+      x,
+      train=True,
+      rngs={'dropout': jax.random.key(2), 'noise': jax.random.key(noise_seed)},
+      mutable=['batch_stats'],
+    )
     return infer, train
 
   y, y2 = run(v, 3)
   assert y.shape == x.shape and y.dtype == jnp.float32
-  assert float(jnp.abs(y).max()) <= 1.0
   assert y2.shape == x.shape
+  # In range by the final tanh, not by small initial weights: with every weight 30
+  # times larger the outputs saturate at +-1 and stay within.
+  y_big, _ = run({**v, 'params': jax.tree.map(lambda p: 30 * p, v['params'])}, 3)
+  assert float(jnp.abs(y_big).max()) <= 1.0
+  assert float(jnp.mean(jnp.abs(y_big) > 0.99)) > 0.1
   if kw.get('noise_channels'):
     # Noise is an input in training and zero at inference.
     y4, y3 = run(v, 4)
@@ -100,6 +122,7 @@ def test_generators_keep_shape_and_range(kw, tiny_model_config):
 @pytest.fixture
 def tiny_model_config():
   from conftest import load_config  # pylint: disable=g-import-not-at-top
+
   return load_config('tiny').model
 
 
@@ -113,12 +136,22 @@ def test_bfloat16_generator_runs_in_bfloat16_with_float32_params():
   assert 'bf16' in jaxpr
 
 
-@pytest.mark.parametrize('kernel,stride,pad,size,cout', [
-    (4, 2, 1, 11, 8), (4, 1, 1, 11, 8), (2, 1, 0, 11, 8), (3, 1, 1, 11, 8), (7, 1, 0, 11, 8),
+@pytest.mark.parametrize(
+  'kernel,stride,pad,size,cout',
+  [
+    (4, 2, 1, 11, 8),
+    (4, 1, 1, 11, 8),
+    (2, 1, 0, 11, 8),
+    (3, 1, 1, 11, 8),
+    (7, 1, 0, 11, 8),
     # Outputs past the im2col threshold: GEMM per tap for the weight gradient...
-    (4, 2, 1, 40, 8), (2, 1, 0, 20, 16),
+    (4, 2, 1, 40, 8),
+    (2, 1, 0, 20, 16),
     # ...and XLA's own gradients for few output channels over many pixels.
-    (4, 1, 1, 40, 1), (2, 1, 0, 40, 12)])
+    (4, 1, 1, 40, 1),
+    (2, 1, 0, 40, 12),
+  ],
+)
 def test_cpu_conv_equals_xla(kernel, stride, pad, size, cout):
   """Every CPU gradient path (im2col GEMM; GEMM per tap; XLA's) is XLA's maths."""
   x = jax.random.normal(jax.random.key(0), (2, size, size - 2, 5))
@@ -129,10 +162,12 @@ def test_cpu_conv_equals_xla(kernel, stride, pad, size, cout):
     y = conv(x, w, (stride, stride), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     return jnp.sum(jnp.sin(y))
 
-  ours = jax.jit(jax.value_and_grad(lambda x, w: loss(layers.conv_general_dilated, x, w),
-                                    (0, 1)))(x, w)
-  ref = jax.jit(jax.value_and_grad(lambda x, w: loss(jax.lax.conv_general_dilated, x, w),
-                                   (0, 1)))(x, w)
+  ours = jax.jit(jax.value_and_grad(lambda x, w: loss(layers.conv_general_dilated, x, w), (0, 1)))(
+    x, w
+  )
+  ref = jax.jit(jax.value_and_grad(lambda x, w: loss(jax.lax.conv_general_dilated, x, w), (0, 1)))(
+    x, w
+  )
   np.testing.assert_allclose(ours[0], ref[0], rtol=1e-4)
   for a, b in zip(ours[1], ref[1]):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -149,8 +184,9 @@ def test_resnet_9blocks_parameter_count_against_the_official():
   # has 11,378,179: a bias on every conv, and 3x3 transposed convs where ours are 4x4.
   p = v['params']
   up = [p[f'ConvTranspose4x4_{i}']['kernel'].shape for i in (0, 1)]  # [2, 2, cin, 4 * cout]
-  biases = sum(x['kernel'].shape[-1] for k, x in p.items()
-               if k.startswith('Conv_') and 'bias' not in x) + sum(s[3] // 4 for s in up)
+  biases = sum(
+    x['kernel'].shape[-1] for k, x in p.items() if k.startswith('Conv_') and 'bias' not in x
+  ) + sum(s[3] // 4 for s in up)
   up_4x4 = sum(int(np.prod(s)) for s in up)
   up_3x3 = sum(9 * s[2] * s[3] // 4 for s in up)
   assert (biases, up_4x4, up_3x3) == (5_248, 655_360, 368_640)
@@ -163,18 +199,29 @@ def test_encode_tap_shapes():
   v = jax.eval_shape(lambda: g.init(jax.random.key(0), x, train=False))
   assert g.nce_taps == ('pad', 'down1', 'down2', 'block1', 'block5')
   feats = jax.eval_shape(lambda v: g.apply(v, x, train=False, method=g.encode), v)
-  assert [f.shape for f in feats] == [(2, 70, 70, 3), (2, 32, 32, 16), (2, 16, 16, 32),
-                                      (2, 16, 16, 32), (2, 16, 16, 32)]
+  assert [f.shape for f in feats] == [
+    (2, 70, 70, 3),
+    (2, 32, 32, 16),
+    (2, 16, 16, 32),
+    (2, 16, 16, 32),
+    (2, 16, 16, 32),
+  ]
   assert generators.ResnetGenerator(blocks=3).nce_taps[3:] == ('block1', 'block3')
   assert generators.ResnetGenerator(blocks=1).nce_taps[3:] == ('block1',)
 
   g = generators.UNetGenerator(width=8, depth=6)
   v = jax.eval_shape(lambda: g.init(jax.random.key(0), x, train=False))
   assert g.tap_names == ('input', 'enc1', 'enc2', 'enc3', 'enc4', 'enc5', 'enc6')
-  feats = jax.eval_shape(lambda v: g.apply(v, x, train=False, method=g.encode, taps=g.tap_names),
-                         v)
-  assert [f.shape for f in feats] == [(2, 64, 64, 3), (2, 32, 32, 8), (2, 16, 16, 16),
-                                      (2, 8, 8, 32), (2, 4, 4, 64), (2, 2, 2, 64), (2, 1, 1, 64)]
+  feats = jax.eval_shape(lambda v: g.apply(v, x, train=False, method=g.encode, taps=g.tap_names), v)
+  assert [f.shape for f in feats] == [
+    (2, 64, 64, 3),
+    (2, 32, 32, 8),
+    (2, 16, 16, 16),
+    (2, 8, 8, 32),
+    (2, 4, 4, 64),
+    (2, 2, 2, 64),
+    (2, 1, 1, 64),
+  ]
   assert g.nce_taps == g.tap_names[:5]
 
 
@@ -191,8 +238,9 @@ def seeded_variables(init, seed=0):
   """Variables of init's shapes drawn N(0, 0.1) by NumPy: jit-compiling flax's random
   init costs XLA:CPU seconds per parameter shape."""
   rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda s: jnp.asarray(0.1 * rng.standard_normal(s.shape, np.float32)),
-                      jax.eval_shape(init))
+  return jax.tree.map(
+    lambda s: jnp.asarray(0.1 * rng.standard_normal(s.shape, np.float32)), jax.eval_shape(init)
+  )
 
 
 def _forward_and_taps(g, x, sub_taps):
@@ -200,8 +248,11 @@ def _forward_and_taps(g, x, sub_taps):
   checks they agree and that encode at `sub_taps` needs only its own part of the params."""
   v = seeded_variables(lambda: g.init(jax.random.key(0), x, train=False))
   flat = traverse_util.flatten_dict(v)
-  part = traverse_util.flatten_dict(jax.eval_shape(
-      lambda: g.init(jax.random.key(0), x, train=False, method=g.encode, taps=sub_taps)))
+  part = traverse_util.flatten_dict(
+    jax.eval_shape(
+      lambda: g.init(jax.random.key(0), x, train=False, method=g.encode, taps=sub_taps)
+    )
+  )
   assert part and set(part) < set(flat)
   assert all(part[k].shape == flat[k].shape for k in part)
   only_encoder = traverse_util.unflatten_dict({k: flat[k] for k in part})
@@ -210,9 +261,13 @@ def _forward_and_taps(g, x, sub_taps):
   def run(v, only_encoder, x):
     y, state = g.apply(v, x, train=False, capture_intermediates=True)
     inter = {k: o['__call__'][0] for k, o in state['intermediates'].items() if k != '__call__'}
-    return (y, inter, g.apply(v, x, train=False, method=g.encode, taps=g.tap_names),
-            g.apply(v, x, train=False, taps=g.tap_names),
-            g.apply(only_encoder, x, train=False, method=g.encode, taps=sub_taps))
+    return (
+      y,
+      inter,
+      g.apply(v, x, train=False, method=g.encode, taps=g.tap_names),
+      g.apply(v, x, train=False, taps=g.tap_names),
+      g.apply(only_encoder, x, train=False, method=g.encode, taps=sub_taps),
+    )
 
   y, inter, feats, (y2, feats2), sub = run(v, only_encoder, x)
   np.testing.assert_array_equal(y2, y)  # asking for taps changes nothing
@@ -251,7 +306,7 @@ def test_unet_taps_are_the_full_forward_intermediates():
 
 
 def tree_norm(tree):
-  return jnp.sqrt(sum(jnp.sum(x ** 2) for x in jax.tree.leaves(tree)))
+  return jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(tree)))
 
 
 def test_gradients_of_taps_reach_the_shared_params():
@@ -276,7 +331,7 @@ def disc_param_count(channels, width, num_layers, norm):
   extra = {'batch': 2, 'instance': 0, 'none': 1}[norm]
   total, prev = 16 * channels * width + width, width
   for n in range(1, num_layers + 1):
-    f = width * min(2 ** n, 8)
+    f = width * min(2**n, 8)
     total, prev = total + 16 * prev * f + extra * f, f
   return total + 16 * prev + 1
 
@@ -288,25 +343,38 @@ def test_conditional_discriminator_parameters_are_unchanged():
   shapes = {'/'.join(k): s.shape for k, s in traverse_util.flatten_dict(v).items()}
   # The tree of the code before the unconditional discriminator, hard-coded.
   assert shapes == {
-      'params/Conv_0/kernel': (4, 4, 6, 64), 'params/Conv_0/bias': (64,),
-      'params/Conv_1/kernel': (4, 4, 64, 128), 'params/BatchNorm_0/scale': (128,),
-      'params/BatchNorm_0/bias': (128,), 'params/Conv_2/kernel': (4, 4, 128, 256),
-      'params/BatchNorm_1/scale': (256,), 'params/BatchNorm_1/bias': (256,),
-      'params/Conv_3/kernel': (4, 4, 256, 512), 'params/BatchNorm_2/scale': (512,),
-      'params/BatchNorm_2/bias': (512,), 'params/Conv_4/kernel': (4, 4, 512, 1),
-      'params/Conv_4/bias': (1,), 'batch_stats/BatchNorm_0/mean': (128,),
-      'batch_stats/BatchNorm_0/var': (128,), 'batch_stats/BatchNorm_1/mean': (256,),
-      'batch_stats/BatchNorm_1/var': (256,), 'batch_stats/BatchNorm_2/mean': (512,),
-      'batch_stats/BatchNorm_2/var': (512,)}
-  for kw, expected in [(dict(norm='instance'), 2_766_913),
-                       (dict(norm='none', num_layers=4, width=32), 1_744_609)]:
+    'params/Conv_0/kernel': (4, 4, 6, 64),
+    'params/Conv_0/bias': (64,),
+    'params/Conv_1/kernel': (4, 4, 64, 128),
+    'params/BatchNorm_0/scale': (128,),
+    'params/BatchNorm_0/bias': (128,),
+    'params/Conv_2/kernel': (4, 4, 128, 256),
+    'params/BatchNorm_1/scale': (256,),
+    'params/BatchNorm_1/bias': (256,),
+    'params/Conv_3/kernel': (4, 4, 256, 512),
+    'params/BatchNorm_2/scale': (512,),
+    'params/BatchNorm_2/bias': (512,),
+    'params/Conv_4/kernel': (4, 4, 512, 1),
+    'params/Conv_4/bias': (1,),
+    'batch_stats/BatchNorm_0/mean': (128,),
+    'batch_stats/BatchNorm_0/var': (128,),
+    'batch_stats/BatchNorm_1/mean': (256,),
+    'batch_stats/BatchNorm_1/var': (256,),
+    'batch_stats/BatchNorm_2/mean': (512,),
+    'batch_stats/BatchNorm_2/var': (512,),
+  }
+  for kw, expected in [
+    (dict(norm='instance'), 2_766_913),
+    (dict(norm='none', num_layers=4, width=32), 1_744_609),
+  ]:
     d = discriminators.PatchDiscriminator(**kw)
     v = jax.eval_shape(lambda: d.init(jax.random.key(0), x, x, train=False))
     assert count(v) == expected == disc_param_count(6, d.width, d.num_layers, d.norm)
 
 
-@pytest.mark.parametrize('kw', [dict(), dict(norm='instance'),
-                                dict(norm='none', num_layers=4, width=32)])
+@pytest.mark.parametrize(
+  'kw', [dict(), dict(norm='instance'), dict(norm='none', num_layers=4, width=32)]
+)
 def test_unconditional_discriminator_shape_and_parameter_count(kw):
   d = discriminators.UnconditionalPatchDiscriminator(**kw)
   x = jnp.zeros((2, 256, 256, 3))
@@ -332,8 +400,11 @@ def test_unconditional_discriminator_is_the_conditional_body(tiny_model_config):
   @jax.jit
   def run(v, v3, photo, image):
     both = jnp.concatenate([photo, image], axis=-1)
-    return (uncond.apply(v, both, train=False), cond.apply(v, photo, image, train=False),
-            uncond.apply(v3, image, train=False))
+    return (
+      uncond.apply(v, both, train=False),
+      cond.apply(v, photo, image, train=False),
+      uncond.apply(v3, image, train=False),
+    )
 
   on_both, conditional, on_image = run(v, v3, photo, image)
   np.testing.assert_array_equal(on_both, conditional)

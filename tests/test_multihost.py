@@ -1,20 +1,26 @@
-"""Real multi-process training: 2 processes x 2 CPU devices on loopback (gloo)."""
+"""Real multi-process training: 2 processes x 2 CPU devices on loopback (gloo). All `slow`."""
 
 import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import LONG, ROOT, assert_same_training, run_main, wait_for
+from conftest import LONG
+from conftest import ROOT
+from conftest import assert_same_training
+from conftest import main_command
+from conftest import run_main
+from conftest import wait_for
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
+
+pytestmark = pytest.mark.slow
 
 # Batch norm: statistics over the global batch, the case where sharding matters.
 OVERRIDES = ('--config.model.norm=batch',)
@@ -30,18 +36,34 @@ def start_two_processes(tmp_path, workdir, data_dir, *overrides, per_process=(()
   """main.py as process 0 and 1 of a 2-process job (2 CPU devices each);
   `per_process`: more arguments for each."""
   address = f'127.0.0.1:{free_port()}'
-  env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'JAX_PLATFORMS': 'cpu',
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
+  env = {
+    **os.environ,
+    'PYTHONUNBUFFERED': '1',
+    'JAX_PLATFORMS': 'cpu',
+    'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
+  }
   procs, log_paths = [], []
   for pid in range(2):
     log_paths.append(str(tmp_path / f'{os.path.basename(workdir)}_log{pid}.txt'))
     with open(log_paths[-1], 'w') as log:
-      procs.append(subprocess.Popen(
-          [sys.executable, os.path.join(ROOT, 'main.py'),
-           f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={workdir}',
-           f'--config.data.data_dir={data_dir}', *OVERRIDES, *overrides, *per_process[pid],
-           f'--coordinator_address={address}', '--num_processes=2', f'--process_id={pid}'],
-          cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+      procs.append(
+        subprocess.Popen(
+          main_command(
+            workdir,
+            data_dir,
+            *OVERRIDES,
+            *overrides,
+            *per_process[pid],
+            f'--coordinator_address={address}',
+            '--num_processes=2',
+            f'--process_id={pid}',
+          ),
+          cwd=ROOT,
+          env=env,
+          stdout=log,
+          stderr=subprocess.STDOUT,
+        )
+      )
   return procs, log_paths
 
 
@@ -80,8 +102,9 @@ def test_two_processes_train_like_one_process_with_four_devices(tmp_path, data_d
 
   # Same global batches, same parameters as one process with 4 devices.
   single = str(tmp_path / 'single')
-  run_main(single, data_dir, *OVERRIDES,
-           env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4'})
+  run_main(
+    single, data_dir, *OVERRIDES, env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  )
   keys = ('g_params', 'd_params', 'g_batch_stats')
   a, _ = checkpoints.restore_subtree(workdir, keys, 4)
   b, _ = checkpoints.restore_subtree(single, keys, 4)
@@ -105,8 +128,10 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir):
   procs[1].send_signal(signal.SIGTERM)
   codes, texts = wait_all(procs, log_paths, timeout=120)
   assert codes == [0, 0], texts[0][-3000:] + texts[1][-3000:]
-  steps = [int(re.search(rf'Process {pid} of 2 finished at step (\d+)\.', text).group(1))
-           for pid, text in enumerate(texts)]
+  steps = [
+    int(re.search(rf'Process {pid} of 2 finished at step (\d+)\.', text).group(1))
+    for pid, text in enumerate(texts)
+  ]
   assert steps[0] == steps[1] >= 3
   assert f'Stopped at step {steps[0]} by SIGTERM' in texts[0]
   assert checkpoints.available_steps(workdir) == [steps[0]]
@@ -126,8 +151,10 @@ def test_two_processes_share_a_fresh_data_dir(tmp_path):
     assert f'Process {pid} of 2 finished at step 4.' in text
   # TFDS prints this when it builds; the waiter logs what it waits for.
   assert sum('Downloading and preparing dataset' in t for t in texts) == 1
-  assert sum('Waiting for another process to finish building synthetic_catalog/tiny' in t
-             for t in texts) == 1
+  assert (
+    sum('Waiting for another process to finish building synthetic_catalog/tiny' in t for t in texts)
+    == 1
+  )
 
 
 @pytest.mark.slow
@@ -138,15 +165,21 @@ def test_processes_started_with_different_configs_all_refuse(tmp_path, data_dir)
   workdir = str(tmp_path / 'mismatch')
   start = time.time()
   procs, log_paths = start_two_processes(
-      tmp_path, workdir, data_dir,
-      per_process=((), ('--config.seed=1', f'--config.data.cache_dir={tmp_path}/cache1')))
+    tmp_path,
+    workdir,
+    data_dir,
+    per_process=((), ('--config.seed=1', f'--config.data.cache_dir={tmp_path}/cache1')),
+  )
   codes, texts = wait_all(procs, log_paths, timeout=300)
   assert all(code not in (0, None) for code in codes), codes
   assert time.time() - start < 120
   for text in texts:
     # Only the seed: the cache dirs differ too, but they are each host's own.
-    assert re.search(r'FATAL: .*The processes were started with different configs: seed '
-                     r'\(process 0: 0, process 1: 1\)\. Every process', text), text[-3000:]
+    assert re.search(
+      r'FATAL: .*The processes were started with different configs: seed '
+      r'\(process 0: 0, process 1: 1\)\. Every process',
+      text,
+    ), text[-3000:]
   assert checkpoints.available_steps(workdir) == []
 
 
@@ -156,12 +189,20 @@ def test_an_unreachable_coordinator_is_named(tmp_path):
   address = f'127.0.0.1:{free_port()}'  # Nobody listens there.
   start = time.time()
   proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, 'main.py'),
-       f'--config={os.path.join(ROOT, "configs/tiny.py")}', f'--workdir={tmp_path}/w',
-       f'--coordinator_address={address}', '--num_processes=2', '--process_id=1',
-       '--coordinator_timeout=5'],
-      cwd=ROOT, env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''},
-      capture_output=True, text=True, timeout=120)
+    main_command(
+      f'{tmp_path}/w',
+      str(tmp_path / 'tfds'),
+      f'--coordinator_address={address}',
+      '--num_processes=2',
+      '--process_id=1',
+      '--coordinator_timeout=5',
+    ),
+    cwd=ROOT,
+    env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''},
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode == 1, proc.stderr[-3000:]
   assert time.time() - start < 60
   assert f'Waiting for the coordinator at {address} (process 1 of 2)' in proc.stderr

@@ -12,8 +12,7 @@ query = jax.jit(image_pool.query_pool)
 
 def ids_to_images(ids):
   """Image k is constant k, so an image's identity is readable from any pixel."""
-  return jnp.broadcast_to(jnp.asarray(ids, jnp.float32)[:, None, None, None],
-                          (len(ids), *SHAPE))
+  return jnp.broadcast_to(jnp.asarray(ids, jnp.float32)[:, None, None, None], (len(ids), *SHAPE))
 
 
 def image_ids(images):
@@ -40,8 +39,9 @@ def test_fills_first_returning_images_unchanged():
 
 def test_swaps_with_probability_half_and_uniform_slots():
   n, size = 2000, 4
-  pool, _ = query(image_pool.init_pool(size, SHAPE), ids_to_images(range(size)),
-                  jax.random.PRNGKey(0))
+  pool, _ = query(
+    image_pool.init_pool(size, SHAPE), ids_to_images(range(size)), jax.random.PRNGKey(0)
+  )
   new_ids = list(range(size, size + n))
   pool, out = query(pool, ids_to_images(new_ids), jax.random.PRNGKey(1))
   out_ids = image_ids(out)
@@ -71,7 +71,7 @@ def test_returned_is_new_or_pooled_and_pool_changes_accordingly():
     pool, out = query(pool, ids_to_images([new]), rng)
     after, (got,) = image_ids(pool['images']), image_ids(out)
     if count < size:
-      assert got == new and after == before[:count] + [new] + before[count + 1:]
+      assert got == new and after == before[:count] + [new] + before[count + 1 :]
       outcomes.add('fill')
     elif got == new:
       assert after == before
@@ -79,7 +79,7 @@ def test_returned_is_new_or_pooled_and_pool_changes_accordingly():
     else:
       assert got in before
       slot = before.index(got)
-      assert after == before[:slot] + [new] + before[slot + 1:]
+      assert after == before[:slot] + [new] + before[slot + 1 :]
       outcomes.add('swap')
     assert int(pool['count']) == count + 1
   assert outcomes == {'fill', 'keep', 'swap'}
@@ -94,11 +94,10 @@ def test_batch_of_8_equals_8_batches_of_1_and_other_splits():
     pool, outs = image_pool.init_pool(3, SHAPE), []
     start = 0
     for size in splits:
-      pool, out = query(pool, fakes[start:start + size], rng)
+      pool, out = query(pool, fakes[start : start + size], rng)
       outs.append(out)
       start += size
-    np.testing.assert_array_equal(np.concatenate(outs),
-                                  np.concatenate([out_whole, out_whole2]))
+    np.testing.assert_array_equal(np.concatenate(outs), np.concatenate([out_whole, out_whole2]))
     np.testing.assert_array_equal(pool['images'], whole['images'])
     assert int(pool['count']) == int(whole['count']) == 16
   # The 16 images really exercised swaps: some returned image is not the one offered.
@@ -109,7 +108,7 @@ def test_saved_and_restored_pool_continues_identically(tmp_path):
   fakes = jnp.asarray(np.random.RandomState(1).standard_normal((12, *SHAPE)), jnp.float32)
   pool = image_pool.init_pool(4, SHAPE)
   for step in range(2):
-    pool, _ = query(pool, fakes[4 * step:4 * step + 4], jax.random.PRNGKey(step))
+    pool, _ = query(pool, fakes[4 * step : 4 * step + 4], jax.random.PRNGKey(step))
   np.savez(tmp_path / 'pool.npz', **{k: np.asarray(v) for k, v in pool.items()})
   live, out_live = query(pool, fakes[8:], jax.random.PRNGKey(2))
   with np.load(tmp_path / 'pool.npz') as saved:
@@ -135,5 +134,6 @@ def test_keeps_dtype_stores_float32_and_passes_no_gradient():
   new_pool, out = query(pool, fakes, jax.random.PRNGKey(0))
   assert out.dtype == jnp.bfloat16 and new_pool['images'].dtype == jnp.float32
   grad = jax.grad(lambda f: jnp.sum(image_pool.query_pool(pool, f, jax.random.PRNGKey(0))[1]))(
-      ids_to_images([1, 2, 3]))
+    ids_to_images([1, 2, 3])
+  )
   assert float(jnp.abs(grad).max()) == 0.0

@@ -10,19 +10,17 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from absl import flags
 from PIL import Image
 from PIL import ImageOps
 
-from absl import flags
-
+from conftest import assert_pixel_rule
+from shopstyle_jax import StylizeOptions
 from shopstyle_jax import batch
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 from shopstyle_jax import load_stylizer
 from shopstyle_jax import stylize
-from shopstyle_jax import StylizeOptions
-
-from conftest import assert_pixel_rule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,42 +53,38 @@ def _write_catalogue(folder) -> dict[str, tuple[int, int]]:
   (folder / 'broken.jpg').write_bytes(whole.getvalue()[:400])  # Truncated.
   (folder / 'notes.txt').write_text('not a photo')
   Image.fromarray(_photo(8, 8)).save(folder / '.hidden.png')
-  return {'bag.jpg': (40, 60), 'shoes/boot.png': (33, 47), 'shoes/red/heel.webp': (70, 24),
-          'gray.png': (32, 32), 'cutout.png': (20, 70), 'gray16.png': (25, 30),
-          'rotated.jpg': (36, 24)}
+  return {
+    'bag.jpg': (40, 60),
+    'shoes/boot.png': (33, 47),
+    'shoes/red/heel.webp': (70, 24),
+    'gray.png': (32, 32),
+    'cutout.png': (20, 70),
+    'gray16.png': (25, 30),
+    'rotated.jpg': (36, 24),
+  }
 
 
 def _digests(folder) -> dict[str, str]:
-  return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-          for p in sorted(folder.rglob('*')) if p.is_file()}
-
-
-def _run_cli(module: str, *args, check: bool = True) -> subprocess.CompletedProcess:
-  # The test process's XLA_FLAGS (8 CPU devices): the same backend as the in-process
-  # stylizer, so the CLI's pixels must equal its pixels exactly.
-  env = dict(os.environ, PYTHONUNBUFFERED='1')
-  proc = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
-  if check and proc.returncode != 0:
-    raise AssertionError(f'{module} failed ({proc.returncode}):\n{proc.stdout}\n'
-                         f'{proc.stderr[-5000:]}')
-  return proc
+  return {
+    str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+    for p in sorted(folder.rglob('*'))
+    if p.is_file()
+  }
 
 
 def _output(out_dir, name: str, fmt: str = 'png'):
   return out_dir / f'{os.path.splitext(name)[0]}.{fmt}'
 
 
-def test_cli_stylizes_a_catalogue_and_a_rerun_rewrites_nothing(tmp_path, trained_workdir):
+def test_cli_stylizes_a_catalogue_and_a_rerun_rewrites_nothing(tmp_path, trained_workdir, capsys):
   photos, out = tmp_path / 'photos', tmp_path / 'out'
   sizes = _write_catalogue(photos)
   before = _digests(photos)
   args = (f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}')
-  proc = _run_cli('shopstyle_jax.stylize', *args)
-  log = proc.stdout + proc.stderr
-  assert '7 done, 0 skipped (output already there), 1 failed' in proc.stdout
-  assert 'broken.jpg' in proc.stdout and 'FAILED broken.jpg' in proc.stderr
-  assert 'images/s' in proc.stderr and 'ETA' in proc.stderr, log
+  assert _cli(*args) == 0
+  stdout = capsys.readouterr().out
+  assert '7 done, 0 skipped (output already there), 1 failed' in stdout
+  assert 'failed: broken.jpg' in stdout
   written = sorted(str(p.relative_to(out)) for p in out.rglob('*') if p.is_file())
   assert written == sorted(str(_output(out, n).relative_to(out)) for n in sizes)
   assert _digests(photos) == before  # Inputs untouched.
@@ -104,26 +98,61 @@ def test_cli_stylizes_a_catalogue_and_a_rerun_rewrites_nothing(tmp_path, trained
     assert_pixel_rule(result, expected, same_program=True)
 
   mtimes = {p: p.stat().st_mtime_ns for p in out.rglob('*')}
-  proc = _run_cli('shopstyle_jax.stylize', *args, '--strict', check=False)
-  assert proc.returncode == 1  # --strict: a failed file fails the run.
-  assert '0 done, 7 skipped (output already there), 1 failed' in proc.stdout
+  assert _cli(*args, '--strict') == 1  # --strict: a failed file fails the run.
+  assert '0 done, 7 skipped (output already there), 1 failed' in capsys.readouterr().out
   assert {p: p.stat().st_mtime_ns for p in out.rglob('*')} == mtimes
   assert _digests(photos) == before
 
 
-def test_cli_never_writes_into_its_input(tmp_path, trained_workdir):
+def test_cli_never_writes_into_its_input(tmp_path, trained_workdir, capsys):
   photos = tmp_path / 'photos'
   photos.mkdir()
   Image.fromarray(_photo(20, 20)).save(photos / 'a.png')
   before = _digests(photos)
-  proc = _run_cli('shopstyle_jax.stylize', f'--workdir={trained_workdir}',
-                  f'--input={photos}', f'--output={photos}', check=False)
-  assert proc.returncode == 2 and '--output is the input folder' in proc.stderr
+  assert _cli(f'--workdir={trained_workdir}', f'--input={photos}', f'--output={photos}') == 2
+  assert '--output is the input folder' in capsys.readouterr().err
   # A single file whose output would be itself.
-  proc = _run_cli('shopstyle_jax.stylize', f'--workdir={trained_workdir}',
-                  f'--input={photos / "a.png"}', f'--output={photos}', check=False)
-  assert proc.returncode == 2 and 'would be overwritten' in proc.stderr
+  assert (
+    _cli(f'--workdir={trained_workdir}', f'--input={photos / "a.png"}', f'--output={photos}') == 2
+  )
+  assert 'would be overwritten' in capsys.readouterr().err
   assert _digests(photos) == before
+
+
+@pytest.mark.slow
+def test_module_runs_as_a_program(tmp_path, trained_workdir):
+  """`python -m shopstyle_jax.stylize`: outputs, the summary and the progress line."""
+  photos, out = tmp_path / 'photos', tmp_path / 'out'
+  sizes = _write_catalogue(photos)
+  # The test process's XLA_FLAGS (8 CPU devices): the same backend as the in-process
+  # stylizer, so the program's pixels must equal its pixels exactly.
+  env = dict(os.environ, PYTHONUNBUFFERED='1')
+  proc = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'shopstyle_jax.stylize',
+      f'--workdir={trained_workdir}',
+      f'--input={photos}',
+      f'--output={out}',
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-5000:]
+  assert '7 done, 0 skipped (output already there), 1 failed' in proc.stdout
+  assert 'FAILED broken.jpg' in proc.stderr
+  assert 'images/s' in proc.stderr and 'ETA' in proc.stderr, proc.stderr
+  stylizer = load_stylizer(trained_workdir)
+  for name in sizes:
+    assert_pixel_rule(
+      np.asarray(Image.open(_output(out, name))),
+      stylizer(image_lib.read_image(str(photos / name))),
+      same_program=True,
+    )
 
 
 def test_find_inputs_folder_list_and_file(tmp_path):
@@ -135,16 +164,28 @@ def test_find_inputs_folder_list_and_file(tmp_path):
   root, paths = batch.find_inputs(str(photos), exclude=str(out))
   assert root == str(photos)
   assert [os.path.relpath(p, photos) for p in paths] == [
-      'bag.jpg', 'broken.jpg', 'cutout.png', 'gray.png', 'gray16.png', 'rotated.jpg',
-      'shoes/boot.png', 'shoes/red/heel.webp']
+    'bag.jpg',
+    'broken.jpg',
+    'cutout.png',
+    'gray.png',
+    'gray16.png',
+    'rotated.jpg',
+    'shoes/boot.png',
+    'shoes/red/heel.webp',
+  ]
 
   listing = tmp_path / 'list.txt'
-  listing.write_text('# catalogue\nphotos/shoes/boot.png\n\n  photos/shoes/red/heel.webp \n'
-                     f'{photos / "shoes" / "boot.png"}\nphotos/missing.png\n')
+  listing.write_text(
+    '# catalogue\nphotos/shoes/boot.png\n\n  photos/shoes/red/heel.webp \n'
+    f'{photos / "shoes" / "boot.png"}\nphotos/missing.png\n'
+  )
   root, paths = batch.find_inputs(str(listing))
   assert root == str(photos)
-  assert paths == [str(photos / 'shoes' / 'boot.png'), str(photos / 'shoes/red/heel.webp'),
-                   str(photos / 'missing.png')]
+  assert paths == [
+    str(photos / 'shoes' / 'boot.png'),
+    str(photos / 'shoes/red/heel.webp'),
+    str(photos / 'missing.png'),
+  ]
 
   root, paths = batch.find_inputs(str(photos / 'bag.jpg'))
   assert (root, paths) == (str(photos), [str(photos / 'bag.jpg')])
@@ -160,7 +201,10 @@ def test_plan_jobs_keeps_paths_and_separates_same_stems(tmp_path):
   paths = [str(tmp_path / 'a.jpg'), str(tmp_path / 'a.png'), str(tmp_path / 'x' / 'b.jpeg')]
   jobs = batch.plan_jobs(root, paths, str(tmp_path / 'out'), 'png')
   assert [os.path.relpath(j.dst, tmp_path / 'out') for j in jobs] == [
-      'a.png', 'a.png.png', 'x/b.png']
+    'a.png',
+    'a.png.png',
+    'x/b.png',
+  ]
   assert [j.name for j in jobs] == ['a.jpg', 'a.png', 'x/b.jpeg']
   with pytest.raises(ValueError, match='would be overwritten'):
     batch.plan_jobs(root, paths, root, 'png')
@@ -170,23 +214,35 @@ def test_stylize_files_groups_shapes_over_devices(tmp_path, trained_workdir):
   """In-process, on the 8 test devices: photos of different sizes but equal
   padded shapes run together, and give the single-photo API's pixels."""
   import jax  # pylint: disable=g-import-not-at-top
+
   stylizer = load_stylizer(trained_workdir)
-  sizes = [(30, 40), (32, 33), (20, 64), (31, 40), (40, 30), (64, 20), (5, 7), (30, 40),
-           (33, 60), (17, 17)]
+  sizes = [
+    (30, 40),
+    (32, 33),
+    (20, 64),
+    (31, 40),
+    (40, 30),
+    (64, 20),
+    (5, 7),
+    (30, 40),
+    (33, 60),
+    (17, 17),
+  ]
   jobs = []
   for i, size in enumerate(sizes):
     src = tmp_path / 'in' / f'{i}.png'
     src.parent.mkdir(exist_ok=True)
     Image.fromarray(_photo(*size, seed=i)).save(src)
     jobs.append(batch.Job(str(src), str(tmp_path / 'out' / f'{i}.png'), f'{i}.png'))
-  jobs.append(batch.Job(str(tmp_path / 'in' / 'gone.png'), str(tmp_path / 'out' / 'gone.png'),
-                        'gone.png'))
-  expected = [stylizer(image_lib.read_image(j.src), brightness=0.1, contrast=1.2)
-              for j in jobs[:-1]]
+  jobs.append(
+    batch.Job(str(tmp_path / 'in' / 'gone.png'), str(tmp_path / 'out' / 'gone.png'), 'gone.png')
+  )
+  expected = [
+    stylizer(image_lib.read_image(j.src), brightness=0.1, contrast=1.2) for j in jobs[:-1]
+  ]
   reports = []
   options = StylizeOptions(brightness=0.1, contrast=1.2)
-  summary = batch.stylize_files(stylizer, jobs, options=options, workers=2,
-                                report=reports.append)
+  summary = batch.stylize_files(stylizer, jobs, options=options, workers=2, report=reports.append)
   assert summary.done == len(sizes) and summary.failed == [('gone.png', 'file not found')]
   assert reports == ['FAILED gone.png: file not found']
   for job, size, want in zip(jobs, sizes, expected):
@@ -195,8 +251,9 @@ def test_stylize_files_groups_shapes_over_devices(tmp_path, trained_workdir):
     assert_pixel_rule(out, want, same_program=True)  # One photo per call on CPU.
 
   # Sharded over 8 devices, two photos each: another program, the tolerant rule.
-  summary = batch.stylize_files(stylizer, jobs[:-1], batch_size=16,
-                                devices=jax.local_devices(), options=options)
+  summary = batch.stylize_files(
+    stylizer, jobs[:-1], batch_size=16, devices=jax.local_devices(), options=options
+  )
   assert summary.done == len(sizes) and not summary.failed
   assert_pixel_rule([np.asarray(Image.open(job.dst)) for job in jobs[:-1]], expected)
 
@@ -227,8 +284,9 @@ def _cli(*args) -> int:
   return stylize.run(flag_values)
 
 
-def test_cli_mistakes_are_one_line_before_the_model_loads(tmp_path, trained_workdir,
-                                                          monkeypatch, capsys):
+def test_cli_mistakes_are_one_line_before_the_model_loads(
+  tmp_path, trained_workdir, monkeypatch, capsys
+):
   photos, out = tmp_path / 'photos', tmp_path / 'out'
   photos.mkdir()
   Image.fromarray(_photo(20, 20)).save(photos / 'a.png')
@@ -240,15 +298,15 @@ def test_cli_mistakes_are_one_line_before_the_model_loads(tmp_path, trained_work
   monkeypatch.setattr(inference, 'load_stylizer', no_model)
   good = (f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}')
   for args, message in [
-      ((f'--workdir={tmp_path / "nowhere"}',), 'is not a shopstyle_jax workdir'),
-      ((f'--workdir={photos}',), 'is not a shopstyle_jax workdir'),
-      (('--step=999',), r'No checkpoint at step 999 .*available steps: \[.*4\]'),
-      (('--brightness=nan',), 'brightness=nan must be a finite number'),
-      (('--brightness=2',), r'brightness=2.0 must be in \[-1, 1\]'),
-      (('--contrast=-inf',), 'contrast=-inf must be a finite number'),
-      (('--max_side=0',), 'max_side=0 must be a positive integer'),
-      ((f'--output={tmp_path / "a_file" / "sub"}',), 'cannot be written'),
-      ((f'--output={tmp_path / "a_file"}',), 'exists and is not a folder'),
+    ((f'--workdir={tmp_path / "nowhere"}',), 'is not a shopstyle_jax workdir'),
+    ((f'--workdir={photos}',), 'is not a shopstyle_jax workdir'),
+    (('--step=999',), r'No checkpoint at step 999 .*available steps: \[.*4\]'),
+    (('--brightness=nan',), 'brightness=nan must be a finite number'),
+    (('--brightness=2',), r'brightness=2.0 must be in \[-1, 1\]'),
+    (('--contrast=-inf',), 'contrast=-inf must be a finite number'),
+    (('--max_side=0',), 'max_side=0 must be a positive integer'),
+    ((f'--output={tmp_path / "a_file" / "sub"}',), 'cannot be written'),
+    ((f'--output={tmp_path / "a_file"}',), 'exists and is not a folder'),
   ]:
     assert _cli(*good, *args) == 2, args
     err = capsys.readouterr().err
@@ -257,16 +315,19 @@ def test_cli_mistakes_are_one_line_before_the_model_loads(tmp_path, trained_work
   assert not out.exists()  # Nothing written, not even the output folder.
 
 
-def test_cli_cleans_a_killed_runs_temporary_files_and_honours_the_umask(tmp_path,
-                                                                        trained_workdir):
+def test_cli_cleans_a_killed_runs_temporary_files_and_honours_the_umask(tmp_path, trained_workdir):
   photos, out = tmp_path / 'photos', tmp_path / 'out'
   (photos / 'sub').mkdir(parents=True)
   Image.fromarray(_photo(20, 24)).save(photos / 'a.png')
   Image.fromarray(_photo(21, 17, 1)).save(photos / 'sub' / 'b.jpg')
   (out / 'sub').mkdir(parents=True)
   stale = [out / '.a.pngq3x_9zk1.tmp', out / 'sub' / '.b.png0f1e2d3c.tmp']
-  kept = [out / '.a.png.tmp', out / '.c.pngq3x_9zk1.tmp', out / 'notes.tmp',
-          out / 'sub' / '.b.png0f1e2d3c.tmp.bak']
+  kept = [
+    out / '.a.png.tmp',
+    out / '.c.pngq3x_9zk1.tmp',
+    out / 'notes.tmp',
+    out / 'sub' / '.b.png0f1e2d3c.tmp.bak',
+  ]
   for path in stale + kept:
     path.write_bytes(b'half a PNG')
   old = os.umask(0o027)
@@ -295,13 +356,18 @@ def test_list_outputs_are_relative_to_the_entries_common_folder(tmp_path):
   (tmp_path / 'link').symlink_to(photos, target_is_directory=True)
   # Absolute paths, one through a symbolic link to the folder, and a relative one.
   listing = tmp_path / 'lists' / 'today.txt'
-  listing.write_text(f'{photos / "bag.jpg"}\n{tmp_path / "link" / "shoes" / "boot.png"}\n'
-                     '../photos/shoes/red/heel.webp\n../link/bag.jpg\n')
+  listing.write_text(
+    f'{photos / "bag.jpg"}\n{tmp_path / "link" / "shoes" / "boot.png"}\n'
+    '../photos/shoes/red/heel.webp\n../link/bag.jpg\n'
+  )
   root, paths = batch.find_inputs(str(listing))
   assert root == os.path.realpath(photos) and len(paths) == 3
   jobs = batch.plan_jobs(root, paths, str(tmp_path / 'out'), 'png')
   assert [os.path.relpath(j.dst, tmp_path / 'out') for j in jobs] == [
-      'bag.png', 'shoes/boot.png', 'shoes/red/heel.png']
+    'bag.png',
+    'shoes/boot.png',
+    'shoes/red/heel.png',
+  ]
   with pytest.raises(ValueError, match='is not under'):
     batch.plan_jobs(str(photos / 'shoes'), paths, str(tmp_path / 'out'), 'png')
 
@@ -352,8 +418,9 @@ def test_read_image_modes(tmp_path):
 
   palette = Image.fromarray(rgb).convert('P', palette=Image.Palette.ADAPTIVE, colors=16)
   palette.save(tmp_path / 'palette.png')
-  np.testing.assert_array_equal(image_lib.read_image(str(tmp_path / 'palette.png')),
-                                np.asarray(palette.convert('RGB')))
+  np.testing.assert_array_equal(
+    image_lib.read_image(str(tmp_path / 'palette.png')), np.asarray(palette.convert('RGB'))
+  )
   palette.save(tmp_path / 'transparent.png', transparency=0)
   transparent = image_lib.read_image(str(tmp_path / 'transparent.png'))
   assert transparent.shape == (12, 20, 3)

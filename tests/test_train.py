@@ -1,38 +1,170 @@
-"""train_and_evaluate in process, on the tiny config (Flax examples' train_test.py):
-every method trains, checkpoints and gives a stylizer."""
+"""train_and_evaluate in process, on the tiny config (Flax examples' train_test.py): every
+method trains, checkpoints and gives a stylizer; a resumed run equals an uninterrupted one
+bit for bit; what a run writes; fine-tuning; a folder of the user's photos.
 
+The fast lane's end-to-end training tests: tests/test_main.py repeats the essentials
+through real `main.py` processes (marked `slow`).
+"""
+
+import json
+import logging
+import os
+
+import jax
 import numpy as np
 import pytest
 
+from conftest import tensorboard_tags
+from conftest import train_in_process
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
+from shopstyle_jax import methods
+from shopstyle_jax import state as state_lib
 from shopstyle_jax import train
 
 # The tiny config's U-Net with each method's own terms; a few steps each.
 METHODS = {
-    'paired': {},
-    'cyclegan': {'cycle_weight': 10.0, 'identity_weight': 5.0, 'pool_size': 4, 'gan': 'lsgan'},
-    'cut': {'nce_weight': 1.0, 'nce_patches': 16, 'gan': 'lsgan'},
-    'fastcut': {'nce_weight': 10.0, 'nce_patches': 16, 'nce_identity': False,
-                'flip_equivariance': True, 'gan': 'lsgan'},
-    'neural_style': {'adversarial_weight': 0.0, 'content_weight': 1.0, 'style_weight': 5.0,
-                     'tv_weight': 1.0, 'vgg_weights': 'random', 'content_layers': ('relu1_2',),
-                     'style_layers': ('relu1_1', 'relu1_2'), 'style_layer_weights': (1.0, 1.0)},
+  'paired': {},
+  'cyclegan': {'cycle_weight': 10.0, 'identity_weight': 5.0, 'pool_size': 4, 'gan': 'lsgan'},
+  'cut': {'nce_weight': 1.0, 'nce_patches': 16, 'gan': 'lsgan'},
+  'fastcut': {
+    'nce_weight': 10.0,
+    'nce_patches': 16,
+    'nce_identity': False,
+    'flip_equivariance': True,
+    'gan': 'lsgan',
+  },
+  'neural_style': {
+    'adversarial_weight': 0.0,
+    'content_weight': 1.0,
+    'style_weight': 5.0,
+    'tv_weight': 1.0,
+    'vgg_weights': 'random',
+    'content_layers': ('relu1_2',),
+    'style_layers': ('relu1_1', 'relu1_2'),
+    'style_layer_weights': (1.0, 1.0),
+  },
 }
+
+# Everything a checkpoint holds that training changes.
+STATE_KEYS = ('step', 'g_params', 'g_opt_state', 'd_params', 'd_opt_state')
+
+
+def two_steps(config):
+  """The config for 2 steps, checkpointed and evaluated at step 2, at the constant
+  learning rate of conftest's trained_workdir (one compiled step for both)."""
+  config.num_train_steps, config.checkpoint_every_steps, config.eval_every_steps = 2, 2, 2
+  config.optimizer.decay_start_fraction = 1.0
+  return config
+
+
+def saved(workdir, step, keys=STATE_KEYS):
+  tree, _ = checkpoints.restore_subtree(workdir, keys, step)
+  return tree
+
+
+def assert_trees_equal(a, b):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
 @pytest.mark.parametrize('method', sorted(METHODS))
 def test_every_method_trains_checkpoints_and_stylizes(method, tiny_config, tmp_path):
-  config = tiny_config
+  config = two_steps(tiny_config)
   config.method = method
-  config.num_train_steps, config.checkpoint_every_steps, config.eval_every_steps = 2, 2, 2
   if method != 'paired':
     config.loss.mse_weight = 0.0
     config.data.unpaired = True
     config.loss.update(METHODS[method])
   workdir = str(tmp_path / method)
-  state = train.train_and_evaluate(config, workdir)
+  state = train_in_process(config, workdir)
   assert int(state.step) == 2 and checkpoints.available_steps(workdir) == [2]
   photo = np.random.RandomState(0).randint(0, 256, (40, 50, 3), np.uint8)
   out = load_stylizer(workdir)(photo)
   assert out.shape == photo.shape and out.dtype == np.uint8
+
+
+def test_resumed_run_equals_an_uninterrupted_run(tiny_config, trained_workdir, tmp_path, caplog):
+  """2 steps, then on to 4 in the same workdir: the same state, bit for bit, as the
+  uninterrupted 4-step run (trained_workdir): the optimizer state, the step and the
+  input iterator's position are all restored."""
+  workdir = str(tmp_path / 'resumed')
+  config = two_steps(tiny_config)
+  train_in_process(config, workdir)
+  assert checkpoints.available_steps(workdir) == [2]
+  config.num_train_steps, config.eval_every_steps = 4, 4
+  with caplog.at_level(logging.INFO):
+    train_in_process(config, workdir)
+  assert 'Resumed from the checkpoint at step 2.' in caplog.text
+  assert 'other data' not in caplog.text  # The same data: no warning.
+  assert checkpoints.available_steps(workdir) == [2, 4]
+  assert_trees_equal(saved(workdir, 4), saved(trained_workdir, 4))
+  # The first run's checkpoint is left as it was.
+  assert int(saved(workdir, 2)['step']) == 2
+
+  # A changed network is refused before anything is written.
+  config.num_train_steps, config.model.width = 6, 16
+  with pytest.raises(ValueError, match=r'config.model.width: 8 -> 16'):
+    train_in_process(config, workdir)
+  assert checkpoints.available_steps(workdir) == [2, 4]
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['model']['width'] == 8
+
+
+def test_a_run_writes_its_config_events_and_checkpoints(trained_workdir):
+  with open(os.path.join(trained_workdir, 'config.json')) as f:
+    config = json.load(f)
+  assert config['image_size'] == 32 and config['model']['generator'] == 'unet'
+  assert config['run']['devices'] == jax.device_count()
+  assert config['run']['processes'] == 1
+  tags = tensorboard_tags(trained_workdir)
+  for tag in (
+    'train/g_loss',
+    'train/d_loss',
+    'train/g_mse',
+    'train/learning_rate',
+    'train/steps_per_second',
+  ):
+    assert sorted(tags.get(tag, [])) == [2, 4], (tag, sorted(tags))
+  for tag in ('eval/psnr', 'eval/ssim', 'eval/input_target_output'):
+    assert tags.get(tag) == [4], (tag, sorted(tags))
+  # tiny: checkpoints every 2 steps, the last 3 kept.
+  assert checkpoints.available_steps(trained_workdir) == [2, 4]
+  assert int(saved(trained_workdir, 4, ('step',))['step']) == 4
+
+
+def test_init_from_starts_from_another_runs_weights(tiny_config, trained_workdir, tmp_path, caplog):
+  config = two_steps(tiny_config)
+  config.init_from = trained_workdir
+  workdir = str(tmp_path / 'finetune')
+  with caplog.at_level(logging.INFO):
+    train_in_process(config, workdir)
+  assert f'Initialised both networks from {trained_workdir} (step 4).' in caplog.text
+  # Two Adam steps from the source's weights: each weight moved by at most about the
+  # learning rate a step (exactly lr at step 1, at most 1.06 lr at step 2 with b1=0.5 and
+  # b2=0.999). A fresh initialisation is further off by orders of magnitude.
+  bound = 2.1 * config.optimizer.learning_rate
+  src = saved(trained_workdir, 4, ('g_params', 'd_params'))
+  dst = saved(workdir, 2, ('g_params', 'd_params'))
+  moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), src, dst))
+  assert 0 < max(moved) <= bound, (max(moved), bound)
+
+
+def test_init_from_refuses_other_networks_naming_the_arrays(tiny_config, trained_workdir):
+  config = tiny_config
+  config.init_from = os.path.join(trained_workdir, 'checkpoints', '2')  # A step folder.
+  config.model.width = 16
+  method = methods.get(config.method)
+  state = jax.eval_shape(
+    lambda: method.create_state(
+      config, method.build_models(config), state_lib.prng_key(config.seed)
+    )
+  )
+  with pytest.raises(
+    ValueError,
+    match=(
+      r'config.init_from=.*/checkpoints/2: the networks do not match this config \(\d+ '
+      r'differences, e.g. g_params\[.*\]: ours \(.*16,?\), theirs \(.*8,?\)'
+    ),
+  ):
+    train._init_from(config, state)  # pylint: disable=protected-access

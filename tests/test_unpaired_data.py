@@ -1,7 +1,6 @@
 """Tests of the unpaired data: style folders, the catalogue's unpaired mode, their batches."""
 
 import hashlib
-import json
 import logging
 import os
 import pathlib
@@ -28,9 +27,10 @@ def _style_image(seed: int, height: int, width: int) -> np.ndarray:
   """Smooth colour bands with a stroke: some texture, JPEG-friendly."""
   rng = np.random.default_rng(seed)
   yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
-  image = np.stack([128 + 100 * np.sin(f * (xx + p * yy)) for f, p in
-                    rng.uniform(2, 9, (3, 2))], axis=-1)
-  image[height // 3:height // 3 + 3] = rng.integers(0, 80, 3)
+  image = np.stack(
+    [128 + 100 * np.sin(f * (xx + p * yy)) for f, p in rng.uniform(2, 9, (3, 2))], axis=-1
+  )
+  image[height // 3 : height // 3 + 3] = rng.integers(0, 80, 3)
   return image.clip(0, 255).astype(np.uint8)
 
 
@@ -73,8 +73,9 @@ def _unpaired_config(data_dir, **data):
 
 
 def _style_config(data_dir, style_folder, cache_dir, **data):
-  return _unpaired_config(data_dir, unpaired=False, style_folder=str(style_folder),
-                          cache_dir=str(cache_dir), **data)
+  return _unpaired_config(
+    data_dir, unpaired=False, style_folder=str(style_folder), cache_dir=str(cache_dir), **data
+  )
 
 
 def _unaugmented(config):
@@ -135,13 +136,19 @@ def test_unpaired_catalogue_sides_and_eval(data_dir):
   batch = next(pipeline.create_train_iterator(config, 0, 1))
   for images in batch.values():
     assert images.shape == (8, 32, 32, 3) and images.dtype == np.float32
-    assert -1.0 <= images.min() and images.max() <= 1.0
+    # uint8 / 127.5 - 1: exact levels of [-1, 1] (not [0, 1], not resampled floats).
+    levels = (images + 1.0) * 127.5
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+    assert levels.min() >= 0 and levels.max() <= 255 and images.min() < 0 < images.max()
   assert (batch['style'] > 0.85).mean() > 0.5  # Sketches: mostly white paper.
   # The test split keeps its true pairs: the same eval batches as paired training.
   paired = load_config('tiny')
   paired.data.data_dir = data_dir
-  for got, want in zip(pipeline.create_eval_batches(config, 0, 1),
-                       pipeline.create_eval_batches(paired, 0, 1), strict=True):
+  for got, want in zip(
+    pipeline.create_eval_batches(config, 0, 1),
+    pipeline.create_eval_batches(paired, 0, 1),
+    strict=True,
+  ):
     assert set(got) == {'photo', 'target', 'valid'}
     for key in want:
       np.testing.assert_array_equal(got[key], want[key])
@@ -151,7 +158,8 @@ def test_unpaired_catalogue_sides_and_eval(data_dir):
 
 
 def test_style_folder_is_converted_once_skipping_the_bad_file(
-    data_dir, style_folder, tmp_path, caplog):
+  data_dir, style_folder, tmp_path, caplog
+):
   config = _style_config(data_dir, style_folder, tmp_path / 'cache')
   with caplog.at_level(logging.INFO):
     pipeline.prepare(config)
@@ -211,8 +219,12 @@ def test_one_style_image_is_enough(data_dir, tmp_path):
   for batch in _take(pipeline.create_train_iterator(config, 0, 1), 2):
     for image in image_lib.model_to_uint8(batch['style']):
       # A 32 px crop of the image, or of its mirror image.
-      crops = [(image == s[y:y + 32, x:x + 32]).all()
-               for s in (stored, mirror) for y in range(5) for x in range(5)]
+      crops = [
+        (image == s[y : y + 32, x : x + 32]).all()
+        for s in (stored, mirror)
+        for y in range(5)
+        for x in range(5)
+      ]
       assert any(crops[:25]) or any(crops[25:])
       flips.append(not any(crops[:25]))
   assert any(flips) and not all(flips)  # Augmented like any image.
@@ -220,8 +232,9 @@ def test_one_style_image_is_enough(data_dir, tmp_path):
 
 def test_photo_folder_with_a_style_folder_has_no_ground_truth(data_dir, style_folder, tmp_path):
   photos = _write_style_folder(tmp_path / 'photos', 8)  # Any images do as photos here.
-  config = _style_config(data_dir, style_folder, tmp_path / 'cache', folder=str(photos),
-                         style='oil', test_fraction=0.3)
+  config = _style_config(
+    data_dir, style_folder, tmp_path / 'cache', folder=str(photos), style='oil', test_fraction=0.3
+  )
   config.eval.num_examples = 8
   pipeline.prepare(config)
   assert not pipeline.has_ground_truth(config)
@@ -252,8 +265,9 @@ def test_unpaired_folder_of_pairs(tmp_path):
     for side, image in (('photos', photo), ('targets', 255 - photo)):
       (root / side).mkdir(parents=True, exist_ok=True)
       Image.fromarray(image).save(root / side / f'{i}.png')
-  config = _unpaired_config(None, folder=str(root), cache_dir=str(tmp_path / 'cache'),
-                            test_fraction=0.0)
+  config = _unpaired_config(
+    None, folder=str(root), cache_dir=str(tmp_path / 'cache'), test_fraction=0.0
+  )
   pipeline.prepare(config)
   sides = pipeline.unpaired_sources(config)
   assert (len(sides['photo']), len(sides['style'])) == (3, 2)  # Train indices 0, 2, 4 | 1, 3.
@@ -263,45 +277,7 @@ def test_unpaired_folder_of_pairs(tmp_path):
   assert set(next(pipeline.create_train_iterator(config, 0, 1))) == {'photo', 'style'}
 
 
-# --- Topology independence and resume -----------------------------------------------
-
-
-def _mode_config(mode, data_dir, style_folder, cache_dir):
-  if mode == 'catalogue':
-    return _unpaired_config(data_dir)
-  return _style_config(data_dir, style_folder, cache_dir)
-
-
-@pytest.mark.parametrize('process_count', [2, 4])
-@pytest.mark.parametrize('mode', ['catalogue', 'style_folder'])
-def test_topology_independence(data_dir, style_folder, cache_dir, mode, process_count):
-  config = _mode_config(mode, data_dir, style_folder, cache_dir)
-  pipeline.prepare(config)
-  steps = 5
-  whole = _take(pipeline.create_train_iterator(config, 0, 1), steps)
-  parts = [_take(pipeline.create_train_iterator(config, p, process_count), steps)
-           for p in range(process_count)]
-  for t in range(steps):
-    for key in ('photo', 'style'):
-      assert parts[0][t][key].shape[0] == config.batch_size // process_count
-      joined = np.concatenate([parts[p][t][key] for p in range(process_count)])
-      np.testing.assert_array_equal(joined, whole[t][key])
-
-
-@pytest.mark.parametrize('mode', ['catalogue', 'style_folder'])
-def test_exact_resume(data_dir, style_folder, cache_dir, mode):
-  config = _mode_config(mode, data_dir, style_folder, cache_dir)
-  pipeline.prepare(config)
-  first = pipeline.create_train_iterator(config, 1, 2)
-  _take(first, 3)
-  state = first.get_state()
-  json.dumps(state)  # Checkpointable as JSON.
-  expected = _take(first, 4)
-  second = pipeline.create_train_iterator(config, 1, 2)
-  second.set_state(state)
-  for want, got in zip(expected, _take(second, 4)):
-    for key in ('photo', 'style'):
-      np.testing.assert_array_equal(want[key], got[key])
+# (Topology independence and exact resume: tests/test_data.py, for every kind of source.)
 
 
 # --- Config checks --------------------------------------------------------------------

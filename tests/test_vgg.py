@@ -48,9 +48,14 @@ def _dataset_names(layer: str, layout: str) -> Tuple[str, str]:
 _Shapes = Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]]
 
 
-def write_keras_vgg19_h5(path: pathlib.Path, seed: int = 0, layout: str = 'keras2',
-                         fill: bool = True, override: Optional[_Shapes] = None,
-                         drop: Tuple[str, ...] = ()) -> None:
+def write_keras_vgg19_h5(
+  path: pathlib.Path,
+  seed: int = 0,
+  layout: str = 'keras2',
+  fill: bool = True,
+  override: Optional[_Shapes] = None,
+  drop: Tuple[str, ...] = (),
+) -> None:
   """Writes a Keras VGG19 notop weights file (save_weights layout), random values.
 
   Root attr `layer_names` (input, convs, pools); one group per layer with attr
@@ -79,8 +84,10 @@ def write_keras_vgg19_h5(path: pathlib.Path, seed: int = 0, layout: str = 'keras
       g.attrs['weight_names'] = np.array([kernel_name.encode(), bias_name.encode()])
       if fill:
         fan_in = int(np.prod(kernel_shape[:3]))
-        g.create_dataset(kernel_name, data=rng.standard_normal(kernel_shape, np.float32)
-                         * np.float32(np.sqrt(2.0 / fan_in)))
+        g.create_dataset(
+          kernel_name,
+          data=rng.standard_normal(kernel_shape, np.float32) * np.float32(np.sqrt(2.0 / fan_in)),
+        )
         g.create_dataset(bias_name, data=rng.standard_normal(bias_shape, np.float32) * 5)
       else:
         g.create_dataset(kernel_name, shape=kernel_shape, dtype=np.float32)
@@ -97,8 +104,9 @@ def keras_h5(tmp_path_factory) -> pathlib.Path:
 # --- Independent NumPy reference (float64) ------------------------------------
 
 
-def _reference_features(h5_path: pathlib.Path, images: np.ndarray, layout: str = 'keras1',
-                        bgr: bool = True) -> Dict[str, np.ndarray]:
+def _reference_features(
+  h5_path: pathlib.Path, images: np.ndarray, layout: str = 'keras1', bgr: bool = True
+) -> Dict[str, np.ndarray]:
   """Keras VGG19 ReLU outputs of [-1, 1] RGB images, computed with NumPy."""
   x = (images.astype(np.float64) + 1.0) / 2.0 * 255.0  # [-1, 1] -> [0, 255] RGB.
   if bgr:
@@ -109,7 +117,7 @@ def _reference_features(h5_path: pathlib.Path, images: np.ndarray, layout: str =
     for b, (_, convs) in enumerate(_VGG19_BLOCKS, 1):
       if b > 1:  # 2x2 stride-2 max pooling.
         n, h, w, c = x.shape
-        x = x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+        x = x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
       for i in range(1, convs + 1):
         layer = f'block{b}_conv{i}'
         kernel_name, bias_name = _dataset_names(layer, layout)
@@ -118,8 +126,9 @@ def _reference_features(h5_path: pathlib.Path, images: np.ndarray, layout: str =
         # 'same' 3x3 cross-correlation via im2col: patch (dy, dx) is x shifted.
         n, h, w, c = x.shape
         padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        patches = np.stack([padded[:, dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)],
-                           axis=3)  # [n, h, w, 9, c].
+        patches = np.stack(
+          [padded[:, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)], axis=3
+        )  # [n, h, w, 9, c].
         x = np.einsum('nhwkc,kco->nhwo', patches, kernel.reshape(9, c, -1)) + bias
         x = np.maximum(x, 0.0)
         out[f'relu{b}_{i}'] = x
@@ -135,8 +144,13 @@ def _images(n: int = 1, size: int = 32, seed: int = 0, width: Optional[int] = No
 
 def _assert_close(actual, reference, name: str) -> None:
   reference = np.asarray(reference)
-  np.testing.assert_allclose(np.asarray(actual, np.float64), reference, rtol=_RTOL,
-                             atol=_RTOL * np.abs(reference).max(), err_msg=name)
+  np.testing.assert_allclose(
+    np.asarray(actual, np.float64),
+    reference,
+    rtol=_RTOL,
+    atol=_RTOL * np.abs(reference).max(),
+    err_msg=name,
+  )
 
 
 # --- (a) Flax features == NumPy reference on the same Keras-layout file --------
@@ -272,19 +286,24 @@ def test_imagenet_offline_falls_back_to_random_with_warning(tmp_path, monkeypatc
 
   monkeypatch.setattr(weights, 'download_file', no_network)
   cache = tmp_path / 'empty_cache'
-  with caplog.at_level(logging.WARNING, logger='shopstyle_jax.weights'):
-    params, description = weights.load_vgg19_params('imagenet', ('relu1_1',), seed=3,
-                                                    cache_dir=cache)
+  with caplog.at_level(logging.WARNING, logger='absl'):
+    params, description = weights.load_vgg19_params(
+      'imagenet', ('relu1_1',), seed=3, cache_dir=cache
+    )
   assert description.startswith('random (seed 3)')
   assert 'ImageNet weights unavailable' in description and 'unreachable' in description
   warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-  assert any('RANDOM WEIGHTS' in r.getMessage() and weights.KERAS_VGG19_NOTOP_URL
-             in r.getMessage() for r in warnings)
-  jax.tree_util.tree_map(np.testing.assert_array_equal, params,
-                         vgg.init_random_params(('relu1_1',), 3))
+  assert any(
+    'RANDOM WEIGHTS' in r.getMessage() and weights.KERAS_VGG19_NOTOP_URL in r.getMessage()
+    for r in warnings
+  )
+  jax.tree_util.tree_map(
+    np.testing.assert_array_equal, params, vgg.init_random_params(('relu1_1',), 3)
+  )
   with pytest.raises(OSError, match='unreachable'):
-    weights.load_vgg19_params('imagenet', ('relu1_1',), cache_dir=cache,
-                              allow_random_fallback=False)
+    weights.load_vgg19_params(
+      'imagenet', ('relu1_1',), cache_dir=cache, allow_random_fallback=False
+    )
 
 
 def test_imagenet_downloads_once_then_uses_verified_cache(tmp_path, monkeypatch, caplog):
@@ -308,7 +327,7 @@ def test_imagenet_downloads_once_then_uses_verified_cache(tmp_path, monkeypatch,
   weights.load_vgg19_params('imagenet', ('relu1_1',), cache_dir=cache)
   assert len(calls) == 1  # Cache hit.
   cached.write_bytes(b'corrupt')  # Wrong md5: downloaded again.
-  with caplog.at_level(logging.WARNING, logger='shopstyle_jax.weights'):
+  with caplog.at_level(logging.WARNING, logger='absl'):
     _, description = weights.load_vgg19_params('imagenet', ('relu1_1',), cache_dir=cache)
   assert len(calls) == 2 and description.startswith('imagenet')
   assert any('md5' in r.getMessage() for r in caplog.records)
@@ -345,8 +364,9 @@ def test_cut_after_deepest_layer_creates_no_later_params(keras_h5):
   features = model.apply({'params': params}, jnp.asarray(_images(size=16)))
   assert set(features) == {'relu2_1'} and features['relu2_1'].shape == (1, 8, 8, 128)
   # Order of the request does not matter; only requested layers come back.
-  features = vgg.VGG19(layers=('relu2_1', 'relu1_1')).apply({'params': params},
-                                                            jnp.asarray(_images(size=16)))
+  features = vgg.VGG19(layers=('relu2_1', 'relu1_1')).apply(
+    {'params': params}, jnp.asarray(_images(size=16))
+  )
   assert set(features) == {'relu1_1', 'relu2_1'}
 
 

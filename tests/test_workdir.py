@@ -5,9 +5,8 @@ import os
 
 import pytest
 
-from shopstyle_jax import workdir as workdir_lib
-
 from conftest import load_config
+from shopstyle_jax import workdir as workdir_lib
 
 
 def _write(path, config=None, **extra):
@@ -30,8 +29,11 @@ def test_other_model_shapes_are_refused_run_lengths_are_not(tmp_path):
   assert _write(tmp_path, config)['num_train_steps'] == before['num_train_steps'] + 10
   config.model.width *= 2
   config.model.depth -= 1
-  with pytest.raises(ValueError, match=r'different model shapes \(config\.model\.depth: '
-                     r'.*config\.model\.width: '):
+  with pytest.raises(
+    ValueError,
+    match=r'different model shapes \(config\.model\.depth: '
+    r'.*config\.model\.width: ',
+  ):
     _write(tmp_path, config)
   assert json.loads((tmp_path / 'config.json').read_text())['model'] == before['model']
 
@@ -71,8 +73,9 @@ def test_overridable_types():
 
 
 def test_a_run_from_before_new_model_keys_resumes_and_the_method_is_a_shape_key():
-  fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'v0',
-                         'workdir', 'config.json')
+  fixture = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'v0', 'workdir', 'config.json'
+  )
   with open(fixture) as f:
     saved = json.load(f)
   assert 'method' not in saved and 'nce_mlp_channels' not in saved['model']
@@ -80,5 +83,4 @@ def test_a_run_from_before_new_model_keys_resumes_and_the_method_is_a_shape_key(
   assert config.method == 'paired'
   assert workdir_lib.model_shape_differences(saved, config) == []
   config.method = 'cut'
-  assert workdir_lib.model_shape_differences(saved, config) == [
-      "config.method: 'paired' -> 'cut'"]
+  assert workdir_lib.model_shape_differences(saved, config) == ["config.method: 'paired' -> 'cut'"]

@@ -14,12 +14,12 @@ before, with a warning.
 """
 
 import contextlib
-import logging
 import os
 import time
 from typing import Iterator
 
 import filelock
+from absl import logging
 
 # While waiting, say so about once a minute.
 _LOG_EVERY_S = 60.0
@@ -36,9 +36,13 @@ def lock_path_for(path: os.PathLike | str) -> str:
 
 def _unlocked(what: str, lock_file: str, reason: str) -> None:
   logging.warning(
-      '%s without a lock (%s: %s): processes sharing this directory must not '
-      'do it at the same time; do it once beforehand or give each host its '
-      'own directory.', what[:1].upper() + what[1:], lock_file, reason)
+    '%s without a lock (%s: %s): processes sharing this directory must not '
+    'do it at the same time; do it once beforehand or give each host its '
+    'own directory.',
+    what[:1].upper() + what[1:],
+    lock_file,
+    reason,
+  )
 
 
 @contextlib.contextmanager
@@ -55,8 +59,9 @@ def held(lock_file: os.PathLike | str, what: str) -> Iterator[None]:
     _unlocked(what, lock_file, 'not a local path')
     yield
     return
-  lock = filelock.FileLock(lock_file, poll_interval=_POLL_S,
-                           fallback_to_soft=False, preserve_lock_file=True)
+  lock = filelock.FileLock(
+    lock_file, poll_interval=_POLL_S, fallback_to_soft=False, preserve_lock_file=True
+  )
   try:
     _acquire(lock, what)
     locked = True
@@ -78,16 +83,19 @@ def _acquire(lock: filelock.BaseFileLock, what: str) -> None:
     return
   except filelock.Timeout:
     pass
-  logging.info('Waiting for another process to finish %s (lock file %s held).',
-               what, lock.lock_file)
+  logging.info(
+    'Waiting for another process to finish %s (lock file %s held).', what, lock.lock_file
+  )
   start = time.monotonic()
   while True:
     try:
       lock.acquire(timeout=_LOG_EVERY_S)
       break
     except filelock.Timeout:
-      logging.info('Still waiting for another process to finish %s (lock file '
-                   '%s held, %.0f min so far).', what, lock.lock_file,
-                   (time.monotonic() - start) / 60)
-  logging.info('Done waiting for %s (%.0f s).', lock.lock_file,
-               time.monotonic() - start)
+      logging.info(
+        'Still waiting for another process to finish %s (lock file %s held, %.0f min so far).',
+        what,
+        lock.lock_file,
+        (time.monotonic() - start) / 60,
+      )
+  logging.info('Done waiting for %s (%.0f s).', lock.lock_file, time.monotonic() - start)

@@ -31,8 +31,9 @@ def _encoded_example(split: str, index: int, size: int) -> dict[str, object]:
   """`render_example` with the images PNG-encoded here with OpenCV, which
   spares TFDS its TensorFlow encoder (and importing TensorFlow)."""
   example = render_example(split, index, size)
-  return {k: image_lib.encode_png(v) if isinstance(v, np.ndarray) else v
-          for k, v in example.items()}
+  return {
+    k: image_lib.encode_png(v) if isinstance(v, np.ndarray) else v for k, v in example.items()
+  }
 
 
 # ----------------------------------------------------------------------------
@@ -43,6 +44,7 @@ def _encoded_example(split: str, index: int, size: int) -> dict[str, object]:
 @dataclasses.dataclass
 class CatalogConfig(tfds.core.BuilderConfig):
   """Size of the rendered catalogue."""
+
   image_size: int = 256
   num_train: int = 4000
   num_test: int = 200
@@ -54,41 +56,42 @@ class SyntheticCatalog(tfds.core.GeneratorBasedBuilder):
   # Bump when the scenes or the styles change (adding a style adds a feature).
   VERSION = tfds.core.Version('1.1.0')
   RELEASE_NOTES = {
-      '1.0.0': 'Photos with pencil sketches.',
-      '1.1.0': 'Adds the watercolor, oil and cartoon styles.',
+    '1.0.0': 'Photos with pencil sketches.',
+    '1.1.0': 'Adds the watercolor, oil and cartoon styles.',
   }
   # Target style -> the feature holding it.
   STYLE_FEATURES = {style: style for style in styles.RENDERERS}
   BUILDER_CONFIGS = [
-      CatalogConfig(name='default', description='256x256, 4000/200.'),
-      CatalogConfig(name='small', description='128x128, 4000/200, for CPU training.',
-                    image_size=128),
-      CatalogConfig(name='tiny', description='64x64, 64/16, for tests.',
-                    image_size=64, num_train=64, num_test=16),
+    CatalogConfig(name='default', description='256x256, 4000/200.'),
+    CatalogConfig(name='small', description='128x128, 4000/200, for CPU training.', image_size=128),
+    CatalogConfig(
+      name='tiny', description='64x64, 64/16, for tests.', image_size=64, num_train=64, num_test=16
+    ),
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:
     shape = (self.builder_config.image_size,) * 2 + (3,)
     features = {
-        'id': np.int64,
-        'category': tfds.features.ClassLabel(names=CATEGORIES),
-        'photo': tfds.features.Image(shape=shape, encoding_format='png'),
+      'id': np.int64,
+      'category': tfds.features.ClassLabel(names=CATEGORIES),
+      'photo': tfds.features.Image(shape=shape, encoding_format='png'),
     }
     for feature in self.STYLE_FEATURES.values():
-      features[feature] = tfds.features.Image(shape=shape,
-                                              encoding_format='png')
+      features[feature] = tfds.features.Image(shape=shape, encoding_format='png')
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(features),
-        description=__doc__,
-        # Keep generation order: record i of a split is example (split, i).
-        disable_shuffling=True,
+      features=tfds.features.FeaturesDict(features),
+      description=__doc__,
+      # Keep generation order: record i of a split is example (split, i).
+      disable_shuffling=True,
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.
     cfg = self.builder_config
-    return {'train': self._generate_examples('train', cfg.num_train),
-            'test': self._generate_examples('test', cfg.num_test)}
+    return {
+      'train': self._generate_examples('train', cfg.num_train),
+      'test': self._generate_examples('test', cfg.num_test),
+    }
 
   def _generate_examples(self, split: str, num: int) -> Iterator:
     # One thread per core. Each example depends only on (split, index), so the

@@ -46,9 +46,9 @@ from shopstyle_jax.data import pix2pix_datasets
 # Datasets `config.data.name` may name (before an optional '/builder_config').
 # Each builder's STYLE_FEATURES maps the styles it holds to their features.
 DATASETS = {
-    'synthetic_catalog': catalog.SyntheticCatalog,
-    'edges2shoes': pix2pix_datasets.Edges2shoes,
-    'edges2handbags': pix2pix_datasets.Edges2handbags,
+  'synthetic_catalog': catalog.SyntheticCatalog,
+  'edges2shoes': pix2pix_datasets.Edges2shoes,
+  'edges2handbags': pix2pix_datasets.Edges2handbags,
 }
 
 Batch = dict[str, np.ndarray]
@@ -59,15 +59,17 @@ def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   name = config.data.name
   base, _, variant = name.partition('/')
   if base not in DATASETS:
-    raise ValueError(f'Unknown dataset {name!r}; allowed: '
-                     f'{", ".join(sorted(DATASETS))} (optionally with '
-                     "'/<builder config>').")
+    raise ValueError(
+      f'Unknown dataset {name!r}; allowed: '
+      f'{", ".join(sorted(DATASETS))} (optionally with '
+      "'/<builder config>')."
+    )
   configs = DATASETS[base].builder_configs
   if variant and variant not in configs:
-    raise ValueError(f'Unknown builder config {variant!r} of {base!r}; '
-                     f'allowed: {", ".join(sorted(configs))}.')
-  return tfds.builder(name, data_dir=config.data.data_dir,
-                      file_format='array_record')
+    raise ValueError(
+      f'Unknown builder config {variant!r} of {base!r}; allowed: {", ".join(sorted(configs))}.'
+    )
+  return tfds.builder(name, data_dir=config.data.data_dir, file_format='array_record')
 
 
 def _folder_spec(config: ml_collections.ConfigDict) -> folder_lib.FolderSpec:
@@ -77,19 +79,23 @@ def _folder_spec(config: ml_collections.ConfigDict) -> folder_lib.FolderSpec:
   then stored without a rendered target.
   """
   return folder_lib.FolderSpec(
-      folder=config.data.folder, size=_load_size(config),
-      style=None if config.data.style_folder else config.data.style,
-      side_by_side=config.data.side_by_side,
-      test_fraction=config.data.test_fraction,
-      cache_dir=config.data.cache_dir)
+    folder=config.data.folder,
+    size=_load_size(config),
+    style=None if config.data.style_folder else config.data.style,
+    side_by_side=config.data.side_by_side,
+    test_fraction=config.data.test_fraction,
+    cache_dir=config.data.cache_dir,
+  )
 
 
-def _style_folder_spec(config: ml_collections.ConfigDict
-                       ) -> folder_lib.FolderSpec:
+def _style_folder_spec(config: ml_collections.ConfigDict) -> folder_lib.FolderSpec:
   """`config.data.style_folder`: style images alone, at the load size."""
   return folder_lib.FolderSpec(
-      folder=config.data.style_folder, size=_load_size(config),
-      cache_dir=config.data.cache_dir, style_images=True)
+    folder=config.data.style_folder,
+    size=_load_size(config),
+    cache_dir=config.data.cache_dir,
+    style_images=True,
+  )
 
 
 def is_unpaired(config: ml_collections.ConfigDict) -> bool:
@@ -134,13 +140,15 @@ def prepare(config: ml_collections.ConfigDict) -> None:
   # TFDS renames a finished build into place: it exists only when complete.
   if builder.data_path.exists():  # No lock needed (the dir may be read-only).
     return
-  with build_lock.held(build_lock.lock_path_for(builder.data_path),
-                       f'building {config.data.name} in {builder.data_dir_root}'):
+  with build_lock.held(
+    build_lock.lock_path_for(builder.data_path),
+    f'building {config.data.name} in {builder.data_dir_root}',
+  ):
     # A new builder: the process that held the lock may have built it.
     _builder(config).download_and_prepare(
-        file_format='array_record',
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=config.data.manual_dir))
+      file_format='array_record',
+      download_config=tfds.download.DownloadConfig(manual_dir=config.data.manual_dir),
+    )
 
 
 def _style_feature(builder: tfds.core.DatasetBuilder, style: str) -> str:
@@ -148,13 +156,15 @@ def _style_feature(builder: tfds.core.DatasetBuilder, style: str) -> str:
   features = type(builder).STYLE_FEATURES
   if style not in features:
     if isinstance(builder, catalog.SyntheticCatalog):
-      hint = ('A style added to shopstyle_jax.styles needs a new catalogue '
-              'version: bump SyntheticCatalog.VERSION.')
+      hint = (
+        'A style added to shopstyle_jax.styles needs a new catalogue '
+        'version: bump SyntheticCatalog.VERSION.'
+      )
     else:
-      hint = ('Other styles can be rendered from its photos with '
-              'config.data.folder.')
-    raise ValueError(f'Style {style!r} is not in {builder.name}; it has: '
-                     f'{", ".join(sorted(features))}. {hint}')
+      hint = 'Other styles can be rendered from its photos with config.data.folder.'
+    raise ValueError(
+      f'Style {style!r} is not in {builder.name}; it has: {", ".join(sorted(features))}. {hint}'
+    )
   return features[style]
 
 
@@ -177,8 +187,9 @@ class _TfdsPairs:
     return f'_TfdsPairs({self._source!r}, {self._features!r})'
 
 
-def _source(config: ml_collections.ConfigDict, split: str,
-            keys: tuple[str, ...] = ('photo', 'target')):
+def _source(
+  config: ml_collections.ConfigDict, split: str, keys: tuple[str, ...] = ('photo', 'target')
+):
   """Random access to a prepared split's {'photo', 'target'} uint8 pairs, or
   the images in `keys` only (only those are decoded)."""
   if config.data.folder:
@@ -187,18 +198,19 @@ def _source(config: ml_collections.ConfigDict, split: str,
   builder = _builder(config)
   target = _style_feature(builder, config.data.style)
   features = {k: {'photo': 'photo', 'target': target}[k] for k in keys}
-  skip = {k: tfds.decode.SkipDecoding() for k in builder.info.features.keys()
-          if k not in features.values()}
-  return _TfdsPairs(builder.as_data_source(split=split, decoders=skip),
-                    features)
+  skip = {
+    k: tfds.decode.SkipDecoding()
+    for k in builder.info.features.keys()
+    if k not in features.values()
+  }
+  return _TfdsPairs(builder.as_data_source(split=split, decoders=skip), features)
 
 
 class _Images:
   """Random access to one image of each of some examples: item i is
   {name: source[indices[i]][key]}. One side of unpaired training."""
 
-  def __init__(self, source, key: str, name: str,
-               indices: range | None = None):
+  def __init__(self, source, key: str, name: str, indices: range | None = None):
     self._source = source
     self._key = key
     self._name = name
@@ -211,12 +223,10 @@ class _Images:
     return {self._name: self._source[self._indices[index]][self._key]}
 
   def __repr__(self) -> str:
-    return (f'_Images({self._source!r}, {self._key!r} as {self._name!r}, '
-            f'{self._indices!r})')
+    return f'_Images({self._source!r}, {self._key!r} as {self._name!r}, {self._indices!r})'
 
 
-def unpaired_sources(config: ml_collections.ConfigDict
-                     ) -> dict[str, _Images]:
+def unpaired_sources(config: ml_collections.ConfigDict) -> dict[str, _Images]:
   """The two sides of unpaired training: {'photo': ..., 'style': ...}, each
   random access to {'photo': uint8} or {'style': uint8} images.
 
@@ -227,33 +237,39 @@ def unpaired_sources(config: ml_collections.ConfigDict
   targets), so no photo's own target is ever seen.
   """
   if not is_unpaired(config):
-    raise ValueError('Neither config.data.style_folder nor '
-                     'config.data.unpaired is set.')
+    raise ValueError('Neither config.data.style_folder nor config.data.unpaired is set.')
   if config.data.style_folder:
     path = folder_lib.prepare(_style_folder_spec(config), verbose=False)
-    return {'photo': _Images(_source(config, 'train', ('photo',)), 'photo',
-                             'photo'),
-            'style': _Images(folder_lib.FolderSource(path, 'train', ('photo',)),
-                             'photo', 'style')}
+    return {
+      'photo': _Images(_source(config, 'train', ('photo',)), 'photo', 'photo'),
+      'style': _Images(folder_lib.FolderSource(path, 'train', ('photo',)), 'photo', 'style'),
+    }
   photos = _source(config, 'train', ('photo',))
   if len(photos) < 2:
-    raise ValueError('config.data.unpaired=True needs at least 2 train '
-                     f'examples (photos and style images are different '
-                     f'ones); the train split has {len(photos)}.')
-  return {'photo': _Images(photos, 'photo', 'photo', range(0, len(photos), 2)),
-          'style': _Images(_source(config, 'train', ('target',)), 'target',
-                           'style', range(1, len(photos), 2))}
+    raise ValueError(
+      'config.data.unpaired=True needs at least 2 train '
+      f'examples (photos and style images are different '
+      f'ones); the train split has {len(photos)}.'
+    )
+  return {
+    'photo': _Images(photos, 'photo', 'photo', range(0, len(photos), 2)),
+    'style': _Images(
+      _source(config, 'train', ('target',)), 'target', 'style', range(1, len(photos), 2)
+    ),
+  }
 
 
 def _local_size(global_size: int, process_count: int, field: str) -> int:
   if global_size % process_count:
-    raise ValueError(f'{field}={global_size} is not divisible by the '
-                     f'process count {process_count}.')
+    raise ValueError(
+      f'{field}={global_size} is not divisible by the process count {process_count}.'
+    )
   return global_size // process_count
 
 
-def _augment(example: dict[str, Any], rng: np.random.Generator, *,
-             load_size: int, image_size: int, flip: bool) -> Batch:
+def _augment(
+  example: dict[str, Any], rng: np.random.Generator, *, load_size: int, image_size: int, flip: bool
+) -> Batch:
   """pix2pix jitter, the same for every image of the example (photo and
   target alike): resize, crop, flip."""
   top, left = rng.integers(0, load_size - image_size + 1, size=2)
@@ -275,10 +291,12 @@ def _side_seed(seed: int, side: str) -> int:
 def _stream(source, seed: int, augment) -> grain.MapDataset:
   """The endless global stream of a source: shuffled (reseeded each epoch),
   augmented with randomness keyed by (seed, global position)."""
-  return (grain.MapDataset.source(source)
-          .shuffle(seed=seed)
-          .repeat()  # Infinite; the shuffle above reseeds each epoch.
-          .random_map(augment, seed=seed))
+  return (
+    grain.MapDataset.source(source)
+    .shuffle(seed=seed)
+    .repeat()  # Infinite; the shuffle above reseeds each epoch.
+    .random_map(augment, seed=seed)
+  )
 
 
 def _merge(examples: tuple[Batch, ...]) -> Batch:
@@ -291,21 +309,21 @@ def _load_size(config: ml_collections.ConfigDict) -> int:
   if size is None:
     size = round(config.image_size * 286 / 256)
   if size < config.image_size:
-    raise ValueError(f'config.data.load_size={size} is smaller than '
-                     f'config.image_size={config.image_size}.')
+    raise ValueError(
+      f'config.data.load_size={size} is smaller than config.image_size={config.image_size}.'
+    )
   return size
 
 
 def _read_options(config: ml_collections.ConfigDict) -> grain.ReadOptions:
   """`config.data.prefetch` batches read ahead, each by its own thread."""
   prefetch = max(1, config.data.prefetch)
-  return grain.ReadOptions(num_threads=prefetch,
-                           prefetch_buffer_size=prefetch)
+  return grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch)
 
 
-def create_train_iterator(config: ml_collections.ConfigDict,
-                          process_index: int,
-                          process_count: int) -> grain.DatasetIterator:
+def create_train_iterator(
+  config: ml_collections.ConfigDict, process_index: int, process_count: int
+) -> grain.DatasetIterator:
   """Endless iterator over this process's share of the global train batches.
 
   Yields {'photo', 'target'}: float32 [b, H, W, 3] in [-1, 1], with
@@ -316,28 +334,27 @@ def create_train_iterator(config: ml_collections.ConfigDict,
   num_workers > 0 uses grain worker processes, which need absl flags parsed
   (absl.app.run).
   """
-  local_batch = _local_size(config.batch_size, process_count,
-                            'config.batch_size')
+  local_batch = _local_size(config.batch_size, process_count, 'config.batch_size')
   augment = functools.partial(
-      _augment, load_size=_load_size(config), image_size=config.image_size,
-      flip=config.data.flip)
+    _augment, load_size=_load_size(config), image_size=config.image_size, flip=config.data.flip
+  )
   if is_unpaired(config):
-    ds = grain.experimental.ZipMapDataset([
+    ds = grain.experimental.ZipMapDataset(
+      [
         _stream(source, _side_seed(config.seed, side), augment)
-        for side, source in unpaired_sources(config).items()]).map(_merge)
+        for side, source in unpaired_sources(config).items()
+      ]
+    ).map(_merge)
   else:
     ds = _stream(_source(config, 'train'), config.seed, augment)
   ds = ds.batch(local_batch, drop_remainder=True)
-  iter_ds = ds[process_index::process_count].to_iter_dataset(
-      _read_options(config))
+  iter_ds = ds[process_index::process_count].to_iter_dataset(_read_options(config))
   if config.data.num_workers > 0:
-    iter_ds = iter_ds.mp_prefetch(
-        grain.MultiprocessingOptions(num_workers=config.data.num_workers))
+    iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.data.num_workers))
   return iter(iter_ds)
 
 
-def _eval_example(index: int, *, source, num_valid: int,
-                  image_size: int) -> Batch:
+def _eval_example(index: int, *, source, num_valid: int, image_size: int) -> Batch:
   """Test example `index` resized to image_size, or padding past the end."""
   if index >= num_valid:
     blank = np.full((image_size, image_size, 3), -1.0, np.float32)
@@ -353,8 +370,9 @@ def _eval_example(index: int, *, source, num_valid: int,
   return {'photo': photo, 'target': target, 'valid': np.bool_(True)}
 
 
-def create_eval_batches(config: ml_collections.ConfigDict, process_index: int,
-                        process_count: int) -> list[Batch]:
+def create_eval_batches(
+  config: ml_collections.ConfigDict, process_index: int, process_count: int
+) -> list[Batch]:
   """This process's share of the eval batches over the first test examples.
 
   Global eval batch k holds test examples [k*E, (k+1)*E) with
@@ -365,14 +383,12 @@ def create_eval_batches(config: ml_collections.ConfigDict, process_index: int,
   False, 'target' is the photo itself.
   """
   global_batch = config.eval.batch_size
-  local_batch = _local_size(global_batch, process_count,
-                            'config.eval.batch_size')
+  local_batch = _local_size(global_batch, process_count, 'config.eval.batch_size')
   source = _source(config, 'test')
   num_valid = min(config.eval.num_examples, len(source))
   num_batches = -(-num_valid // global_batch)
-  load = functools.partial(_eval_example, source=source, num_valid=num_valid,
-                           image_size=config.image_size)
-  ds = (grain.MapDataset.range(num_batches * global_batch).map(load)
-        .batch(local_batch))
-  return list(ds[process_index::process_count].to_iter_dataset(
-      _read_options(config)))
+  load = functools.partial(
+    _eval_example, source=source, num_valid=num_valid, image_size=config.image_size
+  )
+  ds = grain.MapDataset.range(num_batches * global_batch).map(load).batch(local_batch)
+  return list(ds[process_index::process_count].to_iter_dataset(_read_options(config)))

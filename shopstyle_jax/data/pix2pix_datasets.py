@@ -15,14 +15,14 @@ processes sharing the data dir do both once.
 Importing this module registers both builders with TFDS.
 """
 
-import logging
 import os
 import socket
-from typing import BinaryIO, Iterator
 import urllib.parse
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from shopstyle_jax import images as image_lib
 
@@ -39,8 +39,7 @@ _CITATION = """\
 
 
 def _proxied() -> bool:
-  return any(os.environ.get(k) for k in ('http_proxy', 'HTTP_PROXY',
-                                          'all_proxy', 'ALL_PROXY'))
+  return any(os.environ.get(k) for k in ('http_proxy', 'HTTP_PROXY', 'all_proxy', 'ALL_PROXY'))
 
 
 def split_pair(data: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +51,7 @@ def split_pair(data: bytes) -> tuple[np.ndarray, np.ndarray]:
   if rgb.shape[1] < 2:
     raise ValueError('not a decodable A|B image')
   half = rgb.shape[1] // 2
-  return (np.ascontiguousarray(rgb[:, rgb.shape[1] - half:]),
-          np.ascontiguousarray(rgb[:, :half]))
+  return (np.ascontiguousarray(rgb[:, rgb.shape[1] - half :]), np.ascontiguousarray(rgb[:, :half]))
 
 
 class _Pix2PixEdges(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -80,16 +78,16 @@ class _Pix2PixEdges(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        description=self.DESCRIPTION,
-        features=tfds.features.FeaturesDict({
-            'photo': tfds.features.Image(shape=(None, None, 3),
-                                         encoding_format='jpeg'),
-            'edges': tfds.features.Image(shape=(None, None, 3),
-                                         encoding_format='png'),
-            'file_name': tfds.features.Text(),
-        }),
-        homepage='https://phillipi.github.io/pix2pix/',
-        citation=_CITATION,
+      description=self.DESCRIPTION,
+      features=tfds.features.FeaturesDict(
+        {
+          'photo': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
+          'edges': tfds.features.Image(shape=(None, None, 3), encoding_format='png'),
+          'file_name': tfds.features.Text(),
+        }
+      ),
+      homepage='https://phillipi.github.io/pix2pix/',
+      citation=_CITATION,
     )
 
   def _archive(self, dl_manager: tfds.download.DownloadManager) -> str:
@@ -108,27 +106,28 @@ class _Pix2PixEdges(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       return dl_manager.download(self.url())
     except Exception as e:
       raise RuntimeError(
-          f'Could not download {self.url()} ({type(e).__name__}: {e}). Without '
-          f'network access, download it elsewhere and put {self.archive_name()} '
-          f'into {dl_manager._manual_dir} (or set config.data.manual_dir).'  # pylint: disable=protected-access
+        f'Could not download {self.url()} ({type(e).__name__}: {e}). Without '
+        f'network access, download it elsewhere and put {self.archive_name()} '
+        f'into {dl_manager._manual_dir} (or set config.data.manual_dir).'  # pylint: disable=protected-access
       ) from e
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     archive = self._archive(dl_manager)
     return {
-        'train': self._generate_examples(dl_manager.iter_archive(archive),
-                                         'train'),
-        'test': self._generate_examples(dl_manager.iter_archive(archive),
-                                        'val'),
+      'train': self._generate_examples(dl_manager.iter_archive(archive), 'train'),
+      'test': self._generate_examples(dl_manager.iter_archive(archive), 'val'),
     }
 
-  def _generate_examples(self, members: Iterator[tuple[str, BinaryIO]],
-                         folder: str) -> Iterator:
+  def _generate_examples(self, members: Iterator[tuple[str, BinaryIO]], folder: str) -> Iterator:
     skipped = 0
     for path, fobj in members:
       parts = path.replace('\\', '/').split('/')
-      if (len(parts) < 2 or parts[-2] != folder or parts[-1].startswith('.')
-          or not parts[-1].lower().endswith(('.jpg', '.jpeg'))):
+      if (
+        len(parts) < 2
+        or parts[-2] != folder
+        or parts[-1].startswith('.')
+        or not parts[-1].lower().endswith(('.jpg', '.jpeg'))
+      ):
         continue
       key = '/'.join(parts[-2:])
       try:
@@ -137,29 +136,35 @@ class _Pix2PixEdges(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         skipped += 1
         logging.warning('Skipping %s: not a decodable A|B image.', path)
         continue
-      yield key, {
+      yield (
+        key,
+        {
           'photo': image_lib.encode_jpeg(photo, _JPEG_QUALITY),
           'edges': image_lib.encode_png(edges),
           'file_name': key,
-      }
+        },
+      )
     if skipped:
-      logging.warning('%s/%s: skipped %d undecodable images.', self.name,
-                      folder, skipped)
+      logging.warning('%s/%s: skipped %d undecodable images.', self.name, folder, skipped)
 
 
 class Edges2shoes(_Pix2PixEdges):
   """UT Zappos50K shoe photos with their edge drawings (pix2pix)."""
 
   name = 'edges2shoes'
-  DESCRIPTION = ('About 50k shoe photos from UT Zappos50K (Yu and Grauman, '
-                 '2014) with their HED edge drawings, 256x256, as packaged '
-                 'by pix2pix; its val/ folder is the test split.')
+  DESCRIPTION = (
+    'About 50k shoe photos from UT Zappos50K (Yu and Grauman, '
+    '2014) with their HED edge drawings, 256x256, as packaged '
+    'by pix2pix; its val/ folder is the test split.'
+  )
 
 
 class Edges2handbags(_Pix2PixEdges):
   """Amazon handbag photos with their edge drawings (pix2pix)."""
 
   name = 'edges2handbags'
-  DESCRIPTION = ('About 137k Amazon handbag photos (Zhu et al., 2016) with '
-                 'their HED edge drawings, 256x256, as packaged by pix2pix; '
-                 'its val/ folder is the test split.')
+  DESCRIPTION = (
+    'About 137k Amazon handbag photos (Zhu et al., 2016) with '
+    'their HED edge drawings, 256x256, as packaged by pix2pix; '
+    'its val/ folder is the test split.'
+  )

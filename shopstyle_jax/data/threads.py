@@ -16,8 +16,13 @@ def usable_cores() -> int:
   return os.cpu_count() or 1
 
 
-def map_in_chunks(fn: Callable[[Item], Result], items: Sequence[Item], *, chunk_size: int = 64,
-                  workers: Optional[int] = None) -> Iterator[tuple[Item, Result]]:
+def map_in_chunks(
+  fn: Callable[[Item], Result],
+  items: Sequence[Item],
+  *,
+  chunk_size: int = 64,
+  workers: Optional[int] = None,
+) -> Iterator[tuple[Item, Result]]:
   """Yields (item, fn(item)) in the order of `items`.
 
   `fn` runs on `workers` threads (default `usable_cores()`), `chunk_size` items
@@ -29,5 +34,5 @@ def map_in_chunks(fn: Callable[[Item], Result], items: Sequence[Item], *, chunk_
   """
   with concurrent.futures.ThreadPoolExecutor(workers or usable_cores()) as pool:
     for begin in range(0, len(items), chunk_size):
-      chunk = items[begin:begin + chunk_size]
+      chunk = items[begin : begin + chunk_size]
       yield from zip(chunk, pool.map(fn, chunk))

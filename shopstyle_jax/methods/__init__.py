@@ -10,8 +10,13 @@ from types import ModuleType
 
 METHODS = ('paired', 'cyclegan', 'cut', 'fastcut', 'neural_style')
 # fastcut is CUT with other weights and flip-equivariance: the same module.
-_MODULES = {'paired': 'paired', 'cyclegan': 'cyclegan', 'cut': 'cut', 'fastcut': 'cut',
-            'neural_style': 'neural_style'}
+_MODULES = {
+  'paired': 'paired',
+  'cyclegan': 'cyclegan',
+  'cut': 'cut',
+  'fastcut': 'cut',
+  'neural_style': 'neural_style',
+}
 
 
 def get(name: str) -> ModuleType:

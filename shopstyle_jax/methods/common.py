@@ -28,16 +28,23 @@ Params = Any
 Metrics = dict[str, jax.Array]
 
 
-def apply_train(module: nn.Module, params: Params, batch_stats: Params, *args,
-                rngs: Optional[dict] = None) -> tuple[jax.Array, Params]:
+def apply_train(
+  module: nn.Module, params: Params, batch_stats: Params, *args, rngs: Optional[dict] = None
+) -> tuple[jax.Array, Params]:
   """`module` in training mode; returns (output, updated batch stats)."""
-  out, mutated = module.apply(state_lib.variables(params, batch_stats), *args, train=True,
-                              rngs=rngs or {}, mutable=['batch_stats'])
+  out, mutated = module.apply(
+    state_lib.variables(params, batch_stats),
+    *args,
+    train=True,
+    rngs=rngs or {},
+    mutable=['batch_stats'],
+  )
   return out, mutated.get('batch_stats', {})
 
 
-def update(tx: optax.GradientTransformation, grads: Params, opt_state: Any,
-           params: Params) -> tuple[Params, Any]:
+def update(
+  tx: optax.GradientTransformation, grads: Params, opt_state: Any, params: Params
+) -> tuple[Params, Any]:
   """One optimizer step; returns (new params, new optimizer state)."""
   updates, opt_state = tx.update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state
@@ -84,10 +91,14 @@ def vgg_layers(config: Any) -> tuple[str, ...]:
   layers (perceptual_weight), the content layers (content_weight) and the style
   layers (style_weight); () when none is on (no VGG at all)."""
   from shopstyle_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
+
   lc = config.loss
   wanted = set()
-  for weight, key in (('perceptual_weight', 'vgg_layers'), ('content_weight', 'content_layers'),
-                      ('style_weight', 'style_layers')):
+  for weight, key in (
+    ('perceptual_weight', 'vgg_layers'),
+    ('content_weight', 'content_layers'),
+    ('style_weight', 'style_layers'),
+  ):
     if lc.get(weight):
       wanted.update(vgg_lib.check_layers(lc[key]))
   return tuple(name for name in vgg_lib.VGG_LAYERS if name in wanted)

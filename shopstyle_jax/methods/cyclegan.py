@@ -48,6 +48,7 @@ _POOL_STREAM = 2**31 - 1
 
 class Models(NamedTuple):
   """CycleGAN's networks (the official G_A, G_B, D_A, D_B)."""
+
   G: nn.Module  # photo -> style.
   F: nn.Module  # style -> photo.
   D_style: nn.Module  # Real style images vs G's outputs.
@@ -57,8 +58,9 @@ class Models(NamedTuple):
 def build_models(config: ml_collections.ConfigDict, dtype: Any = jnp.float32) -> Models:
   """Both generators as `config.model.generator`, both Ds unconditional PatchGANs."""
   make_g = functools.partial(generators.create_generator, config.model, dtype)
-  make_d = functools.partial(discriminators.create_discriminator, config.model, dtype=dtype,
-                             conditional=False)
+  make_d = functools.partial(
+    discriminators.create_discriminator, config.model, dtype=dtype, conditional=False
+  )
   return Models(G=make_g(), F=make_g(), D_style=make_d(), D_photo=make_d())
 
 
@@ -70,6 +72,7 @@ class State:
   config.ema_decay is 0); `pool_style` holds G's past outputs for D_style,
   `pool_photo` F's for D_photo (see `image_pool`).
   """
+
   step: jax.Array
   g_params: Params
   g_batch_stats: Params
@@ -105,22 +108,25 @@ def create_state(config: ml_collections.ConfigDict, models: Models, rng: jax.Arr
     nets[f'{name}_opt_state'] = tx.init(variables['params'])
   pool_shape = (config.image_size, config.image_size, 3)
   return State(
-      step=jnp.zeros((), jnp.int32),
-      ema_params=(jax.tree.map(jnp.copy, nets['g_params']) if config.ema_decay > 0 else {}),
-      pool_style=image_pool.init_pool(config.loss.pool_size, pool_shape),
-      pool_photo=image_pool.init_pool(config.loss.pool_size, pool_shape),
-      **nets)
+    step=jnp.zeros((), jnp.int32),
+    ema_params=(jax.tree.map(jnp.copy, nets['g_params']) if config.ema_decay > 0 else {}),
+    pool_style=image_pool.init_pool(config.loss.pool_size, pool_shape),
+    pool_photo=image_pool.init_pool(config.loss.pool_size, pool_shape),
+    **nets,
+  )
 
 
 def _vgg_layers(lc: ml_collections.ConfigDict) -> tuple[str, ...]:
   """The VGG19 layers the content and style terms read (none when both are off)."""
   layers = (tuple(lc.content_layers) if lc.content_weight else ()) + (
-      tuple(lc.style_layers) if lc.style_weight else ())
+    tuple(lc.style_layers) if lc.style_weight else ()
+  )
   return tuple(dict.fromkeys(layers))
 
 
-def make_step(config: ml_collections.ConfigDict, models: Models,
-              vgg: Optional[nn.Module] = None) -> common.StepFn:
+def make_step(
+  config: ml_collections.ConfigDict, models: Models, vgg: Optional[nn.Module] = None
+) -> common.StepFn:
   """Builds step(state, {'photo', 'style'}, vgg_params) -> (state, metrics).
 
   `vgg` (a VGG19 returning at least the content and style layers) is needed only
@@ -137,8 +143,7 @@ def make_step(config: ml_collections.ConfigDict, models: Models,
       raise ValueError('config.loss.content_weight or style_weight > 0 needs the VGG19 module.')
     missing = [name for name in vgg_layers if name not in vgg.layers]
     if missing:
-      raise ValueError(f'The VGG19 module does not return {missing}; give it layers '
-                       f'{vgg_layers}.')
+      raise ValueError(f'The VGG19 module does not return {missing}; give it layers {vgg_layers}.')
   G, F, D_style, D_photo = models  # pylint: disable=invalid-name
 
   def d_loss(module, params, stats, real, fake):
@@ -169,75 +174,105 @@ def make_step(config: ml_collections.ConfigDict, models: Models,
       fake_photo, f_stats = gen(F, f_params, f_stats, style, 2)
       if lc.cycle_weight:
         rec_style, g_stats = gen(G, g_params, g_stats, fake_photo, 3)
-        terms['cycle'] = (lc.cycle_weight, losses.cycle_loss(photo, rec_photo)
-                          + losses.cycle_loss(style, rec_style))
+        terms['cycle'] = (
+          lc.cycle_weight,
+          losses.cycle_loss(photo, rec_photo) + losses.cycle_loss(style, rec_style),
+        )
       if lc.identity_weight:
         same_style, g_stats = gen(G, g_params, g_stats, style, 4)
         same_photo, f_stats = gen(F, f_params, f_stats, photo, 5)
-        terms['identity'] = (lc.identity_weight, losses.l1(same_style, style)
-                             + losses.l1(same_photo, photo))
+        terms['identity'] = (
+          lc.identity_weight,
+          losses.l1(same_style, style) + losses.l1(same_photo, photo),
+        )
       if lc.adversarial_weight:
         logits, d_stats = common.apply_train(D_style, state.d_params, d_stats, fake_style)
         logits_p, dp_stats = common.apply_train(D_photo, state.dp_params, dp_stats, fake_photo)
-        terms['adversarial'] = (lc.adversarial_weight,
-                                losses.generator_adversarial_loss(lc.gan, logits)
-                                + losses.generator_adversarial_loss(lc.gan, logits_p))
+        terms['adversarial'] = (
+          lc.adversarial_weight,
+          losses.generator_adversarial_loss(lc.gan, logits)
+          + losses.generator_adversarial_loss(lc.gan, logits_p),
+        )
       if vgg_layers:
         # One VGG pass over G(photo) and the targets, which carry no gradient.
         targets = [x for x, w in ((photo, lc.content_weight), (style, lc.style_weight)) if w]
         n = photo.shape[0]
-        feats = vgg.apply({'params': vgg_params},
-                          jnp.concatenate([fake_style, *map(jax.lax.stop_gradient, targets)]))
-        part = lambda k: {name: f[k * n:(k + 1) * n] for name, f in feats.items()}
+        feats = vgg.apply(
+          {'params': vgg_params},
+          jnp.concatenate([fake_style, *map(jax.lax.stop_gradient, targets)]),
+        )
+        part = lambda k: {name: f[k * n : (k + 1) * n] for name, f in feats.items()}
         if lc.content_weight:
-          terms['content'] = (lc.content_weight,
-                              losses.content_loss(part(0), part(1), lc.content_layers))
+          terms['content'] = (
+            lc.content_weight,
+            losses.content_loss(part(0), part(1), lc.content_layers),
+          )
         if lc.style_weight:
-          terms['style'] = (lc.style_weight, losses.style_loss(
-              part(0), part(len(targets)), lc.style_layers, lc.style_layer_weights))
+          terms['style'] = (
+            lc.style_weight,
+            losses.style_loss(part(0), part(len(targets)), lc.style_layers, lc.style_layer_weights),
+          )
       if lc.tv_weight:
         terms['tv'] = (lc.tv_weight, losses.total_variation(fake_style))
       total = sum((w * value for w, value in terms.values()), jnp.zeros((), jnp.float32))
-      aux = ({k: v for k, (_, v) in terms.items()}, (fake_style, fake_photo),
-             (g_stats, f_stats, d_stats, dp_stats))
+      aux = (
+        {k: v for k, (_, v) in terms.items()},
+        (fake_style, fake_photo),
+        (g_stats, f_stats, d_stats, dp_stats),
+      )
       return total, aux
 
     # G and F, against the discriminators before this step's update.
-    (g_loss, (g_terms, (fake_style, fake_photo), stats)), (g_grads, f_grads) = (
-        jax.value_and_grad(g_loss_fn, has_aux=True)((state.g_params, state.f_params)))
+    (g_loss, (g_terms, (fake_style, fake_photo), stats)), (g_grads, f_grads) = jax.value_and_grad(
+      g_loss_fn, has_aux=True
+    )((state.g_params, state.f_params))
     g_stats, f_stats, d_stats, dp_stats = stats
     g_params, g_opt_state = common.update(tx, g_grads, state.g_opt_state, state.g_params)
     f_params, f_opt_state = common.update(tx, f_grads, state.f_opt_state, state.f_params)
 
     # Both Ds, on the fakes of the forward above (G's and F's before their update).
-    pool_style, pooled_style = image_pool.query_pool(state.pool_style, fake_style,
-                                                     pool_style_rng)
-    pool_photo, pooled_photo = image_pool.query_pool(state.pool_photo, fake_photo,
-                                                     pool_photo_rng)
+    pool_style, pooled_style = image_pool.query_pool(state.pool_style, fake_style, pool_style_rng)
+    pool_photo, pooled_photo = image_pool.query_pool(state.pool_photo, fake_photo, pool_photo_rng)
     (d_loss_style, d_stats), d_grads = jax.value_and_grad(
-        functools.partial(d_loss, D_style), has_aux=True)(
-            state.d_params, d_stats, style, pooled_style)
+      functools.partial(d_loss, D_style), has_aux=True
+    )(state.d_params, d_stats, style, pooled_style)
     (d_loss_photo, dp_stats), dp_grads = jax.value_and_grad(
-        functools.partial(d_loss, D_photo), has_aux=True)(
-            state.dp_params, dp_stats, photo, pooled_photo)
+      functools.partial(d_loss, D_photo), has_aux=True
+    )(state.dp_params, dp_stats, photo, pooled_photo)
     d_params, d_opt_state = common.update(tx, d_grads, state.d_opt_state, state.d_params)
     dp_params, dp_opt_state = common.update(tx, dp_grads, state.dp_opt_state, state.dp_params)
 
-    grad_norms = {f'{name}_grad_norm': optax.tree.norm(grads) for name, grads in (
-        ('g', g_grads), ('f', f_grads), ('d', d_grads), ('dp', dp_grads))}
+    grad_norms = {
+      f'{name}_grad_norm': optax.tree.norm(grads)
+      for name, grads in (('g', g_grads), ('f', f_grads), ('d', d_grads), ('dp', dp_grads))
+    }
     finite = common.all_finite(g_loss, g_terms, d_loss_style, d_loss_photo, grad_norms)
     updated = state.replace(
-        step=state.step + 1,
-        g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state,
-        f_params=f_params, f_batch_stats=f_stats, f_opt_state=f_opt_state,
-        d_params=d_params, d_batch_stats=d_stats, d_opt_state=d_opt_state,
-        dp_params=dp_params, dp_batch_stats=dp_stats, dp_opt_state=dp_opt_state,
-        ema_params=common.ema(config.ema_decay, g_params, state.ema_params),
-        pool_style=pool_style, pool_photo=pool_photo)
+      step=state.step + 1,
+      g_params=g_params,
+      g_batch_stats=g_stats,
+      g_opt_state=g_opt_state,
+      f_params=f_params,
+      f_batch_stats=f_stats,
+      f_opt_state=f_opt_state,
+      d_params=d_params,
+      d_batch_stats=d_stats,
+      d_opt_state=d_opt_state,
+      dp_params=dp_params,
+      dp_batch_stats=dp_stats,
+      dp_opt_state=dp_opt_state,
+      ema_params=common.ema(config.ema_decay, g_params, state.ema_params),
+      pool_style=pool_style,
+      pool_photo=pool_photo,
+    )
     metrics = {
-        'd_loss': d_loss_style, 'dp_loss': d_loss_photo, 'g_loss': g_loss,
-        **{f'g_{k}': v for k, v in g_terms.items()}, **grad_norms,
-        'learning_rate': lr_schedule(state.step), 'finite': finite.astype(jnp.float32),
+      'd_loss': d_loss_style,
+      'dp_loss': d_loss_photo,
+      'g_loss': g_loss,
+      **{f'g_{k}': v for k, v in g_terms.items()},
+      **grad_norms,
+      'learning_rate': lr_schedule(state.step),
+      'finite': finite.astype(jnp.float32),
     }
     return common.apply_if_finite(finite, updated, state), metrics
 

@@ -23,8 +23,7 @@ def init_pool(pool_size: int, shape: Sequence[int]) -> Pool:
   """An empty pool for up to pool_size images of `shape` (H, W, C); 0 disables it."""
   if pool_size < 0:
     raise ValueError(f'pool_size must be >= 0, got {pool_size}.')
-  return {'images': jnp.zeros((pool_size, *shape), jnp.float32),
-          'count': jnp.zeros((), jnp.int32)}
+  return {'images': jnp.zeros((pool_size, *shape), jnp.float32), 'count': jnp.zeros((), jnp.int32)}
 
 
 def query_pool(pool: Pool, fakes: jax.Array, rng: jax.Array) -> Tuple[Pool, jax.Array]:
@@ -56,8 +55,7 @@ def query_pool(pool: Pool, fakes: jax.Array, rng: jax.Array) -> Tuple[Pool, jax.
     images, count = carry
     key_swap, key_slot = jax.random.split(jax.random.fold_in(rng, count))
     filling = count < pool_size
-    swap = jnp.logical_and(jnp.logical_not(filling),
-                           jax.random.uniform(key_swap, ()) > 0.5)
+    swap = jnp.logical_and(jnp.logical_not(filling), jax.random.uniform(key_swap, ()) > 0.5)
     random_slot = jax.random.randint(key_slot, (), 0, pool_size)
     slot = jnp.where(filling, jnp.minimum(count, pool_size - 1), random_slot)
     old = images[slot]

@@ -34,6 +34,7 @@ Batch = dict[str, jax.Array]
 class Models(NamedTuple):
   """The networks the step trains: G (photo -> style) and D, None when
   adversarial_weight is 0."""
+
   G: nn.Module
   D: Optional[nn.Module]
 
@@ -43,6 +44,7 @@ class State:
   """What changes during training. The d_* fields are {} without a discriminator,
   `ema_params` is {} when config.ema_decay is 0 and `*_batch_stats` are {} without
   batch norm."""
+
   step: jax.Array
   g_params: Params
   g_batch_stats: Params
@@ -76,8 +78,9 @@ def build_models(config: ml_collections.ConfigDict, dtype: Any = jnp.float32) ->
   generator = generators.create_generator(config.model, dtype)
   discriminator = None
   if config.loss.adversarial_weight:
-    discriminator = discriminators.create_discriminator(config.model, dtype=dtype,
-                                                        conditional=False)
+    discriminator = discriminators.create_discriminator(
+      config.model, dtype=dtype, conditional=False
+    )
   return Models(generator, discriminator)
 
 
@@ -94,19 +97,20 @@ def create_state(config: ml_collections.ConfigDict, models: Models, rng: jax.Arr
     d_params, d_batch_stats = d_vars['params'], d_vars.get('batch_stats', {})
     d_opt_state = tx.init(d_params)
   return State(
-      step=jnp.zeros((), jnp.int32),
-      g_params=g_params,
-      g_batch_stats=g_vars.get('batch_stats', {}),
-      g_opt_state=tx.init(g_params),
-      ema_params=jax.tree.map(jnp.copy, g_params) if config.ema_decay > 0 else {},
-      d_params=d_params,
-      d_batch_stats=d_batch_stats,
-      d_opt_state=d_opt_state,
+    step=jnp.zeros((), jnp.int32),
+    g_params=g_params,
+    g_batch_stats=g_vars.get('batch_stats', {}),
+    g_opt_state=tx.init(g_params),
+    ema_params=jax.tree.map(jnp.copy, g_params) if config.ema_decay > 0 else {},
+    d_params=d_params,
+    d_batch_stats=d_batch_stats,
+    d_opt_state=d_opt_state,
   )
 
 
-def make_step(config: ml_collections.ConfigDict, models: Models,
-              vgg: Optional[nn.Module] = None) -> common.StepFn:
+def make_step(
+  config: ml_collections.ConfigDict, models: Models, vgg: Optional[nn.Module] = None
+) -> common.StepFn:
   """Builds step(state, batch, vgg_params) -> (state, metrics); loss weights are static.
 
   `vgg` is a `vgg.VGG19` (its dtype is used; its layers need not match, the step
@@ -117,14 +121,20 @@ def make_step(config: ml_collections.ConfigDict, models: Models,
   generator, discriminator = models
   needed = vgg_layers(config)
   if needed and vgg is None:
-    raise ValueError(f'config.loss.content_weight/style_weight > 0 need the VGG19 module '
-                     f'(vgg.VGG19 with layers {needed}).')
+    raise ValueError(
+      f'config.loss.content_weight/style_weight > 0 need the VGG19 module '
+      f'(vgg.VGG19 with layers {needed}).'
+    )
   if lc.adversarial_weight and discriminator is None:
-    raise ValueError('config.loss.adversarial_weight > 0 needs the discriminator: build the '
-                     'models with this config (neural_style.build_models).')
+    raise ValueError(
+      'config.loss.adversarial_weight > 0 needs the discriminator: build the '
+      'models with this config (neural_style.build_models).'
+    )
   if not (lc.content_weight or lc.style_weight or lc.tv_weight or lc.adversarial_weight):
-    raise ValueError('neural_style: config.loss.content_weight, style_weight, tv_weight and '
-                     'adversarial_weight are all 0: the generator would learn nothing.')
+    raise ValueError(
+      'neural_style: config.loss.content_weight, style_weight, tv_weight and '
+      'adversarial_weight are all 0: the generator would learn nothing.'
+    )
   use_d = bool(lc.adversarial_weight)
   tx = state_lib.create_optimizer(config)
   lr_schedule = state_lib.learning_rate_schedule(config)
@@ -167,8 +177,9 @@ def make_step(config: ml_collections.ConfigDict, models: Models,
       # D first: style images are real, outputs fake; scored in separate calls
       # (as pix2pix) since that matters for batch norm statistics.
       def d_loss_fn(d_params):
-        fake_logits, stats = common.apply_train(discriminator, d_params, state.d_batch_stats,
-                                                jax.lax.stop_gradient(out))
+        fake_logits, stats = common.apply_train(
+          discriminator, d_params, state.d_batch_stats, jax.lax.stop_gradient(out)
+        )
         real_logits, stats = common.apply_train(discriminator, d_params, stats, style)
         return losses.discriminator_loss(lc.gan, real_logits, fake_logits), stats
 
@@ -182,16 +193,24 @@ def make_step(config: ml_collections.ConfigDict, models: Models,
       terms, stats = {}, d_stats
       if use_d:
         logits, stats = common.apply_train(discriminator, d_params, d_stats, out)
-        terms['adversarial'] = (lc.adversarial_weight,
-                                losses.generator_adversarial_loss(lc.gan, logits))
+        terms['adversarial'] = (
+          lc.adversarial_weight,
+          losses.generator_adversarial_loss(lc.gan, logits),
+        )
       if needed:
         out_features = vgg_out.apply({'params': vgg_params}, out)
         if lc.content_weight:
-          terms['content'] = (lc.content_weight, losses.content_loss(
-              out_features, photo_features, lc.content_layers))
+          terms['content'] = (
+            lc.content_weight,
+            losses.content_loss(out_features, photo_features, lc.content_layers),
+          )
         if lc.style_weight:
-          terms['style'] = (lc.style_weight, losses.style_loss(
-              out_features, style_features, lc.style_layers, lc.style_layer_weights))
+          terms['style'] = (
+            lc.style_weight,
+            losses.style_loss(
+              out_features, style_features, lc.style_layers, lc.style_layer_weights
+            ),
+          )
       if lc.tv_weight:
         terms['tv'] = (lc.tv_weight, losses.total_variation(out))
       total = sum(w * value for w, value in terms.values())
@@ -204,13 +223,24 @@ def make_step(config: ml_collections.ConfigDict, models: Models,
 
     finite = common.all_finite(g_loss, g_grad_norm, g_terms, d_watched)
     updated = state.replace(
-        step=state.step + 1, g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state,
-        ema_params=common.ema(config.ema_decay, g_params, state.ema_params),
-        d_params=d_params, d_batch_stats=d_stats, d_opt_state=d_opt_state)
-    metrics.update({
-        'g_loss': g_loss, **{f'g_{k}': v for k, v in g_terms.items()},
-        'g_grad_norm': g_grad_norm, 'learning_rate': lr_schedule(state.step),
-        'finite': finite.astype(jnp.float32)})
+      step=state.step + 1,
+      g_params=g_params,
+      g_batch_stats=g_stats,
+      g_opt_state=g_opt_state,
+      ema_params=common.ema(config.ema_decay, g_params, state.ema_params),
+      d_params=d_params,
+      d_batch_stats=d_stats,
+      d_opt_state=d_opt_state,
+    )
+    metrics.update(
+      {
+        'g_loss': g_loss,
+        **{f'g_{k}': v for k, v in g_terms.items()},
+        'g_grad_norm': g_grad_norm,
+        'learning_rate': lr_schedule(state.step),
+        'finite': finite.astype(jnp.float32),
+      }
+    )
     return common.apply_if_finite(finite, updated, state), metrics
 
   return step

@@ -31,40 +31,51 @@ StepFn = common.StepFn
 
 class Models(NamedTuple):
   """G(photo) and the conditional PatchGAN D(photo, image)."""
+
   G: nn.Module
   D: nn.Module
 
 
 def build_models(config: ml_collections.ConfigDict, dtype: Any = jnp.float32) -> Models:
-  return Models(generators.create_generator(config.model, dtype=dtype),
-                discriminators.create_discriminator(config.model, dtype=dtype))
+  return Models(
+    generators.create_generator(config.model, dtype=dtype),
+    discriminators.create_discriminator(config.model, dtype=dtype),
+  )
 
 
-def create_state(config: ml_collections.ConfigDict, models: Models,
-                 rng: jax.Array) -> state_lib.TrainState:
+def create_state(
+  config: ml_collections.ConfigDict, models: Models, rng: jax.Array
+) -> state_lib.TrainState:
   return state_lib.create_train_state(config, models.G, models.D, rng)
 
 
-def make_step(config: ml_collections.ConfigDict, models: Models,
-              vgg: Optional[nn.Module] = None) -> StepFn:
+def make_step(
+  config: ml_collections.ConfigDict, models: Models, vgg: Optional[nn.Module] = None
+) -> StepFn:
   return make_train_step(config, models.G, models.D, vgg)
 
 
-def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
-                    discriminator: nn.Module, vgg: Optional[nn.Module] = None) -> StepFn:
+def make_train_step(
+  config: ml_collections.ConfigDict,
+  generator: nn.Module,
+  discriminator: nn.Module,
+  vgg: Optional[nn.Module] = None,
+) -> StepFn:
   """Builds the step for these models and loss weights (weights are static)."""
   lc = config.loss
   tx = state_lib.create_optimizer(config)
   lr_schedule = state_lib.learning_rate_schedule(config)
   base_rng = state_lib.prng_key(config.seed)
   if common.vgg_layers(config) and vgg is None:
-    raise ValueError('config.loss.perceptual_weight, content_weight or style_weight > 0 needs '
-                     'the VGG19 module.')
+    raise ValueError(
+      'config.loss.perceptual_weight, content_weight or style_weight > 0 needs the VGG19 module.'
+    )
 
   def d_apply(params, stats, photo, image):
     """D in training mode; returns logits and the updated batch stats."""
-    logits, mutated = discriminator.apply(state_lib.variables(params, stats), photo, image,
-                                          train=True, mutable=['batch_stats'])
+    logits, mutated = discriminator.apply(
+      state_lib.variables(params, stats), photo, image, train=True, mutable=['batch_stats']
+    )
     return logits, mutated.get('batch_stats', {})
 
   def step(state: state_lib.TrainState, batch: Batch, vgg_params=None):
@@ -74,8 +85,12 @@ def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
 
     def g_forward(g_params):
       fake, mutated = generator.apply(
-          state_lib.variables(g_params, state.g_batch_stats), photo, train=True,
-          rngs={'dropout': dropout_rng, 'noise': noise_rng}, mutable=['batch_stats'])
+        state_lib.variables(g_params, state.g_batch_stats),
+        photo,
+        train=True,
+        rngs={'dropout': dropout_rng, 'noise': noise_rng},
+        mutable=['batch_stats'],
+      )
       return fake, mutated.get('batch_stats', {})
 
     fake, g_vjp, g_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
@@ -83,14 +98,16 @@ def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
     # Discriminator update. pix2pix scores fake and real pairs in separate
     # calls, which matters for batch norm statistics.
     def d_loss_fn(d_params):
-      fake_logits, stats = d_apply(d_params, state.d_batch_stats, photo,
-                                   jax.lax.stop_gradient(fake))
+      fake_logits, stats = d_apply(
+        d_params, state.d_batch_stats, photo, jax.lax.stop_gradient(fake)
+      )
       real_logits, stats = d_apply(d_params, stats, photo, target)
       loss = losses.discriminator_loss(lc.gan, real_logits, fake_logits)
       return loss, (stats, real_logits.mean(), fake_logits.mean())
 
-    (d_loss, (d_stats, d_real, d_fake)), d_grads = jax.value_and_grad(
-        d_loss_fn, has_aux=True)(state.d_params)
+    (d_loss, (d_stats, d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+      state.d_params
+    )
     d_params, d_opt_state = common.update(tx, d_grads, state.d_opt_state, state.d_params)
 
     # Generator update against the updated discriminator.
@@ -98,31 +115,40 @@ def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
       terms, stats = {}, d_stats
       if lc.adversarial_weight:
         logits, stats = d_apply(d_params, d_stats, photo, fake)
-        terms['adversarial'] = (lc.adversarial_weight,
-                                losses.generator_adversarial_loss(lc.gan, logits))
+        terms['adversarial'] = (
+          lc.adversarial_weight,
+          losses.generator_adversarial_loss(lc.gan, logits),
+        )
       if lc.mse_weight:
         terms['mse'] = (lc.mse_weight, losses.mse(fake, target))
       if lc.l1_weight:
         terms['l1'] = (lc.l1_weight, losses.l1(fake, target))
       features = lambda x: vgg.apply({'params': vgg_params}, x)
       if lc.perceptual_weight:
-        terms['perceptual'] = (lc.perceptual_weight, losses.perceptual(
-            features, fake, target, lc.vgg_layers, lc.vgg_layer_weights))
+        terms['perceptual'] = (
+          lc.perceptual_weight,
+          losses.perceptual(features, fake, target, lc.vgg_layers, lc.vgg_layer_weights),
+        )
       if lc.content_weight or lc.style_weight:
         fake_features = features(fake)
         if lc.content_weight:
-          terms['content'] = (lc.content_weight, losses.content_loss(
-              fake_features, features(photo), lc.content_layers))
+          terms['content'] = (
+            lc.content_weight,
+            losses.content_loss(fake_features, features(photo), lc.content_layers),
+          )
         if lc.style_weight:
-          terms['style'] = (lc.style_weight, losses.style_loss(
-              fake_features, features(target), lc.style_layers, lc.style_layer_weights))
+          terms['style'] = (
+            lc.style_weight,
+            losses.style_loss(
+              fake_features, features(target), lc.style_layers, lc.style_layer_weights
+            ),
+          )
       if lc.tv_weight:
         terms['tv'] = (lc.tv_weight, losses.total_variation(fake))
       total = sum(w * value for w, value in terms.values())
       return total, ({k: v for k, (_, v) in terms.items()}, stats)
 
-    (g_loss, (g_terms, d_stats)), g_fake_grad = jax.value_and_grad(
-        g_loss_fn, has_aux=True)(fake)
+    (g_loss, (g_terms, d_stats)), g_fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
     (g_grads,) = g_vjp(g_fake_grad)
     g_params, g_opt_state = common.update(tx, g_grads, state.g_opt_state, state.g_params)
     ema_params = common.ema(config.ema_decay, g_params, state.ema_params)
@@ -131,16 +157,27 @@ def make_train_step(config: ml_collections.ConfigDict, generator: nn.Module,
     watched = [d_loss, g_loss, g_grad_norm, d_grad_norm, *g_terms.values()]
     finite = common.all_finite(*watched)
     updated = state.replace(
-        step=state.step + 1, g_params=g_params, g_batch_stats=g_stats,
-        g_opt_state=g_opt_state, d_params=d_params, d_batch_stats=d_stats,
-        d_opt_state=d_opt_state, ema_params=ema_params)
+      step=state.step + 1,
+      g_params=g_params,
+      g_batch_stats=g_stats,
+      g_opt_state=g_opt_state,
+      d_params=d_params,
+      d_batch_stats=d_stats,
+      d_opt_state=d_opt_state,
+      ema_params=ema_params,
+    )
     new_state = common.apply_if_finite(finite, updated, state)
 
     metrics = {
-        'd_loss': d_loss, 'd_real_logit': d_real, 'd_fake_logit': d_fake,
-        'g_loss': g_loss, **{f'g_{k}': v for k, v in g_terms.items()},
-        'g_grad_norm': g_grad_norm, 'd_grad_norm': d_grad_norm,
-        'learning_rate': lr_schedule(state.step), 'finite': finite.astype(jnp.float32),
+      'd_loss': d_loss,
+      'd_real_logit': d_real,
+      'd_fake_logit': d_fake,
+      'g_loss': g_loss,
+      **{f'g_{k}': v for k, v in g_terms.items()},
+      'g_grad_norm': g_grad_norm,
+      'd_grad_norm': d_grad_norm,
+      'learning_rate': lr_schedule(state.step),
+      'finite': finite.astype(jnp.float32),
     }
     return new_state, metrics
 

@@ -19,6 +19,7 @@ class _PatchGAN(nn.Module):
   discriminators below differ only in what they feed it, so their parameter
   trees differ only in the first conv's input channels.
   """
+
   width: int = 64
   num_layers: int = 3
   norm: str = 'batch'
@@ -29,7 +30,7 @@ class _PatchGAN(nn.Module):
     bias = layers.uses_bias(self.norm)
     h = nn.leaky_relu(layers.down_conv(self.width, True, self.dtype)(h.astype(self.dtype)), 0.2)
     for n in range(1, self.num_layers + 1):
-      features = self.width * min(2 ** n, 8)
+      features = self.width * min(2**n, 8)
       stride = 2 if n < self.num_layers else 1
       h = layers.conv(features, 4, stride, ((1, 1), (1, 1)), use_bias=bias, dtype=self.dtype)(h)
       h = nn.leaky_relu(layers.make_norm(self.norm, train, self.dtype)(h), 0.2)
@@ -60,8 +61,9 @@ class UnconditionalPatchDiscriminator(_PatchGAN):
     return self._logits(image, train)
 
 
-def create_discriminator(model_config, dtype: Dtype = jnp.float32,
-                         conditional: bool = True) -> _PatchGAN:
+def create_discriminator(
+  model_config, dtype: Dtype = jnp.float32, conditional: bool = True
+) -> _PatchGAN:
   """PatchDiscriminator D(photo, image), or with conditional=False the
   UnconditionalPatchDiscriminator D(image), as `config.model` sets it."""
   m = model_config

@@ -31,6 +31,7 @@ class UNetGenerator(nn.Module):
       ReLU of the innermost conv for l = depth.
   `nce_taps` = ('input', 'enc1', ..., 'enc4'): pixels up to 1/16 resolution.
   """
+
   width: int = 64
   depth: int = 8
   norm: str = 'batch'
@@ -43,12 +44,12 @@ class UNetGenerator(nn.Module):
   @property
   def factor(self) -> int:
     """Input height and width must be multiples of this."""
-    return 2 ** self.depth
+    return 2**self.depth
 
   @property
   def tap_names(self) -> Tuple[str, ...]:
     """Every encoder tap, in network order."""
-    return ('input',) + tuple(f'enc{l}' for l in range(1, self.depth + 1))
+    return ('input',) + tuple(f'enc{level}' for level in range(1, self.depth + 1))
 
   @property
   def nce_taps(self) -> Tuple[str, ...]:
@@ -56,17 +57,17 @@ class UNetGenerator(nn.Module):
     return self.tap_names[:5]
 
   def _filters(self, level: int) -> int:
-    return self.width * min(2 ** level, 8)
+    return self.width * min(2**level, 8)
 
-  def __call__(self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None
-               ) -> Union[jax.Array, Tuple[jax.Array, List[jax.Array]]]:
+  def __call__(
+    self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None
+  ) -> Union[jax.Array, Tuple[jax.Array, List[jax.Array]]]:
     """G(x); with `taps`, (G(x), the encoder features at `taps`) from one pass."""
     if taps is None:
       return self._forward(x, train, (), True)[0]
     return self._forward(x, train, _check_taps(taps, self.tap_names), True)
 
-  def encode(self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None
-             ) -> List[jax.Array]:
+  def encode(self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None) -> List[jax.Array]:
     """Encoder features at `taps` (default `nce_taps`), in that order; no decoder.
 
     Same parameters as `__call__`: `g.apply(variables, x, train=..., method=g.encode)`.
@@ -77,8 +78,9 @@ class UNetGenerator(nn.Module):
     return self._forward(x, train, _check_taps(taps, self.tap_names), False)[1]
 
   @nn.compact
-  def _forward(self, x: jax.Array, train: bool, taps: Tuple[str, ...], decode: bool
-               ) -> Tuple[Optional[jax.Array], List[jax.Array]]:
+  def _forward(
+    self, x: jax.Array, train: bool, taps: Tuple[str, ...], decode: bool
+  ) -> Tuple[Optional[jax.Array], List[jax.Array]]:
     """The network, shared by `__call__` and `encode`: (G(x) or None, tap features)."""
     if self.depth < 2:
       raise ValueError(f'U-Net depth must be >= 2, got {self.depth}.')
@@ -102,7 +104,8 @@ class UNetGenerator(nn.Module):
     # Decoder, innermost first.
     for level in reversed(range(1, self.depth)):
       h = layers.make_upsample(self.upsample, self._filters(level - 1), bias, self.dtype)(
-          nn.relu(h))
+        nn.relu(h)
+      )
       h = layers.make_norm(self.norm, train, self.dtype)(h)
       # The official code puts dropout in the depth-5 blocks just outside the innermost.
       if self.dropout > 0 and self.depth - 4 <= level < self.depth - 1:
@@ -151,6 +154,7 @@ class ResnetGenerator(nn.Module):
   last block replaces block 5. (Official CUT with --no_antialias keeps the
   indices, which there shift to the ReLU after 'down2' and blocks 3 and 7.)
   """
+
   width: int = 64
   blocks: int = 9
   norm: str = 'instance'
@@ -175,15 +179,15 @@ class ResnetGenerator(nn.Module):
     blocks = tuple(dict.fromkeys(f'block{min(k, self.blocks)}' for k in (1, 5)))
     return ('pad', 'down1', 'down2') + (blocks if self.blocks else ())
 
-  def __call__(self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None
-               ) -> Union[jax.Array, Tuple[jax.Array, List[jax.Array]]]:
+  def __call__(
+    self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None
+  ) -> Union[jax.Array, Tuple[jax.Array, List[jax.Array]]]:
     """G(x); with `taps`, (G(x), the encoder features at `taps`) from one pass."""
     if taps is None:
       return self._forward(x, train, (), True)[0]
     return self._forward(x, train, _check_taps(taps, self.tap_names), True)
 
-  def encode(self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None
-             ) -> List[jax.Array]:
+  def encode(self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None) -> List[jax.Array]:
     """Encoder features at `taps` (default `nce_taps`), in that order; no decoder.
 
     Same parameters as `__call__`: `g.apply(variables, x, train=..., method=g.encode)`.
@@ -194,21 +198,23 @@ class ResnetGenerator(nn.Module):
     return self._forward(x, train, _check_taps(taps, self.tap_names), False)[1]
 
   @nn.compact
-  def _forward(self, x: jax.Array, train: bool, taps: Tuple[str, ...], decode: bool
-               ) -> Tuple[Optional[jax.Array], List[jax.Array]]:
+  def _forward(
+    self, x: jax.Array, train: bool, taps: Tuple[str, ...], decode: bool
+  ) -> Tuple[Optional[jax.Array], List[jax.Array]]:
     """The network, shared by `__call__` and `encode`: (G(x) or None, tap features)."""
     record = _TapRecorder(taps, decode)
     bias = layers.uses_bias(self.norm)
     norm = lambda: layers.make_norm(self.norm, train, self.dtype)
     conv = lambda f, k, s=1, pad=((0, 0), (0, 0)): layers.conv(
-        f, k, s, pad, use_bias=bias, dtype=self.dtype)
+      f, k, s, pad, use_bias=bias, dtype=self.dtype
+    )
     x = add_noise(self, x, train).astype(self.dtype)
     h = reflect_pad(x, 3)
     if record('pad', h):
       return record.result()
     h = nn.relu(norm()(conv(self.width, 7)(h)))
     for i in (1, 2):
-      h = conv(self.width * 2 ** i, 3, 2, ((1, 1), (1, 1)))(h)
+      h = conv(self.width * 2**i, 3, 2, ((1, 1), (1, 1)))(h)
       if record(f'down{i}', h):
         return record.result()
       h = nn.relu(norm()(h))
@@ -221,10 +227,9 @@ class ResnetGenerator(nn.Module):
       if record(f'block{k}', h):
         return record.result()
     for i in (1, 0):
-      h = layers.make_upsample(self.upsample, self.width * 2 ** i, bias, self.dtype)(h)
+      h = layers.make_upsample(self.upsample, self.width * 2**i, bias, self.dtype)(h)
       h = nn.relu(norm()(h))
-    h = layers.conv(self.out_channels, 7, 1, ((0, 0), (0, 0)), dtype=self.dtype)(
-        reflect_pad(h, 3))
+    h = layers.conv(self.out_channels, 7, 1, ((0, 0), (0, 0)), dtype=self.dtype)(reflect_pad(h, 3))
     return record.result(jnp.tanh(h.astype(jnp.float32)))
 
 
@@ -253,8 +258,9 @@ class _TapRecorder:
       self.features[name] = value
     return not self.decode and len(self.features) == len(set(self.taps))
 
-  def result(self, image: Optional[jax.Array] = None
-             ) -> Tuple[Optional[jax.Array], List[jax.Array]]:
+  def result(
+    self, image: Optional[jax.Array] = None
+  ) -> Tuple[Optional[jax.Array], List[jax.Array]]:
     return image, [self.features[t] for t in self.taps]
 
 
@@ -281,10 +287,23 @@ def create_generator(model_config, dtype: Dtype = jnp.float32) -> nn.Module:
   """The generator named by `config.model.generator`."""
   m = model_config
   if m.generator == 'unet':
-    return UNetGenerator(width=m.width, depth=m.depth, norm=m.norm, dropout=m.dropout,
-                         noise_channels=m.noise_channels, upsample=m.upsample, dtype=dtype)
+    return UNetGenerator(
+      width=m.width,
+      depth=m.depth,
+      norm=m.norm,
+      dropout=m.dropout,
+      noise_channels=m.noise_channels,
+      upsample=m.upsample,
+      dtype=dtype,
+    )
   if m.generator == 'resnet':
-    return ResnetGenerator(width=m.width, blocks=m.resnet_blocks, norm=m.norm,
-                           dropout=m.dropout, noise_channels=m.noise_channels,
-                           upsample=m.upsample, dtype=dtype)
+    return ResnetGenerator(
+      width=m.width,
+      blocks=m.resnet_blocks,
+      norm=m.norm,
+      dropout=m.dropout,
+      noise_channels=m.noise_channels,
+      upsample=m.upsample,
+      dtype=dtype,
+    )
   raise ValueError(f'Unknown config.model.generator {m.generator!r}; allowed: {GENERATORS}.')

@@ -1,7 +1,7 @@
 """Building blocks shared by the generators and the discriminator."""
 
 import functools
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -46,10 +46,18 @@ def _conv_im2col(x, w, strides, padding):
   xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   ho, wo = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
   patches = jnp.concatenate(
-      [xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-       for i in range(kh) for j in range(kw)], axis=-1)  # [n, ho, wo, kh*kw*cin]
-  y = jnp.dot(patches.reshape(-1, kh * kw * cin), w.reshape(kh * kw * cin, cout),
-              preferred_element_type=jnp.float32)
+    [
+      xp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+      for i in range(kh)
+      for j in range(kw)
+    ],
+    axis=-1,
+  )  # [n, ho, wo, kh*kw*cin]
+  y = jnp.dot(
+    patches.reshape(-1, kh * kw * cin),
+    w.reshape(kh * kw * cin, cout),
+    preferred_element_type=jnp.float32,
+  )
   return y.reshape(x.shape[0], ho, wo, cout).astype(x.dtype)
 
 
@@ -85,19 +93,35 @@ def _conv_cpu_bwd(strides, padding, residuals, g):
   # contraction is the leading dimension of both operands (1.5-4x faster on
   # XLA:CPU than the einsum 'nhwc,nhwo->co').
   g2 = g.reshape(m, cout)
-  dw = jnp.stack([
-      jnp.dot(g2.T, xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw].reshape(m, cin),
-              preferred_element_type=jnp.float32).T
-      for i in range(kh) for j in range(kw)])
+  dw = jnp.stack(
+    [
+      jnp.dot(
+        g2.T,
+        xp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw].reshape(m, cin),
+        preferred_element_type=jnp.float32,
+      ).T
+      for i in range(kh)
+      for j in range(kw)
+    ]
+  )
   return dx, dw.reshape(kh, kw, cin, cout).astype(w.dtype)
 
 
 _conv_cpu.defvjp(_conv_cpu_fwd, _conv_cpu_bwd)
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                         precision=None, **kwargs):
+def conv_general_dilated(
+  lhs,
+  rhs,
+  window_strides,
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count=1,
+  precision=None,
+  **kwargs,
+):
   """`lax.conv_general_dilated`, made faster on XLA:CPU. Same maths either way.
 
   On CPU, plain NHWC convolutions keep XLA's forward pass (so training,
@@ -109,26 +133,53 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   over many pixels keep XLA's gradients, which win there. Elsewhere (GPU/TPU)
   this is exactly `lax.conv_general_dilated`.
   """
-  simple = (jax.default_backend() == 'cpu' and feature_group_count == 1
-            and not kwargs and precision is None
-            and all(d in (None, 1) for d in (lhs_dilation or (1,)) + (rhs_dilation or (1,)))
-            and not isinstance(padding, str)
-            and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-            == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))
+  simple = (
+    jax.default_backend() == 'cpu'
+    and feature_group_count == 1
+    and not kwargs
+    and precision is None
+    and all(d in (None, 1) for d in (lhs_dilation or (1,)) + (rhs_dilation or (1,)))
+    and not isinstance(padding, str)
+    and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+  )
   if not simple:
     return lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count, precision=precision, **kwargs)
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation,
+      dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count,
+      precision=precision,
+      **kwargs,
+    )
   return _conv_cpu(lhs, rhs, tuple(window_strides), tuple(tuple(p) for p in padding))
 
 
-def conv(features: int, kernel: int, stride: int = 1, padding: Any = 'SAME',
-         use_bias: bool = True, dtype: Any = jnp.float32, name: str = None) -> nn.Conv:
+def conv(
+  features: int,
+  kernel: int,
+  stride: int = 1,
+  padding: Any = 'SAME',
+  use_bias: bool = True,
+  dtype: Any = jnp.float32,
+  name: str = None,
+) -> nn.Conv:
   """An nn.Conv with pix2pix's init and the CPU-friendly weight gradient."""
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
-                 use_bias=use_bias, kernel_init=conv_init, dtype=dtype,
-                 conv_general_dilated=conv_general_dilated, name=name)
+  return nn.Conv(
+    features,
+    (kernel, kernel),
+    strides=(stride, stride),
+    padding=padding,
+    use_bias=use_bias,
+    kernel_init=conv_init,
+    dtype=dtype,
+    conv_general_dilated=conv_general_dilated,
+    name=name,
+  )
 
 
 def make_norm(norm: str, train: bool, dtype: Dtype) -> Callable[[jax.Array], jax.Array]:
@@ -136,8 +187,7 @@ def make_norm(norm: str, train: bool, dtype: Dtype) -> Callable[[jax.Array], jax
   if norm == 'batch':
     # pix2pix's BatchNorm2d: momentum 0.1 (flax: 0.9), eps 1e-5. Under jit on a
     # global batch sharded over devices, the statistics are the global batch's.
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        dtype=dtype)
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
   if norm == 'instance':
     # PyTorch's InstanceNorm2d default: no affine parameters.
     return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, dtype=dtype)
@@ -189,6 +239,7 @@ class ConvTranspose4x4(nn.Module):
   of weights, same N(0, 0.02) init), so no call pays for rearranging it;
   `phase_kernel`/`transposed_kernel` convert from/to PyTorch's layout.
   """
+
   features: int
   use_bias: bool = True
   dtype: Dtype = jnp.float32
@@ -198,12 +249,18 @@ class ConvTranspose4x4(nn.Module):
     n, h, w, cin = x.shape
     pk = self.param('kernel', conv_init, (2, 2, cin, 4 * self.features))
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    y = conv_general_dilated(xp.astype(self.dtype), pk.astype(self.dtype), (1, 1),
-                             ((0, 0), (0, 0)), dimension_numbers=_NHWC)  # [n, h+1, w+1, 4*cout]
+    y = conv_general_dilated(
+      xp.astype(self.dtype),
+      pk.astype(self.dtype),
+      (1, 1),
+      ((0, 0), (0, 0)),
+      dimension_numbers=_NHWC,
+    )  # [n, h+1, w+1, 4*cout]
     y = y.reshape(n, h + 1, w + 1, 2, 2, self.features)
     # Phase (ry, rx) starts at window (ry, rx): out[2m+ry, 2n+rx] = y[m+ry, n+rx, ry, rx].
-    rows = [jnp.stack([y[:, ry:ry + h, rx:rx + w, ry, rx] for rx in (0, 1)], axis=3)
-            for ry in (0, 1)]  # each [n, h, w, 2(rx), c]
+    rows = [
+      jnp.stack([y[:, ry : ry + h, rx : rx + w, ry, rx] for rx in (0, 1)], axis=3) for ry in (0, 1)
+    ]  # each [n, h, w, 2(rx), c]
     out = jnp.stack(rows, axis=2)  # [n, h, 2(ry), w, 2(rx), c]
     out = out.reshape(n, 2 * h, 2 * w, self.features)
     if self.use_bias:
@@ -213,6 +270,7 @@ class ConvTranspose4x4(nn.Module):
 
 class ResizeConv(nn.Module):
   """Nearest-neighbour x2 upsampling then a 3x3 conv (Odena et al., 2016)."""
+
   features: int
   use_bias: bool = True
   dtype: Dtype = jnp.float32
@@ -220,8 +278,9 @@ class ResizeConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-    return conv(self.features, 3, padding=((1, 1), (1, 1)), use_bias=self.use_bias,
-                dtype=self.dtype)(x)
+    return conv(
+      self.features, 3, padding=((1, 1), (1, 1)), use_bias=self.use_bias, dtype=self.dtype
+    )(x)
 
 
 def make_upsample(kind: str, features: int, use_bias: bool, dtype: Dtype) -> nn.Module:

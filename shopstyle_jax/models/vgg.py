@@ -24,9 +24,11 @@ BLOCKS: Tuple[Tuple[int, int], ...] = ((64, 2), (128, 2), (256, 4), (512, 4), (5
 
 # Every ReLU output in network order, and the Keras conv layer that feeds it.
 VGG_LAYERS: Tuple[str, ...] = tuple(
-    f'relu{b}_{i}' for b, (_, n) in enumerate(BLOCKS, 1) for i in range(1, n + 1))
+  f'relu{b}_{i}' for b, (_, n) in enumerate(BLOCKS, 1) for i in range(1, n + 1)
+)
 CONV_NAMES: Dict[str, str] = {
-    name: 'block{}_conv{}'.format(*name[len('relu'):].split('_')) for name in VGG_LAYERS}
+  name: 'block{}_conv{}'.format(*name[len('relu') :].split('_')) for name in VGG_LAYERS
+}
 
 # Keras 'caffe' preprocessing (keras.applications.imagenet_utils): ImageNet
 # mean pixel in BGR order, subtracted from 0-255 BGR images, no scaling.
@@ -56,7 +58,7 @@ def deepest_layer(layers: Sequence[str]) -> str:
 def conv_names_for(layers: Sequence[str]) -> Tuple[str, ...]:
   """Keras names of the conv layers the cut network has (input to deepest)."""
   last = VGG_LAYERS.index(deepest_layer(layers))
-  return tuple(CONV_NAMES[name] for name in VGG_LAYERS[:last + 1])
+  return tuple(CONV_NAMES[name] for name in VGG_LAYERS[: last + 1])
 
 
 def preprocess(images: jax.Array) -> jax.Array:
@@ -78,6 +80,7 @@ class VGG19(nn.Module):
       The network stops at the deepest of them: no parameters or compute past it.
     dtype: computation dtype (e.g. jnp.bfloat16); parameters stay float32.
   """
+
   layers: Sequence[str] = ('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1', 'relu5_1')
   dtype: Dtype = jnp.float32
 
@@ -89,9 +92,11 @@ class VGG19(nn.Module):
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f'VGG19 expects [N, H, W, 3] RGB images, got shape {images.shape}.')
     num_pools = int(VGG_LAYERS[last][len('relu')]) - 1
-    if min(images.shape[1:3]) < 2 ** num_pools:
-      raise ValueError(f'Images of size {images.shape[1:3]} are too small for '
-                       f'{VGG_LAYERS[last]} ({num_pools} 2x2 poolings).')
+    if min(images.shape[1:3]) < 2**num_pools:
+      raise ValueError(
+        f'Images of size {images.shape[1:3]} are too small for '
+        f'{VGG_LAYERS[last]} ({num_pools} 2x2 poolings).'
+      )
     x = preprocess(images).astype(self.dtype)
     features = {}
     index = 0
@@ -99,9 +104,16 @@ class VGG19(nn.Module):
       if block > 1:
         x = nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')
       for i in range(1, convs + 1):
-        x = nn.Conv(filters, (3, 3), padding='SAME', dtype=self.dtype,
-                    param_dtype=jnp.float32, kernel_init=he_init,
-                    bias_init=nn.initializers.zeros, name=f'block{block}_conv{i}')(x)
+        x = nn.Conv(
+          filters,
+          (3, 3),
+          padding='SAME',
+          dtype=self.dtype,
+          param_dtype=jnp.float32,
+          kernel_init=he_init,
+          bias_init=nn.initializers.zeros,
+          name=f'block{block}_conv{i}',
+        )(x)
         x = nn.relu(x)
         name = VGG_LAYERS[index]
         if name in wanted:
@@ -128,8 +140,7 @@ def init_random_params(layers: Sequence[str], seed: int = 0) -> Params:
     kernel_shape = shapes['kernel']
     fan_in = kernel_shape[0] * kernel_shape[1] * kernel_shape[2]
     kernel = rng.standard_normal(kernel_shape, dtype=np.float32) * np.float32(np.sqrt(2 / fan_in))
-    params[name] = {'kernel': jnp.asarray(kernel),
-                    'bias': jnp.zeros(shapes['bias'], jnp.float32)}
+    params[name] = {'kernel': jnp.asarray(kernel), 'bias': jnp.zeros(shapes['bias'], jnp.float32)}
   return params
 
 

@@ -14,6 +14,7 @@ import numpy as np
 @dataclasses.dataclass(frozen=True)
 class Material:
   """How a surface reflects the lamp (Blinn-Phong)."""
+
   ambient: float  # Light reaching surfaces facing away from the lamp.
   specular: float  # Highlight strength.
   shininess: float  # Highlight tightness (Blinn-Phong exponent).
@@ -41,8 +42,9 @@ def chaikin(points: np.ndarray, iterations: int = 3) -> np.ndarray:
   """Rounds the corners of a closed polygon by corner cutting."""
   for _ in range(iterations):
     nxt = np.roll(points, -1, axis=0)
-    points = np.stack([0.75 * points + 0.25 * nxt,
-                       0.25 * points + 0.75 * nxt], axis=1).reshape(-1, 2)
+    points = np.stack([0.75 * points + 0.25 * nxt, 0.25 * points + 0.75 * nxt], axis=1).reshape(
+      -1, 2
+    )
   return points
 
 
@@ -55,8 +57,13 @@ def rounded(points, radius: float) -> np.ndarray:
   len_next = np.linalg.norm(to_next, axis=1, keepdims=True)
   r_prev = np.minimum(radius, 0.45 * len_prev)
   r_next = np.minimum(radius, 0.45 * len_next)
-  cut = np.stack([points + to_prev / np.maximum(len_prev, 1e-9) * r_prev,
-                  points + to_next / np.maximum(len_next, 1e-9) * r_next], 1)
+  cut = np.stack(
+    [
+      points + to_prev / np.maximum(len_prev, 1e-9) * r_prev,
+      points + to_next / np.maximum(len_next, 1e-9) * r_next,
+    ],
+    1,
+  )
   return chaikin(cut.reshape(-1, 2), 2)
 
 
@@ -77,13 +84,19 @@ class Canvas:
 
   def polygon(self, points) -> np.ndarray:
     mask = np.zeros((self.size, self.size), np.uint8)
-    pts = np.round(np.asarray(points, np.float64) * self.size * 16).astype(
-        np.int32)
+    pts = np.round(np.asarray(points, np.float64) * self.size * 16).astype(np.int32)
     cv2.fillPoly(mask, [pts], 255, lineType=cv2.LINE_AA, shift=4)
     return mask.astype(np.float32) / 255.0
 
-  def ellipse(self, center, axes, angle: float = 0.0, start: float = 0.0,
-              end: float = 360.0, thickness: float = -1) -> np.ndarray:
+  def ellipse(
+    self,
+    center,
+    axes,
+    angle: float = 0.0,
+    start: float = 0.0,
+    end: float = 360.0,
+    thickness: float = -1,
+  ) -> np.ndarray:
     mask = np.zeros((self.size, self.size), np.uint8)
     c = tuple(int(round(v * self.size * 16)) for v in center)
     a = tuple(max(1, int(round(v * self.size * 16))) for v in axes)
@@ -93,10 +106,8 @@ class Canvas:
 
   def stroke(self, points, width: float, closed: bool = False) -> np.ndarray:
     mask = np.zeros((self.size, self.size), np.uint8)
-    pts = np.round(np.asarray(points, np.float64) * self.size * 16).astype(
-        np.int32)
-    cv2.polylines(mask, [pts], closed, 255,
-                  max(1, int(round(width * self.size))), cv2.LINE_AA, 4)
+    pts = np.round(np.asarray(points, np.float64) * self.size * 16).astype(np.int32)
+    cv2.polylines(mask, [pts], closed, 255, max(1, int(round(width * self.size))), cv2.LINE_AA, 4)
     return mask.astype(np.float32) / 255.0
 
   def revolve(self, cx: float, ys, radii):
@@ -115,7 +126,8 @@ class Canvas:
     slope = np.gradient(r)  # dr/dy in pixels per pixel.
     top, bottom = ys[0] * self.size, ys[-1] * self.size
     vertical = np.clip(self.ys[:, 0] - top + 0.5, 0, 1) * np.clip(
-        bottom - self.ys[:, 0] + 0.5, 0, 1)
+      bottom - self.ys[:, 0] + 0.5, 0, 1
+    )
     dx = self.xs - cx * self.size
     mask = np.clip(r[:, None] - np.abs(dx) + 0.5, 0, 1) * vertical[:, None]
     nx = np.clip(dx / np.maximum(r[:, None], 1e-3), -0.97, 0.97)
@@ -126,8 +138,7 @@ class Canvas:
 
   # Normals.
 
-  def inflate(self, mask: np.ndarray, sigma: float,
-              strength: float = 1.0) -> np.ndarray:
+  def inflate(self, mask: np.ndarray, sigma: float, strength: float = 1.0) -> np.ndarray:
     """Normals of a pillow-like surface rising from the mask's outline."""
     s = max(0.5, sigma * self.size)
     height = cv2.GaussianBlur(mask, (0, 0), s)
@@ -137,14 +148,12 @@ class Canvas:
     ones = np.ones_like(gx)
     return normalize(np.stack([-k * gx, -k * gy, ones], axis=-1))
 
-  def flat(self, nx: float = 0.0, ny: float = 0.0,
-           nz: float = 1.0) -> np.ndarray:
+  def flat(self, nx: float = 0.0, ny: float = 0.0, nz: float = 1.0) -> np.ndarray:
     return normalize(np.array([nx, ny, nz], np.float32))
 
   # Shading and compositing.
 
-  def paint(self, mask: np.ndarray, albedo, normals,
-            material: Material = MATTE) -> None:
+  def paint(self, mask: np.ndarray, albedo, normals, material: Material = MATTE) -> None:
     """Shades `albedo` with Blinn-Phong and composites it over the layer."""
     x, y, w, h = cv2.boundingRect((mask > 0.002).astype(np.uint8))
     if w == 0 or h == 0:
@@ -184,9 +193,11 @@ def random_colour(rng: np.random.Generator, kind: str | None = None) -> np.ndarr
   kind = kind or rng.choice(['neutral', 'muted', 'vivid'], p=[0.3, 0.35, 0.35])
   h = rng.random()
   if kind == 'neutral':
-    return hsv(h, rng.uniform(0.0, 0.08), rng.choice(
-        [rng.uniform(0.08, 0.2), rng.uniform(0.35, 0.7),
-         rng.uniform(0.8, 0.95)]))
+    return hsv(
+      h,
+      rng.uniform(0.0, 0.08),
+      rng.choice([rng.uniform(0.08, 0.2), rng.uniform(0.35, 0.7), rng.uniform(0.8, 0.95)]),
+    )
   if kind == 'muted':
     return hsv(h, rng.uniform(0.2, 0.5), rng.uniform(0.35, 0.85))
   return hsv(h, rng.uniform(0.6, 0.95), rng.uniform(0.5, 0.95))
@@ -194,16 +205,24 @@ def random_colour(rng: np.random.Generator, kind: str | None = None) -> np.ndarr
 
 def contrasting(rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
   """A second colour that stands out from `base` (for patterns, trims)."""
-  options = [np.full(3, 0.93, np.float32), np.full(3, 0.12, np.float32),
-             random_colour(rng, 'vivid'), random_colour(rng, 'muted')]
+  options = [
+    np.full(3, 0.93, np.float32),
+    np.full(3, 0.12, np.float32),
+    random_colour(rng, 'vivid'),
+    random_colour(rng, 'muted'),
+  ]
   lum = [abs(float(o.mean()) - float(base.mean())) for o in options]
   order = np.argsort(lum)[::-1]
   return options[int(order[rng.integers(0, 2)])]
 
 
-def pattern(c: Canvas, rng: np.random.Generator, base: np.ndarray,
-            kinds=('solid', 'stripes', 'dots', 'checks', 'gradient'),
-            p=(0.4, 0.2, 0.12, 0.12, 0.16)) -> np.ndarray:
+def pattern(
+  c: Canvas,
+  rng: np.random.Generator,
+  base: np.ndarray,
+  kinds=('solid', 'stripes', 'dots', 'checks', 'gradient'),
+  p=(0.4, 0.2, 0.12, 0.12, 0.16),
+) -> np.ndarray:
   """Albedo: `base` alone or patterned with a contrasting colour."""
   p = np.asarray(p, np.float64)
   kind = rng.choice(kinds, p=p / p.sum())

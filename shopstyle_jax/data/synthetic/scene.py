@@ -20,8 +20,7 @@ _MIN_RENDER_SIZE = 256
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
   """Studio backdrop: white, light grey, soft gradient or light texture."""
-  kind = rng.choice(['white', 'grey', 'gradient', 'texture'],
-                    p=[0.35, 0.2, 0.25, 0.2])
+  kind = rng.choice(['white', 'grey', 'gradient', 'texture'], p=[0.35, 0.2, 0.25, 0.2])
   t = (np.arange(size, dtype=np.float32) + 0.5) / size
   yy, xx = t[:, None], t[None, :]
   if kind == 'white':
@@ -36,15 +35,16 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     a = canvas.hsv(rng.random(), rng.uniform(0.03, 0.15), rng.uniform(0.88, 0.98))
     b = canvas.hsv(rng.random(), rng.uniform(0.03, 0.15), rng.uniform(0.8, 0.95))
     angle = rng.uniform(0, 2 * np.pi)
-    g = canvas.smoothstep(0.5 + (xx - 0.5) * np.cos(angle) + (yy - 0.5) *
-                          np.sin(angle))
+    g = canvas.smoothstep(0.5 + (xx - 0.5) * np.cos(angle) + (yy - 0.5) * np.sin(angle))
     return a + (b - a) * g[..., None]
   # Light texture: paper grain / linen / marble-like veins at low contrast.
   base = canvas.hsv(rng.random(), rng.uniform(0.0, 0.1), rng.uniform(0.86, 0.96))
-  coarse = cv2.resize(rng.standard_normal((6, 6)).astype(np.float32),
-                      (size, size), interpolation=cv2.INTER_CUBIC)
-  fine = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(
-      np.float32), (0, 0), max(0.6, size / 256))
+  coarse = cv2.resize(
+    rng.standard_normal((6, 6)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC
+  )
+  fine = cv2.GaussianBlur(
+    rng.standard_normal((size, size)).astype(np.float32), (0, 0), max(0.6, size / 256)
+  )
   if rng.random() < 0.5:  # Linen weave.
     weave = 0.5 * (np.sin(xx * size * 1.4) + np.sin(yy * size * 1.4))
     tex = 0.012 * coarse + 0.01 * fine + 0.006 * weave
@@ -54,8 +54,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
   return base + tex[..., None]
 
 
-def _pose_matrix(rng: np.random.Generator, size: int,
-                 flat_lay: bool) -> np.ndarray:
+def _pose_matrix(rng: np.random.Generator, size: int, flat_lay: bool) -> np.ndarray:
   """Random small rotation, scale, shift and mirror about the centre."""
   angle = rng.uniform(-25, 25) if flat_lay else rng.uniform(-6, 6)
   scale = rng.uniform(0.85, 1.08)
@@ -69,8 +68,9 @@ def _pose_matrix(rng: np.random.Generator, size: int,
   return m
 
 
-def _shadow(rng: np.random.Generator, alpha: np.ndarray, light: np.ndarray,
-            flat_lay: bool) -> np.ndarray:
+def _shadow(
+  rng: np.random.Generator, alpha: np.ndarray, light: np.ndarray, flat_lay: bool
+) -> np.ndarray:
   """Shadow opacity on the backdrop, from the product's silhouette."""
   size = alpha.shape[0]
   if flat_lay:  # Soft drop shadow offset away from the light.
@@ -86,32 +86,42 @@ def _shadow(rng: np.random.Generator, alpha: np.ndarray, light: np.ndarray,
   # Floor shadow: the silhouette squashed onto the floor, plus contact shadow.
   squash = rng.uniform(0.08, 0.16)
   skew = -light[0] * rng.uniform(0.3, 0.8)
-  m = np.float32([[1, skew * squash * 3, -skew * squash * 3 * bottom],
-                  [0, squash, bottom * (1 - squash)]])
+  m = np.float32(
+    [[1, skew * squash * 3, -skew * squash * 3 * bottom], [0, squash, bottom * (1 - squash)]]
+  )
   floor = cv2.warpAffine(alpha, m, (size, size))
   floor = cv2.GaussianBlur(floor, (0, 0), size * 0.02)
   contact = np.zeros_like(alpha)
   cx, half = (cols[0] + cols[-1]) / 2, (cols[-1] - cols[0]) / 2
-  cv2.ellipse(contact, (int(cx), int(bottom)), (int(half * 0.95) + 1,
-                                                max(1, int(size * 0.012))),
-              0, 0, 360, 1.0, -1, cv2.LINE_AA)
+  cv2.ellipse(
+    contact,
+    (int(cx), int(bottom)),
+    (int(half * 0.95) + 1, max(1, int(size * 0.012))),
+    0,
+    0,
+    360,
+    1.0,
+    -1,
+    cv2.LINE_AA,
+  )
   contact = cv2.GaussianBlur(contact, (0, 0), size * 0.01)
   return np.clip(0.3 * floor + 0.35 * contact, 0, 0.6)
 
 
-def render_photo(seed: tuple[int, ...], size: int,
-                 category: str) -> np.ndarray:
+def render_photo(seed: tuple[int, ...], size: int, category: str) -> np.ndarray:
   """Renders one product photo, uint8 [size, size, 3] RGB, from a seed."""
   rng = np.random.default_rng(seed)
   work = max(size, _MIN_RENDER_SIZE)
-  light = canvas.normalize(np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.9, -0.3),
-                                     rng.uniform(0.6, 1.0)]))
+  light = canvas.normalize(
+    np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.9, -0.3), rng.uniform(0.6, 1.0)])
+  )
   drawing = canvas.Canvas(work, light)
   products.PRODUCTS[category](drawing, rng)
   flat_lay = category in products.FLAT_LAY
   m = _pose_matrix(rng, work, flat_lay)
-  layer = cv2.warpAffine(np.dstack([drawing.rgb, drawing.alpha]), m,
-                         (work, work), flags=cv2.INTER_LINEAR)
+  layer = cv2.warpAffine(
+    np.dstack([drawing.rgb, drawing.alpha]), m, (work, work), flags=cv2.INTER_LINEAR
+  )
   rgb, alpha = layer[..., :3], np.clip(layer[..., 3], 0, 1)
   # The layer was painted over black, i.e. premultiplied: recover the colour.
   rgb = rgb / np.maximum(alpha, 1e-4)[..., None]
