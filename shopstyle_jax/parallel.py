@@ -197,8 +197,7 @@ def _watch_initialization(joined: threading.Event, waiting: str, hint: str, time
     if elapsed >= timeout:
       message = f'{waiting} within {timeout:.0f} s: {hint} (--coordinator_timeout sets this wait.)'
       logging.error('%s', message)
-      for handler in logging.getLogger().handlers:
-        handler.flush()
+      logging.flush()
       print(f'FATAL: {message}', file=sys.stderr, flush=True)
       os._exit(1)  # pylint: disable=protected-access
     logging.info('Still waiting (%.0f s of %.0f s)...', elapsed, timeout)
