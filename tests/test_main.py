@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import load_config
 from conftest import run_main
 from conftest import tensorboard_tags
 from shopstyle_jax import checkpoints
@@ -72,8 +73,8 @@ def test_config_error_is_one_fatal_line_and_exit_status_2(tmp_path):
   workdir = tmp_path / 'w'
   proc = run_main(str(workdir), 'unused', '--config.model.widht=16', check=False, timeout=120)
   assert proc.returncode == 2
+  fields = ', '.join(sorted(load_config('tiny').model))
   assert proc.stderr.splitlines() == [
       "FATAL: Unknown config key in --config.model.widht=16: config.model has no field 'widht'. "
-      'Did you mean config.model.width? Fields of config.model: depth, disc_layers, disc_width, '
-      'dropout, generator, noise_channels, norm, resnet_blocks, upsample, width.']
+      f'Did you mean config.model.width? Fields of config.model: {fields}.']
   assert not workdir.exists()
