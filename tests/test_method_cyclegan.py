@@ -109,6 +109,7 @@ def run_steps(config, state, data, devices):
   return to_numpy(state), history
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_one_and_eight_devices_agree_with_batch_norm_dropout_and_pools():
   assert jax.device_count() == 8
   # Batch norm (statistics over the global batch), dropout, and a pool smaller than
@@ -137,6 +138,7 @@ def test_one_and_eight_devices_agree_with_batch_norm_dropout_and_pools():
     np.testing.assert_allclose(p8['images'], p1['images'], atol=1e-4)
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_cycle_term_is_the_l1_of_both_reconstructions():
   config = small_config()
   config.loss.update(adversarial_weight=0.0, identity_weight=0.0, cycle_weight=10.0)
@@ -243,6 +245,7 @@ def count_convs(config, vgg=None, vgg_params=None):
                                   vgg_params)).count('conv_general_dilated')
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_zero_weight_terms_cost_no_compute():
   config = small_config()
   full = count_convs(config)
@@ -255,6 +258,7 @@ def test_zero_weight_terms_cost_no_compute():
   assert full > without_identity > without_cycle > without_adversarial
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_content_style_and_tv_terms_on_the_stylized_photo():
   from shopstyle_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
   config = small_config()
