@@ -164,6 +164,7 @@ def test_cycle_term_is_the_l1_of_both_reconstructions():
         10.0 * float(optax.tree.norm(grads)), rel=1e-4)
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_resume_from_a_saved_state_continues_exactly():
   config = small_config()  # Step 1 fills the pools, step 2 swaps half of them.
   _, state = build(config)
@@ -179,6 +180,7 @@ def test_resume_from_a_saved_state_continues_exactly():
   assert 0 < sum(not np.array_equal(a, b) for a, b in zip(pool1, pool2)) < 8
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_nonfinite_step_changes_nothing_but_the_step():
   config = small_config()
   _, state = build(config)
@@ -196,6 +198,7 @@ def test_nonfinite_step_changes_nothing_but_the_step():
   assert int(newer.pool_style['count']) == 8
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_update_order_is_the_officials():
   # optimize_parameters: G and F step against the current Ds; then the Ds step on the
   # fakes of that same forward, i.e. from G and F before their update.

@@ -67,19 +67,17 @@ def test_patchgan_70_has_the_official_parameter_count():
 
 
 @pytest.mark.parametrize('kw', [
-    pytest.param(dict(generator='unet', norm='instance', upsample='resize_conv'),
-                 marks=pytest.mark.slow),  # The tiny config's: trained in the fast lane.
+    dict(generator='unet', norm='instance', upsample='resize_conv'),
     dict(generator='unet', norm='batch', upsample='conv_transpose', noise_channels=2),
     dict(generator='resnet', norm='instance', upsample='conv_transpose'),
-    pytest.param(dict(generator='resnet', norm='none', upsample='resize_conv'),
-                 marks=pytest.mark.slow),
+    dict(generator='resnet', norm='none', upsample='resize_conv'),
 ])
 def test_generators_keep_shape_and_range(kw, tiny_model_config):
   m = tiny_model_config
   m.update(depth=3, width=4, resnet_blocks=1, dropout=0.5, **kw)
   g = generators.create_generator(m)
   x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1, maxval=1)
-  v = jax.jit(g.init, static_argnames='train')(jax.random.key(1), x, train=False)
+  v = seeded_variables(lambda: g.init(jax.random.key(1), x, train=False))
 
   @jax.jit
   def run(v, noise_seed):
@@ -201,11 +199,18 @@ def test_encode_rejects_unknown_taps():
 
 
 def seeded_variables(init, seed=0):
-  """Variables of init's shapes drawn N(0, 0.1) by NumPy: jit-compiling flax's random
-  init costs XLA:CPU seconds per parameter shape."""
+  """Variables of init's shapes: weights drawn N(0, 0.1) by NumPy (jit-compiling flax's
+  random init costs XLA:CPU seconds per parameter shape), batch-norm statistics at their
+  initial mean 0 and variance 1."""
   rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda s: jnp.asarray(0.1 * rng.standard_normal(s.shape, np.float32)),
-                      jax.eval_shape(init))
+
+  def draw(path, s):
+    name = jax.tree_util.keystr(path)
+    if 'batch_stats' in name:
+      return jnp.full(s.shape, 1.0 if name.endswith("['var']") else 0.0, s.dtype)
+    return jnp.asarray(0.1 * rng.standard_normal(s.shape, np.float32))
+
+  return jax.tree_util.tree_map_with_path(draw, jax.eval_shape(init))
 
 
 def _forward_and_taps(g, x, sub_taps):
