@@ -5,6 +5,7 @@ import glob
 import importlib.util
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,16 +34,34 @@ def load_config(name: str = 'tiny', arg: str = ''):
   return module.get_config(arg) if arg else module.get_config()
 
 
+def _run_root(tmp_path_factory):
+  """This test run's temporary folder, shared by its pytest-xdist workers."""
+  root = tmp_path_factory.getbasetemp()
+  return root.parent if os.environ.get('PYTEST_XDIST_WORKER') else root
+
+
+def _once_per_run(tmp_path_factory, name: str, build) -> str:
+  """<run root>/<name>, filled by `build(path)` once per test run: the first worker to
+  need it builds it while the others wait on a file lock, then all share it."""
+  import filelock  # pylint: disable=g-import-not-at-top
+
+  path = _run_root(tmp_path_factory) / name
+  with filelock.FileLock(f'{path}.lock'):
+    done = path.parent / f'{name}.done'
+    if not done.exists():
+      shutil.rmtree(path, ignore_errors=True)  # What a failed build left.
+      build(str(path))
+      done.touch()
+  return str(path)
+
+
 @pytest.fixture(scope='session', autouse=True)
 def compilation_cache(tmp_path_factory):
   """One persistent compilation cache for the session and its subprocesses."""
   path = os.environ.get('JAX_COMPILATION_CACHE_DIR')
   if not path:
     # Shared by pytest-xdist workers (JAX writes cache entries atomically).
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get('PYTEST_XDIST_WORKER'):
-      root = root.parent
-    path = str(root / 'jax_cache')
+    path = str(_run_root(tmp_path_factory) / 'jax_cache')
     os.makedirs(path, exist_ok=True)
   os.environ['JAX_COMPILATION_CACHE_DIR'] = path
   from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
@@ -53,14 +72,16 @@ def compilation_cache(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def data_dir(tmp_path_factory):
-  """A TFDS data dir holding the tiny synthetic catalogue, built once."""
-  path = str(tmp_path_factory.mktemp('tfds'))
-  from shopstyle_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  """A TFDS data dir holding the tiny synthetic catalogue, built once per run."""
 
-  config = load_config('tiny')
-  config.data.data_dir = path
-  pipeline.prepare(config)
-  return path
+  def build(path):
+    from shopstyle_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+
+    config = load_config('tiny')
+    config.data.data_dir = path
+    pipeline.prepare(config)
+
+  return _once_per_run(tmp_path_factory, 'tfds', build)
 
 
 @pytest.fixture
@@ -140,16 +161,22 @@ def wait_for(log_path, pattern, *procs, timeout=180):
   raise AssertionError(f'timed out waiting for {pattern!r}')
 
 
-@pytest.fixture(scope='session')
-def trained_workdir(tmp_path_factory, data_dir):
-  """A workdir trained in process for the tiny config's 4 steps (shared, read-only), at a
-  constant learning rate: test_train's resumed run must equal it."""
-  workdir = str(tmp_path_factory.mktemp('trained'))
+def trained_config(data_dir):
+  """conftest.trained_workdir's config: configs/tiny.py (4 steps) at a constant learning
+  rate, so that a run stopped at step 2 and resumed must equal it (pix2pix's decay
+  depends on the run's length). Tests that train it again compile nothing new."""
   config = load_config('tiny')
   config.data.data_dir = data_dir
-  config.optimizer.decay_start_fraction = 1.0  # pix2pix's decay depends on the run's length.
-  train_in_process(config, workdir)
-  return workdir
+  config.optimizer.decay_start_fraction = 1.0
+  return config
+
+
+@pytest.fixture(scope='session')
+def trained_workdir(tmp_path_factory, data_dir):
+  """A workdir trained in process with trained_config, once per run (shared, read-only)."""
+  return _once_per_run(
+    tmp_path_factory, 'trained', lambda path: train_in_process(trained_config(data_dir), path)
+  )
 
 
 def tensorboard_tags(workdir) -> dict[str, list[int]]:

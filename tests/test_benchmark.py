@@ -6,13 +6,13 @@ import types
 import jax
 import pytest
 
-from conftest import load_config
+from conftest import trained_config
 from shopstyle_jax import benchmark
 
 
-def test_main_writes_the_record_of_the_real_step(tmp_path, capsys, monkeypatch):
-  config = load_config('tiny')
-  config.optimizer.decay_start_fraction = 1.0  # conftest's trained_workdir's step: cached.
+def test_main_writes_the_record_of_the_real_step(trained_workdir, tmp_path, capsys, monkeypatch):
+  del trained_workdir  # Trained first: the benchmark's step is its step, compiled.
+  config = trained_config(None)
   output = tmp_path / 'record.json'
   monkeypatch.setattr(
     benchmark,

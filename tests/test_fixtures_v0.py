@@ -43,6 +43,7 @@ def test_v0_export_gives_v0_pixels(photo, expected):
   assert_pixel_rule(stylizer(photo), expected)
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_v0_checkpoint_resumes_training(tmp_path, tiny_config, caplog):
   """The v0 TrainState had a `nonfinite_count` field: restored in its layout, migrated."""
   from shopstyle_jax import train  # pylint: disable=g-import-not-at-top

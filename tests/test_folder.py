@@ -14,6 +14,7 @@ from PIL import ImageOps
 from conftest import load_config
 from conftest import tensorboard_tags
 from conftest import train_in_process
+from conftest import trained_config
 from shopstyle_jax import checkpoints
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
@@ -368,12 +369,12 @@ def test_pipeline_reads_the_folder(tmp_path):
 # --- End to end ---------------------------------------------------------------
 
 
-def test_training_on_a_folder_with_bad_files(tmp_path, caplog):
+def test_training_on_a_folder_with_bad_files(trained_workdir, tmp_path, caplog):
+  del trained_workdir  # Trained first: its step, compiled, is this run's.
   root = _mixed_folder(tmp_path / 'in')
-  config = load_config('tiny')  # 4 steps, checkpoints at 2 and 4, eval at 4.
+  config = trained_config(str(tmp_path / 'tfds'))  # 4 steps, checkpoints at 2 and 4.
   config.data.folder, config.data.style = str(root), 'cartoon'
-  config.data.cache_dir, config.data.data_dir = str(tmp_path / 'cache'), str(tmp_path / 'tfds')
-  config.optimizer.decay_start_fraction = 1.0  # conftest's trained_workdir's step.
+  config.data.cache_dir = str(tmp_path / 'cache')
   workdir = str(tmp_path / 'work')
   with caplog.at_level(logging.WARNING):
     train_in_process(config, workdir)

@@ -128,6 +128,7 @@ def run_steps(config, state, data, devices):
   return to_numpy(state), history
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_one_and_eight_devices_agree_with_batch_norm_dropout_and_pools():
   assert jax.device_count() == 8
   # Batch norm (statistics over the global batch), dropout, and a pool smaller than
@@ -156,6 +157,7 @@ def test_one_and_eight_devices_agree_with_batch_norm_dropout_and_pools():
     np.testing.assert_allclose(p8['images'], p1['images'], atol=1e-4)
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_cycle_term_is_the_l1_of_both_reconstructions():
   config = small_config()
   config.loss.update(adversarial_weight=0.0, identity_weight=0.0, cycle_weight=10.0)
@@ -183,6 +185,7 @@ def test_cycle_term_is_the_l1_of_both_reconstructions():
     )
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_resume_from_a_saved_state_continues_exactly():
   config = small_config()  # Step 1 fills the pools, step 2 swaps half of them.
   _, state = build(config)
@@ -198,6 +201,7 @@ def test_resume_from_a_saved_state_continues_exactly():
   assert 0 < sum(not np.array_equal(a, b) for a, b in zip(pool1, pool2)) < 8
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_nonfinite_step_changes_nothing_but_the_step():
   config = small_config()
   _, state = build(config)
@@ -215,6 +219,7 @@ def test_nonfinite_step_changes_nothing_but_the_step():
   assert int(newer.pool_style['count']) == 8
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_update_order_is_the_officials():
   # optimize_parameters: G and F step against the current Ds; then the Ds step on the
   # fakes of that same forward, i.e. from G and F before their update.
@@ -273,6 +278,7 @@ def count_convs(config, vgg=None, vgg_params=None):
   ).count('conv_general_dilated')
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_zero_weight_terms_cost_no_compute():
   config = small_config()
   full = count_convs(config)
@@ -285,6 +291,7 @@ def test_zero_weight_terms_cost_no_compute():
   assert full > without_identity > without_cycle > without_adversarial
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_content_style_and_tv_terms_on_the_stylized_photo():
   from shopstyle_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
 

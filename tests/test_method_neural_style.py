@@ -101,6 +101,7 @@ def run_steps(config, state, data, devices):
   return jax.device_get(state), history
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_one_and_eight_devices_agree_with_discriminator_and_batch_norm():
   assert jax.device_count() == 8
   # The hardest case: every term, and batch norm (statistics over the global batch) in G and D.
@@ -206,6 +207,7 @@ def test_style_targets_are_per_pair(setup):
   assert float(metrics['g_style']) == pytest.approx(float(np.mean(rows)), rel=1e-4)
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_discriminator_steps_first_then_generator_against_it():
   config = small_config(adversarial_weight=0.5)
   models, state = build(config)
@@ -240,6 +242,7 @@ def count_convs(config, vgg=None, params=None):
   )
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_zero_weight_terms_cost_no_compute():
   vgg, params = vgg_setup()
   both = count_convs(small_config(), vgg, params)

@@ -43,6 +43,7 @@ def test_conv_transpose_4x4_equals_the_transposed_convolution():
   np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_conv_transpose_4x4_matches_flax_conv_transpose():
   x = jax.random.normal(jax.random.key(2), (1, 6, 6, 5))
   ours = layers.ConvTranspose4x4(3, use_bias=False)
@@ -90,7 +91,7 @@ def test_generators_keep_shape_and_range(kw, tiny_model_config):
   m.update(depth=3, width=4, resnet_blocks=1, dropout=0.5, **kw)
   g = generators.create_generator(m)
   x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1, maxval=1)
-  v = jax.jit(g.init, static_argnames='train')(jax.random.key(1), x, train=False)
+  v = seeded_variables(lambda: g.init(jax.random.key(1), x, train=False))
 
   @jax.jit
   def run(v, noise_seed):
@@ -129,27 +130,31 @@ def tiny_model_config():
 def test_bfloat16_generator_runs_in_bfloat16_with_float32_params():
   g = generators.UNetGenerator(width=4, depth=3, norm='instance', dtype=jnp.bfloat16)
   x = jnp.zeros((1, 16, 16, 3))
-  v = jax.jit(g.init, static_argnames='train')(jax.random.key(0), x, train=False)
+  v = jax.eval_shape(lambda: g.init(jax.random.key(0), x, train=False))  # Nothing compiled.
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(v))
-  assert jax.jit(g.apply, static_argnames='train')(v, x, train=False).dtype == jnp.float32
+  assert jax.eval_shape(lambda v: g.apply(v, x, train=False), v).dtype == jnp.float32
   jaxpr = str(jax.make_jaxpr(lambda v: g.apply(v, x, train=False))(v))
   assert 'bf16' in jaxpr
+
+
+_SLOW = pytest.mark.slow
 
 
 @pytest.mark.parametrize(
   'kernel,stride,pad,size,cout',
   [
+    # One case of each gradient path in the fast lane, the others `slow`.
     (4, 2, 1, 11, 8),
-    (4, 1, 1, 11, 8),
-    (2, 1, 0, 11, 8),
-    (3, 1, 1, 11, 8),
-    (7, 1, 0, 11, 8),
+    pytest.param(4, 1, 1, 11, 8, marks=_SLOW),
+    pytest.param(2, 1, 0, 11, 8, marks=_SLOW),
+    pytest.param(3, 1, 1, 11, 8, marks=_SLOW),
+    pytest.param(7, 1, 0, 11, 8, marks=_SLOW),
     # Outputs past the im2col threshold: GEMM per tap for the weight gradient...
     (4, 2, 1, 40, 8),
-    (2, 1, 0, 20, 16),
+    pytest.param(2, 1, 0, 20, 16, marks=_SLOW),
     # ...and XLA's own gradients for few output channels over many pixels.
     (4, 1, 1, 40, 1),
-    (2, 1, 0, 40, 12),
+    pytest.param(2, 1, 0, 40, 12, marks=_SLOW),
   ],
 )
 def test_cpu_conv_equals_xla(kernel, stride, pad, size, cout):
@@ -235,12 +240,18 @@ def test_encode_rejects_unknown_taps():
 
 
 def seeded_variables(init, seed=0):
-  """Variables of init's shapes drawn N(0, 0.1) by NumPy: jit-compiling flax's random
-  init costs XLA:CPU seconds per parameter shape."""
+  """Variables of init's shapes: weights drawn N(0, 0.1) by NumPy (jit-compiling flax's
+  random init costs XLA:CPU seconds per parameter shape), batch-norm statistics at their
+  initial mean 0 and variance 1."""
   rng = np.random.default_rng(seed)
-  return jax.tree.map(
-    lambda s: jnp.asarray(0.1 * rng.standard_normal(s.shape, np.float32)), jax.eval_shape(init)
-  )
+
+  def draw(path, s):
+    name = jax.tree_util.keystr(path)
+    if 'batch_stats' in name:
+      return jnp.full(s.shape, 1.0 if name.endswith("['var']") else 0.0, s.dtype)
+    return jnp.asarray(0.1 * rng.standard_normal(s.shape, np.float32))
+
+  return jax.tree_util.tree_map_with_path(draw, jax.eval_shape(init))
 
 
 def _forward_and_taps(g, x, sub_taps):
@@ -309,6 +320,7 @@ def tree_norm(tree):
   return jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(tree)))
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_gradients_of_taps_reach_the_shared_params():
   g = generators.ResnetGenerator(width=4, blocks=5)
   x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1, maxval=1)

@@ -150,6 +150,7 @@ def test_nonfinite_training_stops_without_checkpointing_bad_state(tmp_path, data
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(tree))
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_a_run_that_saves_no_finite_step_fails_and_says_so(
   tmp_path, tiny_config, caplog, monkeypatch
 ):
@@ -195,6 +196,7 @@ def test_a_run_that_saves_no_finite_step_fails_and_says_so(
   assert checkpoints.available_steps(workdir) == [1]
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_resuming_on_other_data_warns(tmp_path, tiny_config, caplog):
   """(tests/test_main.py checks that a resume on the same data does not warn.)"""
   from shopstyle_jax import train  # pylint: disable=g-import-not-at-top

@@ -55,6 +55,7 @@ def run_steps(config, state, data, devices):
   return jax.device_get(state), history
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_one_and_eight_devices_agree_with_batch_norm_and_dropout():
   assert jax.device_count() == 8
   # The hardest case: batch norm (statistics over the global batch) and dropout.
@@ -122,6 +123,7 @@ def count_convs(config, vgg=None, vgg_params=None):
   )
 
 
+@pytest.mark.slow  # Compile-bound: kept out of the fast lane.
 def test_zero_weight_terms_cost_no_compute():
   config = small_config(norm='instance', dropout=0.0)
   base = count_convs(config)
