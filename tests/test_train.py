@@ -95,16 +95,18 @@ def test_resumed_run_equals_an_uninterrupted_run(
   """A run killed right after its checkpoint at step 2, rerun in the same workdir: at
   step 4 the same state, bit for bit, as the uninterrupted run (trained_workdir): the
   optimizer state, the step and the input iterator's position are all restored."""
-  save = checkpoints.save
+  save = checkpoints.Saver.save
 
-  def save_then_die(manager, step, *args, **kwargs):
-    save(manager, step, *args, **kwargs)
+  def save_then_die(saver, step, *args, **kwargs):
+    failed = save(saver, step, *args, **kwargs)
     if step == 2:
+      saver.wait()
       raise _Killed
+    return failed
 
   workdir = str(tmp_path / 'resumed')
   config = trained_config(data_dir)
-  monkeypatch.setattr(checkpoints, 'save', save_then_die)
+  monkeypatch.setattr(checkpoints.Saver, 'save', save_then_die)
   with pytest.raises(_Killed):
     train_in_process(config, workdir)
   monkeypatch.undo()
