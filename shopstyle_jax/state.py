@@ -69,6 +69,8 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   lr = config.optimizer.learning_rate
   total = config.num_train_steps
   start = int(round(total * config.optimizer.decay_start_fraction))
+  if start >= total:  # No decay: a program that does not depend on the run's length.
+    return optax.constant_schedule(lr)
   return optax.join_schedules(
     [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, max(total - start, 1))], [start]
   )

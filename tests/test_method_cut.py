@@ -81,6 +81,7 @@ def seed_flipping(pattern):
   raise AssertionError(f'no seed below 100 flips as {pattern}')
 
 
+@pytest.mark.slow  # Compile-bound, as every method's 1-vs-8 test.
 @pytest.mark.parametrize('method', ['cut', 'fastcut'])
 def test_one_and_eight_devices_agree(method):
   assert jax.device_count() == 8
@@ -175,7 +176,7 @@ def test_nce_matches_a_hand_computation():
   assert new.generator_variables(use_ema=False) == {'params': new.g_params}
 
 
-@pytest.mark.parametrize('flipped', [True, False])
+@pytest.mark.parametrize('flipped', [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_fastcut_flip(flipped):
   config = small_config('fastcut', seed_flipping([flipped]))
   models, state = build(config)
@@ -241,6 +242,7 @@ def test_head_gradient_is_finite_for_a_dead_patch():
   assert np.all(np.isfinite(grad)) and np.all(np.asarray(grad[0]) == 0)
 
 
+@pytest.mark.slow  # Compile-bound: a third CUT step with VGG.
 def test_batch_norm_and_vgg_terms():
   # Batch norm: G normalises over photo + style in the one forward, as the official.
   from shopstyle_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top

@@ -27,6 +27,7 @@ from conftest import LONG
 from conftest import ROOT
 from conftest import main_command
 from conftest import run_main
+from conftest import trained_config
 from conftest import wait_for
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
@@ -285,7 +286,7 @@ def test_a_failed_save_stops_training_at_once_and_is_cleaned_up(
   from shopstyle_jax import train  # pylint: disable=g-import-not-at-top
 
   workdir = str(tmp_path / 'w')
-  config = tiny_config
+  config = trained_config(tiny_config.data.data_dir)  # trained_workdir's compiled step.
   config.num_train_steps, config.checkpoint_every_steps = 30, 5
   config.eval_every_steps, config.log_every_steps = 1000, 1000
   fail_save_at(monkeypatch, 10)

@@ -21,6 +21,7 @@ def small_config(**model):
   config.batch_size = 8
   config.model.update(width=4, depth=3, disc_width=4, disc_layers=1, **model)
   config.loss.l1_weight = 10.0
+  config.ema_decay = 0.75  # test_ema_tracks_generator_weights: one compiled step for three tests.
   return config
 
 
@@ -172,7 +173,6 @@ def test_perceptual_loss_trains_with_frozen_vgg():
 
 def test_ema_tracks_generator_weights():
   config = small_config(norm='instance', dropout=0.0)
-  config.ema_decay = 0.75
   g, d, state = build(config)
   old = jax.tree.map(np.array, state)
   new, _ = jax.jit(train_step_lib.make_train_step(config, g, d))(state, batches(config, 1)[0])
