@@ -14,14 +14,18 @@ import time
 # Must precede the first `import jax` anywhere in the test session. The suite is
 # compile-bound (tiny networks, a few steps each): LLVM's cheaper optimisation
 # levels halve XLA:CPU's compile times; test programs run in milliseconds anyway.
-os.environ['XLA_FLAGS'] = (
-  os.environ.get('XLA_FLAGS', '')
-  + ' --xla_force_host_platform_device_count=8'
-  + ' --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
-).strip()
+COMPILE_FAST = '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
+
+
+def xla_flags(devices: int = 1) -> str:
+  """XLA_FLAGS for a test process with this many simulated CPU devices."""
+  return f'--xla_force_host_platform_device_count={devices} {COMPILE_FAST}'
+
+
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + xla_flags(8)).strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
-import pytest  # pylint: disable=g-import-not-at-top
+import pytest  # noqa: E402  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,7 +101,9 @@ def tiny_config(data_dir):
 
 def main_command(workdir, data_dir, *overrides, config: str = 'configs/tiny.py') -> list[str]:
   """The `python main.py` command line of every test that starts one: `config`
-  (relative to the repository), the workdir, the data dir, then `overrides`
+  (relative to the repository), the workdir, the data dir, a constant learning rate
+  (a step program that does not depend on the run's length, so that the runs share
+  one compiled step through the compilation cache), then `overrides`
   (`--config.KEY=VALUE` or any other flag)."""
   return [
     sys.executable,
@@ -105,6 +111,7 @@ def main_command(workdir, data_dir, *overrides, config: str = 'configs/tiny.py')
     f'--config={os.path.join(ROOT, config)}',
     f'--workdir={workdir}',
     f'--config.data.data_dir={data_dir}',
+    '--config.optimizer.decay_start_fraction=1.0',
     *overrides,
   ]
 
@@ -113,7 +120,7 @@ def run_main(
   workdir, data_dir, *overrides, config='configs/tiny.py', env=None, timeout=600, check=True
 ):
   """Runs `main_command(...)` in a real subprocess; returns the CompletedProcess."""
-  full_env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'XLA_FLAGS': '', **(env or {})}
+  full_env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'XLA_FLAGS': xla_flags(1), **(env or {})}
   proc = subprocess.run(
     main_command(workdir, data_dir, *overrides, config=config),
     cwd=ROOT,

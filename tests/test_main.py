@@ -16,9 +16,6 @@ from shopstyle_jax import checkpoints
 pytestmark = pytest.mark.slow
 
 
-CONSTANT_LR = ('--config.optimizer.decay_start_fraction=1.0',)
-
-
 def g_params(workdir, step):
   tree, _ = checkpoints.restore_subtree(workdir, ('g_params',), step)
   return tree['g_params']
@@ -29,8 +26,8 @@ def run_4_then_8(tmp_path_factory, data_dir):
   workdir = str(tmp_path_factory.mktemp('resume'))
   # A constant learning rate, so that 4 steps then 8 is comparable with 8 at once
   # (pix2pix's decay depends on the total number of steps).
-  first = run_main(workdir, data_dir, *CONSTANT_LR)  # tiny: 4 steps, checkpoints every 2
-  second = run_main(workdir, data_dir, '--config.num_train_steps=8', *CONSTANT_LR)
+  first = run_main(workdir, data_dir)  # tiny: 4 steps, checkpoints every 2
+  second = run_main(workdir, data_dir, '--config.num_train_steps=8')
   return workdir, first, second
 
 
@@ -68,7 +65,7 @@ def test_rerun_resumes_at_the_saved_step(run_4_then_8):
 def test_resumed_run_equals_an_uninterrupted_run(run_4_then_8, tmp_path, data_dir):
   workdir, _, _ = run_4_then_8
   straight = str(tmp_path / 'straight')
-  run_main(straight, data_dir, '--config.num_train_steps=8', *CONSTANT_LR)
+  run_main(straight, data_dir, '--config.num_train_steps=8')
   a, b = g_params(workdir, 8), g_params(straight, 8)
   diffs = [float(np.max(np.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
   # Same data batches (iterator state restored), same optimizer state.

@@ -17,6 +17,7 @@ from conftest import assert_same_training
 from conftest import main_command
 from conftest import run_main
 from conftest import wait_for
+from conftest import xla_flags
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
 
@@ -40,7 +41,7 @@ def start_two_processes(tmp_path, workdir, data_dir, *overrides, per_process=(()
     **os.environ,
     'PYTHONUNBUFFERED': '1',
     'JAX_PLATFORMS': 'cpu',
-    'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
+    'XLA_FLAGS': xla_flags(2),
   }
   procs, log_paths = [], []
   for pid in range(2):
@@ -102,9 +103,7 @@ def test_two_processes_train_like_one_process_with_four_devices(tmp_path, data_d
 
   # Same global batches, same parameters as one process with 4 devices.
   single = str(tmp_path / 'single')
-  run_main(
-    single, data_dir, *OVERRIDES, env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
-  )
+  run_main(single, data_dir, *OVERRIDES, env={'XLA_FLAGS': xla_flags(4)})
   keys = ('g_params', 'd_params', 'g_batch_stats')
   a, _ = checkpoints.restore_subtree(workdir, keys, 4)
   b, _ = checkpoints.restore_subtree(single, keys, 4)
@@ -198,7 +197,7 @@ def test_an_unreachable_coordinator_is_named(tmp_path):
       '--coordinator_timeout=5',
     ),
     cwd=ROOT,
-    env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''},
+    env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': xla_flags(1)},
     capture_output=True,
     text=True,
     timeout=120,

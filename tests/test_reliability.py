@@ -29,6 +29,7 @@ from conftest import main_command
 from conftest import run_main
 from conftest import trained_config
 from conftest import wait_for
+from conftest import xla_flags
 from shopstyle_jax import checkpoints
 from shopstyle_jax import load_stylizer
 from shopstyle_jax import parallel
@@ -39,7 +40,7 @@ TMP = '.orbax-checkpoint-tmp'  # What Orbax appends to a step's folder while wri
 
 def start_main(workdir, data_dir, *overrides, log_path, env=None):
   cmd = main_command(workdir, data_dir, *overrides)
-  env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS='', **(env or {}))
+  env = dict(os.environ, PYTHONUNBUFFERED='1', XLA_FLAGS=xla_flags(1), **(env or {}))
   log = open(log_path, 'w')
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
 

@@ -206,6 +206,12 @@ def _source(
   return _TfdsPairs(builder.as_data_source(split=split, decoders=skip), features)
 
 
+def pairs(config: ml_collections.ConfigDict, split: str):
+  """Random access to a prepared split's {'photo', 'target'} uint8 pairs (the
+  catalogue's true pairs even in its unpaired mode): for baselines fitted on them."""
+  return _source(config, split)
+
+
 class _Images:
   """Random access to one image of each of some examples: item i is
   {name: source[indices[i]][key]}. One side of unpaired training."""
