@@ -198,7 +198,6 @@ class WorkdirLock:
     while not self._stop.wait(self.heartbeat):
       record = self._read(self.path)
       if not record or record.get('token') != self.token:
-        self.lost = True
         holder = (
           f'process {record.get("pid", "?")} on host {record.get("host", "?")}'
           if record
@@ -207,6 +206,7 @@ class WorkdirLock:
         logging.error(
           "The lock of workdir %s is no longer this run's: it is held by %s.", self.workdir, holder
         )
+        self.lost = True  # After the message: whoever sees `lost` can find its reason.
         return
       tmp = f'{self.path}.{self.token}.tmp'
       try:

@@ -89,7 +89,7 @@ def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path, data_dir):
     '--config.log_every_steps=1',
   )
   resumes, saved = 0, {}
-  for trial in range(5):
+  for trial in range(4):
     log_path = str(tmp_path / f'log{trial}.txt')
     before = checkpoints.available_steps(workdir)
     proc, log = start_main(workdir, data_dir, *frequent, log_path=log_path)
@@ -112,7 +112,7 @@ def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path, data_dir):
     saved = restored
     if before:
       assert after and after[-1] >= before[-1]
-  assert resumes >= 3
+  assert resumes >= 2
   final = run_main(workdir, data_dir, *frequent)
   assert 'Training from step' in final.stderr
   assert checkpoints.available_steps(workdir)[-1] == 40
