@@ -24,7 +24,8 @@ the *activated* one. Changing that changes the network.
 This is a benchmark tool only; it is not imported by ``shopstyle_jax`` and
 torch is not a dependency of the package. Run it from its own virtualenv
 (see benchmarks/README.md). The last line printed on stdout is one JSON
-object with the results; progress goes to stderr.
+object with the results; progress goes to stderr. The timing harness and the
+options shared with torch_unpaired.py are in torch_common.py.
 """
 
 from __future__ import annotations
@@ -34,14 +35,23 @@ import contextlib
 import functools
 import json
 import os
-import platform
 import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
 from torch.nn import init
+from torch_common import add_run_options
+from torch_common import add_stylize_options
+from torch_common import check_run_args
+from torch_common import cpu_utilization
+from torch_common import device_name
+from torch_common import log
+from torch_common import random_batch
+from torch_common import set_stylize_defaults
+from torch_common import setup_torch
+from torch_common import time_stylize
+from torch_common import time_train_steps
 
 # --------------------------------------------------------------------------
 # Networks (official models/networks.py, pix2pix defaults)
@@ -343,101 +353,32 @@ class Pix2Pix:
 
 
 # --------------------------------------------------------------------------
-# Benchmark driver
+# Benchmark driver (harness: torch_common.py)
 # --------------------------------------------------------------------------
-
-
-def device_name(device: torch.device) -> str:
-  if device.type == 'cuda':
-    return torch.cuda.get_device_name(device)
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
-def synchronize(device: torch.device) -> None:
-  if device.type == 'cuda':
-    torch.cuda.synchronize(device)
-
-
-def log(msg: str) -> None:
-  print(msg, file=sys.stderr, flush=True)
 
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(
     description=__doc__.split('\n\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
   )
-  p.add_argument('--batch_size', type=int, default=1)
-  p.add_argument('--image_size', type=int, default=256)
-  p.add_argument('--steps', type=int, default=10, help='timed training steps')
-  p.add_argument('--warmup', type=int, default=3, help='untimed training steps first')
-  p.add_argument(
-    '--threads',
-    type=int,
-    default=None,
-    help="torch.set_num_threads (default: leave torch's default)",
-  )
-  p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
-  p.add_argument(
-    '--precision',
-    choices=['float32', 'bfloat16'],
-    default='float32',
-    help='bfloat16 = torch.autocast (cuda only); params/optimizer stay float32',
-  )
-  p.add_argument(
-    '--channels_last', action='store_true', help='NHWC memory format for nets and inputs'
-  )
+  add_run_options(p)
   p.add_argument(
     '--compile', action='store_true', help='torch.compile both nets (the official code does not)'
   )
-  p.add_argument('--stylize_batch_size', type=int, default=4)
-  p.add_argument(
-    '--stylize_steps', type=int, default=None, help='timed G forwards (default: --steps)'
-  )
-  p.add_argument(
-    '--stylize_warmup', type=int, default=None, help='untimed G forwards (default: --warmup)'
-  )
-  p.add_argument(
-    '--no_tf32',
-    action='store_true',
-    help='cuda: disable TF32 for convs/matmuls (torch enables it for cuDNN convs by default)',
-  )
-  p.add_argument('--seed', type=int, default=0)
+  add_stylize_options(p)
   args = p.parse_args(argv)
   if args.image_size != 256:
     # unet_256 downsamples 8 times; the official code needs 256 (or a multiple).
     if args.image_size % 256 != 0:
       p.error('--image_size must be a multiple of 256 for unet_256')
-  if args.steps < 1 or args.warmup < 0:
-    p.error('--steps must be >= 1 and --warmup >= 0')
-  if args.device == 'cuda' and not torch.cuda.is_available():
-    p.error('--device cuda requested but torch.cuda.is_available() is False')
-  if args.precision == 'bfloat16' and args.device != 'cuda':
-    p.error('--precision bfloat16 is only supported with --device cuda')
-  if args.stylize_steps is None:
-    args.stylize_steps = args.steps
-  if args.stylize_warmup is None:
-    args.stylize_warmup = args.warmup
+  check_run_args(p, args)
+  set_stylize_defaults(args)
   return args
 
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-  if args.threads is not None:
-    torch.set_num_threads(args.threads)
-  device = torch.device(args.device)
-  if device.type == 'cuda':
-    tf32 = not args.no_tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-  autocast_dtype = torch.bfloat16 if args.precision == 'bfloat16' else None
-  memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+  device, autocast_dtype, memory_format = setup_torch(args)
 
   torch.manual_seed(args.seed)
   model = Pix2Pix(
@@ -454,29 +395,12 @@ def main(argv=None) -> int:
   # Synthetic, seeded (photo, image) pair in [-1, 1]; generated once, outside the timing.
   gen = torch.Generator().manual_seed(args.seed)
   shape = (args.batch_size, 3, args.image_size, args.image_size)
-  real_A = (
-    (torch.rand(shape, generator=gen) * 2 - 1).to(device).contiguous(memory_format=memory_format)
-  )
-  real_B = (
-    (torch.rand(shape, generator=gen) * 2 - 1).to(device).contiguous(memory_format=memory_format)
-  )
+  real_A = random_batch(gen, shape, device, memory_format)
+  real_B = random_batch(gen, shape, device, memory_format)
   model.set_input(real_A, real_B)
 
   # ---- training step ----
-  # Process CPU time is recorded too: on an uncontended CPU run,
-  # cpu/wall is close to the thread count; much lower means other load.
-  times, cpu_times = [], []
-  for i in range(args.warmup + args.steps):
-    synchronize(device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    model.optimize_parameters()
-    synchronize(device)
-    dt, dc = time.perf_counter() - t0, time.process_time() - c0
-    tag = 'warmup' if i < args.warmup else 'step'
-    if i >= args.warmup:
-      times.append(dt)
-      cpu_times.append(dc)
-    log(f'{tag} {i + 1}/{args.warmup + args.steps}: {dt:.4f} s (cpu {dc:.2f} s)')
+  times, cpu_times = time_train_steps(model.optimize_parameters, device, args.warmup, args.steps)
   loss_D = float(model.loss_D.detach())
   loss_G = float(model.loss_G.detach())
   if not (torch.isfinite(torch.tensor(loss_D)) and torch.isfinite(torch.tensor(loss_G))):
@@ -486,24 +410,10 @@ def main(argv=None) -> int:
   # ---- inference (stylize) forward of G: eval mode, inference_mode ----
   model.netG.eval()
   s_shape = (args.stylize_batch_size, 3, args.image_size, args.image_size)
-  s_input = (
-    (torch.rand(s_shape, generator=gen) * 2 - 1).to(device).contiguous(memory_format=memory_format)
+  s_input = random_batch(gen, s_shape, device, memory_format)
+  out, s_times, s_cpu_times = time_stylize(
+    model.G, s_input, model._autocast, device, args.stylize_warmup, args.stylize_steps
   )
-  s_times, s_cpu_times = [], []
-  with torch.inference_mode():
-    for i in range(args.stylize_warmup + args.stylize_steps):
-      synchronize(device)
-      t0, c0 = time.perf_counter(), time.process_time()
-      with model._autocast():
-        out = model.G(s_input)
-      synchronize(device)
-      dt, dc = time.perf_counter() - t0, time.process_time() - c0
-      if i >= args.stylize_warmup:
-        s_times.append(dt)
-        s_cpu_times.append(dc)
-      log(
-        f'stylize {i + 1}/{args.stylize_warmup + args.stylize_steps}: {dt:.4f} s (cpu {dc:.2f} s)'
-      )
   assert out.shape == s_shape, out.shape
   stylize_median = statistics.median(s_times)
 
@@ -528,8 +438,8 @@ def main(argv=None) -> int:
     'warmup': args.warmup,
     'stylize_seconds_all': s_times,
     'train_step_cpu_seconds_all': cpu_times,
-    'train_step_cpu_utilization': statistics.median(c / w for c, w in zip(cpu_times, times)),
-    'stylize_cpu_utilization': statistics.median(c / w for c, w in zip(s_cpu_times, s_times)),
+    'train_step_cpu_utilization': cpu_utilization(cpu_times, times),
+    'stylize_cpu_utilization': cpu_utilization(s_cpu_times, s_times),
     'channels_last': args.channels_last,
     'compile': args.compile,
     'tf32': (torch.backends.cudnn.allow_tf32 if device.type == 'cuda' else None),
