@@ -2,11 +2,15 @@
 
   python benchmarks/compare.py --batch_sizes=1,4 --torch_python=/path/to/venv-torch/bin/python
   python benchmarks/compare.py --device=cuda --precision=bfloat16 --batch_sizes=16,64
+  python benchmarks/compare.py --method=cut --batch_sizes=1 --torch_python=...
 
 For each batch size it runs `python -m shopstyle_jax.benchmark` on
 configs/pix2pix.py (perceptual loss off, as the reference) and then
 benchmarks/torch_pix2pix.py on the same machine, each in its own process, and
 prints a Markdown table with the step-time ratio JAX / PyTorch (< 1: JAX faster).
+`--method=cyclegan|cut|fastcut` compares configs/<method>.py with
+benchmarks/torch_unpaired.py's restatement of the official step, in our
+networks' layout (`--jax_layout`: the same layers and parameter counts).
 """
 
 import argparse
@@ -30,6 +34,7 @@ def last_json(cmd, env=None) -> dict:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--method', default='pix2pix', choices=['pix2pix', 'cyclegan', 'cut', 'fastcut'])
   p.add_argument('--batch_sizes', default='1,4')
   p.add_argument('--image_size', type=int, default=256)
   p.add_argument('--precision', default='float32', choices=['float32', 'bfloat16'])
@@ -55,7 +60,7 @@ def main():
         sys.executable,
         '-m',
         'shopstyle_jax.benchmark',
-        '--config=configs/pix2pix.py',
+        f'--config=configs/{args.method}.py',
         f'--config.batch_size={b}',
         f'--config.image_size={args.image_size}',
         f'--config.precision={args.precision}',
@@ -71,7 +76,11 @@ def main():
       torch_record = last_json(
         [
           args.torch_python,
-          'benchmarks/torch_pix2pix.py',
+          *(
+            ['benchmarks/torch_pix2pix.py']
+            if args.method == 'pix2pix'
+            else ['benchmarks/torch_unpaired.py', f'--method={args.method}', '--jax_layout']
+          ),
           f'--batch_size={b}',
           f'--image_size={args.image_size}',
           f'--precision={args.precision}',
@@ -85,7 +94,7 @@ def main():
     records.append({'batch_size': b, 'jax': jax_record, 'torch': torch_record})
 
   print(
-    f'\n{records[0]["jax"]["device"]}, {args.precision}, {args.image_size}x{args.image_size}'
+    f'\n{args.method}, {records[0]["jax"]["device"]}, {args.precision}, {args.image_size}x{args.image_size}'
     f', perceptual weight {args.perceptual_weight}\n'
   )
   print(
