@@ -137,6 +137,7 @@ def evaluate(
   *,
   grid_rows: int = 0,
   ground_truth: bool = True,
+  back: Optional[tuple[nn.Module, Any]] = None,
 ) -> Evaluation:
   """Scores `generator` (deterministic, as `stylize_fn`) on eval batches.
 
@@ -153,11 +154,15 @@ def evaluate(
     ground_truth: False when the batches' targets are only the photos again (a
       photo folder learnt from style images without pairs): no scores, and the
       grid is photo | output.
+    back: (generator, variables) of a style -> photo generator (CycleGAN's F):
+      the grid gets one more column, the photo reconstructed from the output.
   Returns:
     The means over the valid rows, their number and the grid (None when
     `grid_rows` is 0 or no row was valid). Identical on every process.
   """
   variables = jax.device_put(variables, parallel.replicated(mesh))
+  if back is not None:
+    back_variables = jax.device_put(back[1], parallel.replicated(mesh))
   totals, count, shown, num_shown = dict.fromkeys(METRICS, 0.0), 0.0, [], 0
   for local in batches:
     batch = parallel.global_batch(local, mesh)
@@ -167,16 +172,17 @@ def evaluate(
     for k, v in sums.items():
       totals[k] += float(v)
     if num_shown < grid_rows:  # The same on every process: all take part in the gather.
-      photo, target, out, valid = multihost_utils.process_allgather(
-        (batch['photo'], batch['target'], out, batch['valid']), tiled=True
-      )
-      valid = np.asarray(valid, bool)
-      shown.append((photo[valid], target[valid], out[valid]))
+      rows = (batch['photo'], batch['target'], out, batch['valid'])
+      if back is not None:
+        rows += (inference.stylize_fn(back[0], back_variables, out),)
+      rows = multihost_utils.process_allgather(rows, tiled=True)
+      valid = np.asarray(rows[3], bool)
+      shown.append([np.asarray(r)[valid] for r in rows[:3] + rows[4:]])
       num_shown += int(valid.sum())
   grid = None
   if num_shown:
-    photo, target, out = (np.concatenate(c) for c in zip(*shown))
+    photo, target, out, *reconstructed = (np.concatenate(c) for c in zip(*shown))
     columns = (photo, target, out) if ground_truth else (photo, out)
-    grid = image_grid(*columns, rows=grid_rows)
+    grid = image_grid(*columns, *reconstructed, rows=grid_rows)
   means = {k: v / max(count, 1.0) for k, v in totals.items()} if ground_truth else {}
   return Evaluation(means, int(count), grid)

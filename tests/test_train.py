@@ -83,6 +83,12 @@ def test_every_method_trains_checkpoints_and_stylizes(
     workdir, steps = str(tmp_path / method), 2
     state = train_in_process(config, workdir)
     assert int(state.step) == 2
+    # The eval grid: photo | target | output (the catalogue's test pairs), and for
+    # CycleGAN the photo rebuilt from the output, F(G(photo)).
+    grids = [t for t in tensorboard_tags(workdir) if t.startswith('eval/input')]
+    assert grids == [
+      'eval/input_target_output' + ('_reconstruction' if method == 'cyclegan' else '')
+    ]
   assert checkpoints.available_steps(workdir)[-1] == steps
   photo = np.random.RandomState(0).randint(0, 256, (40, 50, 3), np.uint8)
   out = load_stylizer(workdir)(photo)

@@ -95,6 +95,10 @@ class State:
     params = self.ema_params if (use_ema and self.ema_params) else self.g_params
     return state_lib.variables(params, self.g_batch_stats)
 
+  def back_variables(self) -> dict:
+    """F's variables (style -> photo): eval grids show F(G(photo)) beside G(photo)."""
+    return state_lib.variables(self.f_params, self.f_batch_stats)
+
 
 def create_state(config: ml_collections.ConfigDict, models: Models, rng: jax.Array) -> State:
   """Initialises the four networks on a dummy image, Adam states and empty pools."""
