@@ -70,7 +70,7 @@ def baselines(config) -> dict:
 
 def main(argv):
   del argv
-  config = _CONFIG.value.unlocked()
+  config = _CONFIG.value.copy_and_resolve_references()
   config.data.unpaired = False  # The tone curve is fitted on the true pairs.
   result = baselines(config)
   line = json.dumps(result)
