@@ -14,7 +14,31 @@ Dtype = Any
 Taps = Union[str, Sequence[str]]
 
 
-class UNetGenerator(nn.Module):
+class _TappedGenerator(nn.Module):
+  """What both generators share: G(x), and the encoder's features at named taps
+  (PatchNCE's inputs) from the same parameters. Subclasses define `tap_names`,
+  `nce_taps` and `_forward(x, train, taps, decode) -> (G(x) or None, features)`."""
+
+  def __call__(
+    self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None
+  ) -> Union[jax.Array, Tuple[jax.Array, List[jax.Array]]]:
+    """G(x); with `taps`, (G(x), the encoder features at `taps`) from one pass."""
+    if taps is None:
+      return self._forward(x, train, (), True)[0]
+    return self._forward(x, train, _check_taps(taps, self.tap_names), True)
+
+  def encode(self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None) -> List[jax.Array]:
+    """Encoder features at `taps` (default `nce_taps`), in that order; no decoder.
+
+    Same parameters as `__call__`: `g.apply(variables, x, train=..., method=g.encode)`.
+    Computation stops at the deepest requested tap. Features are in the compute
+    dtype; with batch norm and train=True, pass mutable=['batch_stats'] as for __call__.
+    """
+    taps = self.nce_taps if taps is None else taps
+    return self._forward(x, train, _check_taps(taps, self.tap_names), False)[1]
+
+
+class UNetGenerator(_TappedGenerator):
   """The pix2pix U-Net (Isola et al., 2017), layer for layer as the official code.
 
   Encoder C64-C128-C256-C512-C512-C512-C512-C512 (for depth 8, width 64),
@@ -59,24 +83,6 @@ class UNetGenerator(nn.Module):
   def _filters(self, level: int) -> int:
     return self.width * min(2**level, 8)
 
-  def __call__(
-    self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None
-  ) -> Union[jax.Array, Tuple[jax.Array, List[jax.Array]]]:
-    """G(x); with `taps`, (G(x), the encoder features at `taps`) from one pass."""
-    if taps is None:
-      return self._forward(x, train, (), True)[0]
-    return self._forward(x, train, _check_taps(taps, self.tap_names), True)
-
-  def encode(self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None) -> List[jax.Array]:
-    """Encoder features at `taps` (default `nce_taps`), in that order; no decoder.
-
-    Same parameters as `__call__`: `g.apply(variables, x, train=..., method=g.encode)`.
-    Computation stops at the deepest requested tap. Features are in the compute
-    dtype; with batch norm and train=True, pass mutable=['batch_stats'] as for __call__.
-    """
-    taps = self.nce_taps if taps is None else taps
-    return self._forward(x, train, _check_taps(taps, self.tap_names), False)[1]
-
   @nn.compact
   def _forward(
     self, x: jax.Array, train: bool, taps: Tuple[str, ...], decode: bool
@@ -115,7 +121,7 @@ class UNetGenerator(nn.Module):
     return record.result(jnp.tanh(h.astype(jnp.float32)))
 
 
-class ResnetGenerator(nn.Module):
+class ResnetGenerator(_TappedGenerator):
   """Johnson et al. (2016) / CycleGAN ResNet generator: 2 downsamplings, n residual blocks.
 
   Layer for layer pytorch-CycleGAN-and-pix2pix's resnet_{n}blocks: reflect-pad 3,
@@ -178,24 +184,6 @@ class ResnetGenerator(nn.Module):
     """The default taps of `encode`: CUT's nce_layers '0,4,8,12,16'."""
     blocks = tuple(dict.fromkeys(f'block{min(k, self.blocks)}' for k in (1, 5)))
     return ('pad', 'down1', 'down2') + (blocks if self.blocks else ())
-
-  def __call__(
-    self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None
-  ) -> Union[jax.Array, Tuple[jax.Array, List[jax.Array]]]:
-    """G(x); with `taps`, (G(x), the encoder features at `taps`) from one pass."""
-    if taps is None:
-      return self._forward(x, train, (), True)[0]
-    return self._forward(x, train, _check_taps(taps, self.tap_names), True)
-
-  def encode(self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None) -> List[jax.Array]:
-    """Encoder features at `taps` (default `nce_taps`), in that order; no decoder.
-
-    Same parameters as `__call__`: `g.apply(variables, x, train=..., method=g.encode)`.
-    Computation stops at the deepest requested tap. Features are in the compute
-    dtype; with batch norm and train=True, pass mutable=['batch_stats'] as for __call__.
-    """
-    taps = self.nce_taps if taps is None else taps
-    return self._forward(x, train, _check_taps(taps, self.tap_names), False)[1]
 
   @nn.compact
   def _forward(
