@@ -205,3 +205,23 @@ class BenchModel:
     if self.autocast_dtype is None:
       return contextlib.nullcontext()
     return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+
+def timing_record(args, device: torch.device, times, s_times) -> dict:
+  """The fields every PyTorch benchmark record shares: the machine, the run's
+  shape, and the medians of the timed train steps and stylizer calls."""
+  train_median, stylize_median = statistics.median(times), statistics.median(s_times)
+  return {
+    'torch_version': torch.__version__,
+    'device': device_name(device),
+    'threads': torch.get_num_threads(),
+    'batch_size': args.batch_size,
+    'image_size': args.image_size,
+    'precision': args.precision,
+    'train_step_seconds': train_median,
+    'train_step_seconds_all': times,
+    'train_images_per_second': args.batch_size / train_median,
+    'stylize_batch_size': args.stylize_batch_size,
+    'stylize_seconds': stylize_median,
+    'stylize_images_per_second': args.stylize_batch_size / stylize_median,
+  }

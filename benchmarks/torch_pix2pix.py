@@ -35,7 +35,6 @@ import contextlib
 import functools
 import json
 import os
-import statistics
 import sys
 
 import torch
@@ -52,6 +51,7 @@ from torch_common import set_stylize_defaults
 from torch_common import setup_torch
 from torch_common import time_stylize
 from torch_common import time_train_steps
+from torch_common import timing_record
 
 # --------------------------------------------------------------------------
 # Networks (official models/networks.py, pix2pix defaults)
@@ -405,7 +405,6 @@ def main(argv=None) -> int:
   loss_G = float(model.loss_G.detach())
   if not (torch.isfinite(torch.tensor(loss_D)) and torch.isfinite(torch.tensor(loss_G))):
     log('WARNING: non-finite loss')
-  train_median = statistics.median(times)
 
   # ---- inference (stylize) forward of G: eval mode, inference_mode ----
   model.netG.eval()
@@ -415,22 +414,10 @@ def main(argv=None) -> int:
     model.G, s_input, model._autocast, device, args.stylize_warmup, args.stylize_steps
   )
   assert out.shape == s_shape, out.shape
-  stylize_median = statistics.median(s_times)
 
   result = {
     'framework': 'pytorch',
-    'torch_version': torch.__version__,
-    'device': device_name(device),
-    'threads': torch.get_num_threads(),
-    'batch_size': args.batch_size,
-    'image_size': args.image_size,
-    'precision': args.precision,
-    'train_step_seconds': train_median,
-    'train_step_seconds_all': times,
-    'train_images_per_second': args.batch_size / train_median,
-    'stylize_batch_size': args.stylize_batch_size,
-    'stylize_seconds': stylize_median,
-    'stylize_images_per_second': args.stylize_batch_size / stylize_median,
+    **timing_record(args, device, times, s_times),
     'generator_params': model.generator_params,
     'discriminator_params': model.discriminator_params,
     # extra context

@@ -58,7 +58,6 @@ import argparse
 import json
 import os
 import random
-import statistics
 import sys
 
 import numpy as np
@@ -74,6 +73,7 @@ from torch_common import set_stylize_defaults
 from torch_common import setup_torch
 from torch_common import time_stylize
 from torch_common import time_train_steps
+from torch_common import timing_record
 from torch_cut import CUT
 from torch_cyclegan import CycleGAN
 
@@ -172,7 +172,6 @@ def main(argv=None) -> int:
   losses = model.losses()
   if not all(np.isfinite(v) for v in losses.values()):
     log(f'WARNING: non-finite loss: {losses}')
-  train_median = statistics.median(times)
 
   # ---- inference (stylize) forward of the photo -> style G (G_A for CycleGAN) ----
   # Instance norm without running statistics: eval mode computes the same thing.
@@ -184,7 +183,6 @@ def main(argv=None) -> int:
     netG, s_input, model._autocast, device, args.stylize_warmup, args.stylize_steps
   )
   assert out.shape == s_shape, out.shape
-  stylize_median = statistics.median(s_times)
 
   p = model.params
   if args.method == 'cyclegan':
@@ -194,18 +192,7 @@ def main(argv=None) -> int:
   result = {
     'framework': 'pytorch',
     'method': args.method,
-    'torch_version': torch.__version__,
-    'device': device_name(device),
-    'threads': torch.get_num_threads(),
-    'batch_size': args.batch_size,
-    'image_size': args.image_size,
-    'precision': args.precision,
-    'train_step_seconds': train_median,
-    'train_step_seconds_all': times,
-    'train_images_per_second': args.batch_size / train_median,
-    'stylize_batch_size': args.stylize_batch_size,
-    'stylize_seconds': stylize_median,
-    'stylize_images_per_second': args.stylize_batch_size / stylize_median,
+    **timing_record(args, device, times, s_times),
     # One network of each kind (CycleGAN has two of each, same counts).
     'generator_params': generator_params,
     'discriminator_params': discriminator_params,

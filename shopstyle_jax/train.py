@@ -285,12 +285,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, cleanup: contextlib.
   compiled_step = None
   ground_truth = pipeline.has_ground_truth(config)
 
-  def back_generator(state):
-    """CycleGAN's style -> photo generator F and its variables, for the grid."""
-    return (models.F, state.back_variables()) if hasattr(state, 'back_variables') else None
-
   def run_eval(step, state):
     t0 = time.time()
+    # CycleGAN's style -> photo generator F: the grid shows F(G(photo)) too.
+    back = (models.F, state.back_variables()) if hasattr(state, 'back_variables') else None
     measured = evaluation.evaluate(
       generator,
       state.generator_variables(),
@@ -298,14 +296,14 @@ def _train(config: ml_collections.ConfigDict, workdir: str, cleanup: contextlib.
       mesh,
       grid_rows=config.eval.grid_rows,
       ground_truth=ground_truth,
-      back=back_generator(state),
+      back=back,
     )
     scores = measured.scores
     if scores:
       writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
     if measured.grid is not None:
       name = 'eval/input_target_output' if ground_truth else 'eval/input_output'
-      name += '_reconstruction' if back_generator(state) else ''
+      name += '_reconstruction' if back else ''
       writer.write_images(step, {name: measured.grid[None]})
     if not scores:
       logging.info(
