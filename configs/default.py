@@ -79,6 +79,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.style_layers = ('relu1_2', 'relu2_2', 'relu3_4', 'relu4_4')
   config.loss.style_layer_weights = (1.0, 1.0, 1.0, 1.0)
   config.loss.tv_weight = 0.0  # Total variation: mean |dx| + mean |dy| of the output.
+  # Unpaired methods: Gaussian blur (sigma, pixels) of real and generated images
+  # before the unconditional discriminator, which then judges lines and tones,
+  # not fine texture (White-box Cartoonization's surface representation); 0 = off.
+  config.loss.disc_blur = 0.0
   # CycleGAN: cycle-consistency L1 (the L_rec of L = L_adv + lambda*L_rec without
   # pairs; the paper's lambda 10), identity L1 (an absolute weight: the paper's
   # 0.5 * 10), and the history of generated images each D also sees (0 = off).

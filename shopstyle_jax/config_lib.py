@@ -145,6 +145,16 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
       f'config.loss.pool_size={lc.pool_size!r} must be an integer >= 0 '
       '(0 = no history of generated images).'
     )
+  if not _number(lc.disc_blur) or not lc.disc_blur >= 0:
+    raise ValueError(
+      f'config.loss.disc_blur={lc.disc_blur!r} must be a number >= 0 (a blur sigma in '
+      'pixels; 0 = the discriminator sees images as they are).'
+    )
+  if lc.disc_blur and config.method not in ('cut', 'fastcut'):
+    raise ValueError(
+      f'config.loss.disc_blur={lc.disc_blur} is built for config.method=cut and fastcut, '
+      f'not {config.method}; set it to 0.'
+    )
   if config.method in ('cut', 'fastcut'):
     _positive('loss.nce_patches', lc.nce_patches)
     _positive('model.nce_mlp_channels', config.model.nce_mlp_channels)

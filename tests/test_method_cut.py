@@ -13,6 +13,7 @@ from shopstyle_jax import losses
 from shopstyle_jax import methods
 from shopstyle_jax import parallel
 from shopstyle_jax import state as state_lib
+from shopstyle_jax.methods import common
 from shopstyle_jax.methods import cut
 
 
@@ -295,3 +296,19 @@ def test_batch_norm_and_vgg_terms():
   )
   with pytest.raises(ValueError, match='VGG19'):
     cut.make_step(config, models)
+
+
+def test_disc_blur_shows_the_discriminator_blurred_pages():
+  config = small_config('cut')
+  config.loss.disc_blur = 1.5
+  models, state = build(config)
+  batch = batches(config, 1)[0]
+  _, metrics = jax.jit(cut.make_step(config, models))(state, batch, None)
+  d = lambda x: float(models.D.apply({'params': state.d_params}, x, train=True).mean())
+  blurred = common.surface(jnp.asarray(batch['style']), 1.5)
+  # A Gaussian blur leaves white noise 1 / (2 sqrt(pi) sigma) = 0.19 of its deviation.
+  ratio = float(jnp.std(blurred[:, 5:-5, 5:-5])) / float(np.std(batch['style']))
+  assert 0.15 < ratio < 0.23
+  assert float(metrics['d_real_logit']) == pytest.approx(d(blurred), rel=1e-4, abs=1e-5)
+  assert abs(d(blurred) - d(batch['style'])) > 1e-3
+  np.testing.assert_array_equal(common.surface(blurred, 0.0), blurred)

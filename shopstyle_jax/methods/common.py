@@ -15,8 +15,10 @@ keeps the photo -> style generator in `g_params`, `g_batch_stats` and
 (1.0 when the step was applied, 0.0 when it was skipped for NaN/Inf).
 """
 
+import math
 from typing import Any, Callable, Optional
 
+import dm_pix
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -102,3 +104,19 @@ def vgg_layers(config: Any) -> tuple[str, ...]:
     if lc.get(weight):
       wanted.update(vgg_lib.check_layers(lc[key]))
   return tuple(name for name in vgg_lib.VGG_LAYERS if name in wanted)
+
+
+def surface(images: jax.Array, sigma: float) -> jax.Array:
+  """What an unconditional discriminator sees: `images` Gaussian-blurred by
+  `sigma` pixels (`config.loss.disc_blur`; 0 = unchanged).
+
+  White-box Cartoonization's surface representation (Wang and Yu, 2020): a
+  discriminator that judges blurred pages learns the style's lines and tones
+  but not its fine texture (hatching, paper grain), which no photo predicts, so
+  the generator is not pushed to invent a texture of its own. Real and
+  generated images go through the same blur, zero-padded at the borders alike.
+  """
+  if not sigma:
+    return images
+  kernel_size = 2 * int(math.ceil(3 * sigma)) + 1
+  return dm_pix.gaussian_blur(images, sigma, kernel_size)

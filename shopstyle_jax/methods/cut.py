@@ -22,6 +22,7 @@ The flip (a fair coin per step) and the positions (per step, term and tap) come
 from (seed, step) only, so they do not depend on how the batch is sharded.
 """
 
+import functools
 from typing import Any, NamedTuple, Optional, Sequence
 
 import flax
@@ -205,6 +206,7 @@ def make_step(
   # G(style), style); other norms are per example, and one pass over the
   # queries and one over the keys give the same features.
   separate_passes = config.model.norm == 'batch'
+  surface = functools.partial(common.surface, sigma=lc.disc_blur)
 
   def step(state: State, batch: Batch, vgg_params=None) -> tuple[State, common.Metrics]:
     photo, style = batch['photo'], batch['style']
@@ -227,9 +229,9 @@ def make_step(
     # Discriminator update: generated images first, then style images, each its own call.
     def d_loss_fn(d_params):
       fake_logits, stats = common.apply_train(
-        d, d_params, state.d_batch_stats, jax.lax.stop_gradient(fake_all[:n])
+        d, d_params, state.d_batch_stats, surface(jax.lax.stop_gradient(fake_all[:n]))
       )
-      real_logits, stats = common.apply_train(d, d_params, stats, style)
+      real_logits, stats = common.apply_train(d, d_params, stats, surface(style))
       loss = losses.discriminator_loss(lc.gan, real_logits, fake_logits)
       return loss, (stats, real_logits.mean(), fake_logits.mean())
 
@@ -260,7 +262,7 @@ def make_step(
       terms, stats, d_stats = {}, forward_stats, d_update_stats
       fake = fake_all[:n]
       if lc.adversarial_weight:
-        logits, d_stats = common.apply_train(d, d_params, d_stats, fake)
+        logits, d_stats = common.apply_train(d, d_params, d_stats, surface(fake))
         terms['adversarial'] = (
           lc.adversarial_weight,
           losses.generator_adversarial_loss(lc.gan, logits),
