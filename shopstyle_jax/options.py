@@ -17,16 +17,32 @@ from typing import Any, Optional
 class StylizeOptions:
   """How a photo is stylized; the defaults leave the network's output as it is.
 
-  A photo goes through these steps, in this order (later options insert their
-  step into it):
+  A photo goes through these steps, in this order:
 
-    1. decode: the file is read upright (`images.read_image`), then made uint8 RGB;
-    2. resize for `max_side`: a photo whose longer side exceeds it is shrunk to it;
-    3. pad by reflection to the generator's multiple;
-    4. the network (`inference.stylize_fn`), in [-1, 1];
-    5. crop the padding off, and resize back to the photo's size after step 2;
-    6. brightness and contrast: `x * contrast + brightness` in [-1, 1];
-    7. quantise to uint8 (clipped, rounded to nearest).
+    1. decode: the file is read upright (`images.read_image`), converted to
+       sRGB when it embeds another ICC profile, then made uint8 RGB; with a
+       `background` other than 'style', its alpha (if any) is kept as the
+       product mask and its colour composited over white;
+    2. mask (only with a `background` other than 'style'): the mask given (the
+       shop's own, `--mask_dir`), else the photo's alpha, else the studio
+       backdrop segmented (`masks.segment_product`);
+    3. resize for `max_side`: a photo whose longer side exceeds it is shrunk to it;
+    4. pad by reflection to the generator's multiple; photos of more than
+       `tile_threshold` pixels (after step 3) are cut into overlapping `tile`
+       squares instead, normalised with statistics of the whole frame;
+    5. the network (`inference.stylize_fn`), in [-1, 1];
+    6. crop the padding off (tiles: blend them with feathered overlaps), and
+       resize back to the photo's size before step 3;
+    7. colour preservation (`preserve_color`): the output's Lab lightness with
+       the photo's a and b;
+    8. brightness and contrast: `x * contrast + brightness` in [-1, 1];
+    9. background: 'keep' puts the photo's own pixels back outside the mask,
+       'white' white, 'transparent' adds the mask as alpha (an RGBA photo's
+       own alpha, exactly); 'keep' on an RGBA photo keeps its alpha too;
+    10. quantise to uint8 (clipped, rounded to nearest).
+
+  With the defaults, an untagged or sRGB photo of at most `tile_threshold`
+  pixels gets the pixels it got before these options existed.
 
   Attributes:
     brightness: added in [-1, 1] after the network (0.1 is about 13 levels
@@ -35,11 +51,26 @@ class StylizeOptions:
       grey); a finite number >= 0.
     max_side: stylize photos whose longer side exceeds this many pixels at that
       size (faster), and return them at their own size; None (default) for no limit.
+    background: 'style' (default: the whole frame stylized), 'keep' (the
+      photo's own pixels outside the product), 'white', or 'transparent' (RGBA
+      out, the product opaque; needs a format with alpha: PNG, WebP, TIFF).
+    preserve_color: keep the photo's colours and take only the style's
+      lightness (luminance transfer in CIE Lab, Gatys et al. 2016).
+    tile: side in pixels of the squares a photo above `tile_threshold` is
+      stylized in (with `TILE_OVERLAP` of it overlapping, feathered); a
+      multiple of the generator's factor is best.
+    tile_threshold: photos of more than this many pixels (after `max_side`)
+      are tiled, so that memory stays bounded; a fixed number, never the
+      machine's, so a photo gives the same pixels everywhere.
   """
 
   brightness: float = 0.0
   contrast: float = 1.0
   max_side: Optional[int] = None
+  background: str = 'style'
+  preserve_color: bool = False
+  tile: int = 512
+  tile_threshold: int = 2048 * 2048
 
   def __post_init__(self):
     brightness = _number('brightness', self.brightness)
@@ -60,6 +91,22 @@ class StylizeOptions:
       max_side = int(max_side)
       if max_side < 1:
         raise ValueError(f'max_side={max_side} must be a positive integer (pixels) or None.')
+    if self.background not in BACKGROUNDS:
+      raise ValueError(
+        f'background={self.background!r} must be one of {", ".join(map(repr, BACKGROUNDS))}.'
+      )
+    if isinstance(self.preserve_color, str) or self.preserve_color not in (True, False):
+      raise TypeError(f'preserve_color={self.preserve_color!r} must be True or False.')
+    tile = _positive_int('tile', self.tile)
+    if tile < MIN_TILE:
+      raise ValueError(
+        f'tile={tile} is too small: tiles of at least {MIN_TILE} pixels keep the '
+        "overlap and the network's context; use 512 (the default) or more."
+      )
+    tile_threshold = _positive_int('tile_threshold', self.tile_threshold)
+    object.__setattr__(self, 'preserve_color', bool(self.preserve_color))
+    object.__setattr__(self, 'tile', tile)
+    object.__setattr__(self, 'tile_threshold', tile_threshold)
     # Plain Python values, so that equal options compare and hash equal.
     object.__setattr__(self, 'brightness', brightness)
     object.__setattr__(self, 'contrast', contrast)
@@ -67,9 +114,20 @@ class StylizeOptions:
 
   @property
   def adjusts(self) -> bool:
-    """Whether step 6 changes anything."""
+    """Whether step 8 changes anything."""
     return self.brightness != 0.0 or self.contrast != 1.0
 
+  @property
+  def needs_mask(self) -> bool:
+    """Whether step 2 runs: a background other than 'style'."""
+    return self.background != 'style'
+
+
+# The `background` choices, and the smallest `tile`.
+BACKGROUNDS = ('style', 'keep', 'white', 'transparent')
+MIN_TILE = 64
+# Fraction of `tile` by which neighbouring tiles overlap (blended with linear ramps).
+TILE_OVERLAP = 0.125
 
 FIELDS = tuple(f.name for f in dataclasses.fields(StylizeOptions))
 
@@ -87,6 +145,14 @@ def resolve(options: Optional[StylizeOptions] = None, **overrides: Any) -> Styli
       f'Unknown stylize option(s) {", ".join(unknown)}; the options are {", ".join(FIELDS)}.'
     )
   return dataclasses.replace(options, **overrides) if overrides else options
+
+
+def _positive_int(name: str, value: Any) -> int:
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(f'{name}={value!r} must be a positive integer (pixels).')
+  if int(value) < 1:
+    raise ValueError(f'{name}={value} must be a positive integer (pixels).')
+  return int(value)
 
 
 def _number(name: str, value: Any) -> float:
