@@ -249,7 +249,7 @@ class HostStylizer:
       mask: the product's mask for a `background` (uint8 0-255 or float [0, 1],
         [H, W] or [N, H, W]); default the photo's alpha, else segmentation.
       **overrides: any of its fields (`brightness`, `contrast`, `max_side`,
-        `background`, `preserve_color`, `tile`, `tile_threshold`) as keywords,
+        `background`, `preserve_color`) as keywords,
         replacing those of `options`: `stylizer(photo, background='white')`.
     """
     options = resolve_options(options, **overrides)

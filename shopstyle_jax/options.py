@@ -27,12 +27,9 @@ class StylizeOptions:
        shop's own, `--mask_dir`), else the photo's alpha, else the studio
        backdrop segmented (`masks.segment_product`);
     3. resize for `max_side`: a photo whose longer side exceeds it is shrunk to it;
-    4. pad by reflection to the generator's multiple; photos of more than
-       `tile_threshold` pixels (after step 3) are cut into overlapping `tile`
-       squares instead, normalised with statistics of the whole frame;
+    4. pad by reflection to the generator's multiple;
     5. the network (`inference.stylize_fn`), in [-1, 1];
-    6. crop the padding off (tiles: blend them with feathered overlaps), and
-       resize back to the photo's size before step 3;
+    6. crop the padding off, and resize back to the photo's size before step 3;
     7. colour preservation (`preserve_color`): the output's Lab lightness with
        the photo's a and b;
     8. brightness and contrast: `x * contrast + brightness` in [-1, 1];
@@ -41,8 +38,9 @@ class StylizeOptions:
        own alpha, exactly); 'keep' on an RGBA photo keeps its alpha too;
     10. quantise to uint8 (clipped, rounded to nearest).
 
-  With the defaults, an untagged or sRGB photo of at most `tile_threshold`
-  pixels gets the pixels it got before these options existed.
+  With the defaults, an untagged or sRGB photo gets the pixels it got before
+  these options existed. (Tiled stylizing of very large photos, issue 16's
+  item 1, is not there yet: use `max_side`.)
 
   Attributes:
     brightness: added in [-1, 1] after the network (0.1 is about 13 levels
@@ -56,12 +54,6 @@ class StylizeOptions:
       out, the product opaque; needs a format with alpha: PNG, WebP, TIFF).
     preserve_color: keep the photo's colours and take only the style's
       lightness (luminance transfer in CIE Lab, Gatys et al. 2016).
-    tile: side in pixels of the squares a photo above `tile_threshold` is
-      stylized in (with `TILE_OVERLAP` of it overlapping, feathered); a
-      multiple of the generator's factor is best.
-    tile_threshold: photos of more than this many pixels (after `max_side`)
-      are tiled, so that memory stays bounded; a fixed number, never the
-      machine's, so a photo gives the same pixels everywhere.
   """
 
   brightness: float = 0.0
@@ -69,8 +61,6 @@ class StylizeOptions:
   max_side: Optional[int] = None
   background: str = 'style'
   preserve_color: bool = False
-  tile: int = 512
-  tile_threshold: int = 2048 * 2048
 
   def __post_init__(self):
     brightness = _number('brightness', self.brightness)
@@ -97,16 +87,7 @@ class StylizeOptions:
       )
     if isinstance(self.preserve_color, str) or self.preserve_color not in (True, False):
       raise TypeError(f'preserve_color={self.preserve_color!r} must be True or False.')
-    tile = _positive_int('tile', self.tile)
-    if tile < MIN_TILE:
-      raise ValueError(
-        f'tile={tile} is too small: tiles of at least {MIN_TILE} pixels keep the '
-        "overlap and the network's context; use 512 (the default) or more."
-      )
-    tile_threshold = _positive_int('tile_threshold', self.tile_threshold)
     object.__setattr__(self, 'preserve_color', bool(self.preserve_color))
-    object.__setattr__(self, 'tile', tile)
-    object.__setattr__(self, 'tile_threshold', tile_threshold)
     # Plain Python values, so that equal options compare and hash equal.
     object.__setattr__(self, 'brightness', brightness)
     object.__setattr__(self, 'contrast', contrast)
@@ -123,11 +104,8 @@ class StylizeOptions:
     return self.background != 'style'
 
 
-# The `background` choices, and the smallest `tile`.
+# The `background` choices.
 BACKGROUNDS = ('style', 'keep', 'white', 'transparent')
-MIN_TILE = 64
-# Fraction of `tile` by which neighbouring tiles overlap (blended with linear ramps).
-TILE_OVERLAP = 0.125
 
 FIELDS = tuple(f.name for f in dataclasses.fields(StylizeOptions))
 
@@ -145,14 +123,6 @@ def resolve(options: Optional[StylizeOptions] = None, **overrides: Any) -> Styli
       f'Unknown stylize option(s) {", ".join(unknown)}; the options are {", ".join(FIELDS)}.'
     )
   return dataclasses.replace(options, **overrides) if overrides else options
-
-
-def _positive_int(name: str, value: Any) -> int:
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-    raise TypeError(f'{name}={value!r} must be a positive integer (pixels).')
-  if int(value) < 1:
-    raise ValueError(f'{name}={value} must be a positive integer (pixels).')
-  return int(value)
 
 
 def _number(name: str, value: Any) -> float:

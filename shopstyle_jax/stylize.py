@@ -87,15 +87,6 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_bool(
     'preserve_color', False, "Keep the photo's colours, take the style's lightness.", **fv
   )
-  flags.DEFINE_integer(
-    'tile', StylizeOptions.tile, 'Tile side (pixels) for photos above --tile_threshold.', **fv
-  )
-  flags.DEFINE_integer(
-    'tile_threshold',
-    StylizeOptions.tile_threshold,
-    'Photos of more pixels than this (after --max_side) are stylized in tiles.',
-    **fv,
-  )
   flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], 'Activations dtype.', **fv)
   flags.DEFINE_integer(
     'batch_size',
@@ -129,8 +120,6 @@ def run(f: flags.FlagValues) -> int:
       max_side=f.max_side,
       background=f.background,
       preserve_color=f.preserve_color,
-      tile=f.tile,
-      tile_threshold=f.tile_threshold,
     )
     if options.background == 'transparent':
       image_lib.check_alpha_format(f.format)
