@@ -1,13 +1,14 @@
 """Product masks for the background options: from alpha, from the shop's own mask
 files, or segmented from a studio backdrop.
 
-`segment_product` finds the backdrop as what a flood fill from the image border
-reaches in CIE Lab, stepping between neighbours that differ by less than a
-tolerance (OpenCV's floating-range `floodFill`): smooth backdrops, gradients and
-soft shadows are crossed, a product's outline is not, even a white product's on
-white, whose shading still makes an edge. The product is the rest, with holes
-of backdrop colour (a mug's handle) left as backdrop, and edges softened by a
-small blur. Masks are float32 [H, W] in [0, 1], 1 = product.
+`segment_product` first takes the backdrop as what a flood fill from the image
+border reaches in CIE Lab, stepping between neighbours that differ by less than
+a tolerance (OpenCV's floating-range `floodFill`): smooth backdrops, gradients
+and soft shadows are crossed, a product's outline mostly is not. OpenCV's
+GrabCut then refines that split (colour models of backdrop and product, a cut
+along strong edges), with a thin frame at the border fixed as backdrop; edges
+are softened by a small blur. Masks are float32 [H, W] in [0, 1], 1 = product.
+Measured on the catalogue by benchmarks/segmentation.py (README, "Background").
 """
 
 from typing import Optional
@@ -20,11 +21,8 @@ SEGMENT_SIDE = 512
 # Largest Lab difference (L in 0..100 scaled to 0..255 by OpenCV, a and b +128)
 # between neighbouring backdrop pixels, after a light blur.
 TOLERANCE = 2.0
-# Enclosed regions within this Lab distance of the backdrop's median colour,
-# and at least this fraction of the product's area, are backdrop seen through it.
-HOLE_DISTANCE = 6.0
+# GrabCut rounds refining the fill (0: the fill alone).
 GRABCUT_ITERATIONS = 4
-HOLE_MIN_AREA = 0.002
 # Edge softening: Gaussian sigma in pixels of the segmentation's working size.
 FEATHER = 0.7
 
@@ -108,16 +106,6 @@ def segment_product(
     )
     product = (trimap == cv2.GC_FGD) | (trimap == cv2.GC_PR_FGD)
     backdrop = ~product
-  # Backdrop seen through the product (a handle, a chair's legs): enclosed regions
-  # of backdrop colour.
-  if backdrop.any() and product.any():
-    reference = np.median(lab[backdrop].astype(np.float32), axis=0)
-    near = np.linalg.norm(lab.astype(np.float32) - reference, axis=-1) < HOLE_DISTANCE
-    count, labels = cv2.connectedComponents((product & near).astype(np.uint8), connectivity=4)
-    areas = np.bincount(labels.ravel(), minlength=count)
-    big = areas >= HOLE_MIN_AREA * product.sum()
-    big[0] = False
-    product &= ~big[labels]
   mask = product.astype(np.float32)
   mask = cv2.GaussianBlur(mask, (0, 0), FEATHER)
   if scale < 1.0:
