@@ -153,6 +153,24 @@ def plan_jobs(root: str, paths: Sequence[str], output: str, fmt: str) -> list[Jo
   return jobs
 
 
+def find_masks(mask_dir: str) -> dict[str, str]:
+  """The shop's own masks under `mask_dir`: {path relative to it without the
+  extension: file}, for pairing with photos by relative path and stem (as a
+  folder's photos and targets pair). Raises ValueError when it is no folder."""
+  if not os.path.isdir(mask_dir):
+    raise ValueError(f'--mask_dir={mask_dir} is not a folder.')
+  root, paths = find_inputs(mask_dir)
+  found = {}
+  for path in paths:
+    found.setdefault(os.path.splitext(os.path.relpath(path, root))[0], path)
+  return found
+
+
+def mask_for(job: Job, masks: Optional[dict[str, str]]) -> Optional[str]:
+  """The mask file paired with `job`'s photo (same relative path and stem), or None."""
+  return None if masks is None else masks.get(os.path.splitext(job.name)[0])
+
+
 def prepare_output(output: str) -> None:
   """Creates the folder `output` and checks that a file can be written in it:
   before a model loads, not once per photo. Raises ValueError saying why not."""
@@ -338,15 +356,20 @@ def stylize_files(
   workers: int = 4,
   progress: Optional[progress_lib.Progress] = None,
   report: Callable[[str], None] = logging.warning,
+  mask_dir: Optional[str] = None,
 ) -> Summary:
   """Stylizes `jobs` with `options` (existing outputs are overwritten: filter first).
 
   Files are decoded `workers` at a time ahead of the network and written by as
   many threads; photos are grouped by padded shape (after `options.max_side`)
   into batches of `batch_size`, sharded over `devices`. A file that cannot be
-  read or written is reported through `report` and counted as failed.
+  read or written is reported through `report` and counted as failed. With a
+  `background`, a photo's mask comes from `mask_dir` (paired by relative path
+  and stem) when it holds one, else from the photo's alpha or segmentation.
+  Outputs keep their photo's DPI and harmless EXIF (`images.read_info`).
   """
   options = options or StylizeOptions()
+  masks = find_masks(mask_dir) if (mask_dir and options.needs_mask) else None
   runner = DeviceRunner(stylizer, devices)
   num_devices = len(runner.devices)
   batch_size = batch_size or default_batch_size(runner.devices)
@@ -380,13 +403,23 @@ def stylize_files(
     size = image_lib.read_size(job.src)
     if size is not None:
       memory.check(*size)  # Before decoding: one huge photo must not take the run down.
-    return inference.prepare(image_lib.read_image(job.src), stylizer.factor, options)
+    photo = image_lib.read_image(job.src, keep_alpha=options.needs_mask)
+    mask = None
+    mask_path = mask_for(job, masks)
+    if mask_path is not None:
+      from shopstyle_jax import masks as masks_lib  # pylint: disable=g-import-not-at-top
+
+      mask = masks_lib.read_mask(mask_path, photo.shape[:2])
+    return inference.prepare(photo, stylizer.factor, options, mask)
 
   def save(job: Job, out: np.ndarray, prepared: inference.Prepared) -> None:
     try:
-      image_lib.write_image(
-        inference.finish(out, prepared, options), job.dst, quality, png_compression
-      )
+      image = inference.finish(out, prepared, options)
+      if image.shape[-1] == 4 and options.background == 'keep':
+        ext = os.path.splitext(job.dst)[1].lower().lstrip('.')
+        if image_lib.WRITE_FORMATS.get(ext) not in image_lib.ALPHA_FORMATS:
+          image = image_lib.over_white(image)  # The photo's own look, as read_image shows it.
+      image_lib.write_image(image, job.dst, quality, png_compression, image_lib.read_info(job.src))
     except Exception as e:  # pylint: disable=broad-except
       fail(job, e)
       return

@@ -1,4 +1,4 @@
-"""PSNR and SSIM of a checkpoint on a dataset's test split or a folder of pairs.
+"""PSNR, SSIM and colour shift of a checkpoint on a dataset's test split or a folder of pairs.
 
   python -m shopstyle_jax.evaluate --workdir=runs/ [--step=N] [--grid=out.png] \
       [--num_examples=N] [--config.data.KEY=VALUE ...]
@@ -8,8 +8,10 @@ applied (e.g. `--config.data.folder=pairs/` or `--config.data.name=...`), and
 the data comes through the training input pipeline, test split, resized to
 `config.image_size`: the numbers are those training logs as eval/*, over the
 whole split by default. Prints a table (the model, the identity baseline: the
-photo itself, and a blank white page) and writes it as JSON; `--grid` writes
-photo | target | output rows as one PNG.
+photo itself, and a blank white page) and the median CIEDE2000 colour
+difference between photo and output on product pixels, plain and with
+`preserve_color` (`evaluation.COLOR_METRICS`), and writes it as JSON; `--grid`
+writes photo | target | output rows as one PNG.
 """
 
 import json
@@ -76,6 +78,7 @@ def evaluate_checkpoint(
     pipeline.create_eval_batches(config, 0, 1),
     parallel.create_mesh(devices),
     grid_rows=grid_rows,
+    color=True,
   )
   if not measured.num_examples:
     raise ValueError(f'The test split of {_dataset(config)} is empty.')
@@ -108,6 +111,12 @@ def format_table(results: dict[str, Any]) -> str:
   ]
   for label, prefix in (('model', ''), ('identity (photo)', 'identity_'), ('blank page', 'blank_')):
     lines.append(f'  {label:<18}{results[prefix + "psnr"]:>10.2f}{results[prefix + "ssim"]:>9.4f}')
+  if 'ciede2000' in results:
+    lines.append(
+      f'  Colour shift on product pixels (median CIEDE2000, photo vs output): '
+      f'{results["ciede2000"]:.2f}; with --preserve_color '
+      f'{results["ciede2000_preserve_color"]:.2f}'
+    )
   return '\n'.join(lines)
 
 

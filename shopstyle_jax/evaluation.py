@@ -21,6 +21,25 @@ from shopstyle_jax import parallel
 
 # The mean scores `evaluate` returns, in the order tables show them.
 METRICS = ('psnr', 'ssim', 'identity_psnr', 'identity_ssim', 'blank_psnr', 'blank_ssim')
+# What `evaluate(color=True)` adds: the median over examples of each one's median
+# CIEDE2000 between photo and output on its product pixels (`masks.segment_product`),
+# for the plain output and with `preserve_color`.
+COLOR_METRICS = ('ciede2000', 'ciede2000_preserve_color')
+
+
+def color_scores(photos: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
+  """Per-example median CIEDE2000 (photo vs output, product pixels) of [N, H, W, 3]
+  [-1, 1] photos and outputs, plain and after `preserve_color`'s luminance transfer."""
+  from shopstyle_jax import color  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax import masks  # pylint: disable=g-import-not-at-top
+
+  plain, kept = [], []
+  for photo, out in zip(image_lib.model_to_uint8(photos), image_lib.model_to_uint8(outputs)):
+    mask = masks.segment_product(photo)
+    transferred = color.transfer_luminance(photo / np.float32(255), out / np.float32(255))
+    plain.append(color.median_ciede2000(photo, out, mask))
+    kept.append(color.median_ciede2000(photo, transferred, mask))
+  return {'ciede2000': np.float32(plain), 'ciede2000_preserve_color': np.float32(kept)}
 
 
 def to_unit(images: jax.Array) -> jax.Array:
@@ -138,6 +157,7 @@ def evaluate(
   grid_rows: int = 0,
   ground_truth: bool = True,
   back: Optional[tuple[nn.Module, Any]] = None,
+  color: bool = False,
 ) -> Evaluation:
   """Scores `generator` (deterministic, as `stylize_fn`) on eval batches.
 
@@ -156,17 +176,28 @@ def evaluate(
       grid is photo | output.
     back: (generator, variables) of a style -> photo generator (CycleGAN's F):
       the grid gets one more column, the photo reconstructed from the output.
+    color: also report `COLOR_METRICS` (on the host: slower, for
+      `python -m shopstyle_jax.evaluate`).
   Returns:
-    The means over the valid rows, their number and the grid (None when
-    `grid_rows` is 0 or no row was valid). Identical on every process.
+    The means over the valid rows (medians for `COLOR_METRICS`), their number
+    and the grid (None when `grid_rows` is 0 or no row was valid). Identical on
+    every process.
   """
   variables = jax.device_put(variables, parallel.replicated(mesh))
   if back is not None:
     back_variables = jax.device_put(back[1], parallel.replicated(mesh))
   totals, count, shown, num_shown = dict.fromkeys(METRICS, 0.0), 0.0, [], 0
+  colors = {k: [] for k in COLOR_METRICS}
   for local in batches:
     batch = parallel.global_batch(local, mesh)
     sums, out = _score_batch(generator, variables, batch)
+    if color:
+      photo, output, valid = multihost_utils.process_allgather(
+        (batch['photo'], out, batch['valid']), tiled=True
+      )
+      valid = np.asarray(valid, bool)
+      for k, v in color_scores(np.asarray(photo)[valid], np.asarray(output)[valid]).items():
+        colors[k].extend(v.tolist())
     sums = jax.device_get(sums)
     count += float(sums.pop('count'))
     for k, v in sums.items():
@@ -185,4 +216,6 @@ def evaluate(
     columns = (photo, target, out) if ground_truth else (photo, out)
     grid = image_grid(*columns, *reconstructed, rows=grid_rows)
   means = {k: v / max(count, 1.0) for k, v in totals.items()} if ground_truth else {}
+  if color and colors['ciede2000']:
+    means.update({k: float(np.median(v)) for k, v in colors.items()})
   return Evaluation(means, int(count), grid)

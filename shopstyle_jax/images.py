@@ -11,6 +11,8 @@ pixels to training and to the stylizers. Only NumPy is needed at import
 exported stylizers load with jax and numpy alone.
 """
 
+import dataclasses
+import functools
 import io
 import os
 import secrets
@@ -111,7 +113,7 @@ WRITE_FORMATS = {
 
 # Bump when `read_image` decodes some file to other pixels: converted photo
 # folders record it, so caches made by an older reader are rebuilt.
-READER_VERSION = 2
+READER_VERSION = 3  # 3: photos with a non-sRGB ICC profile are converted to sRGB.
 
 _EXIF_ORIENTATION = 0x0112
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -165,6 +167,71 @@ def _upright(array: np.ndarray, im) -> np.ndarray:
   return array.reshape(height * width, -1)[moved].reshape(moved.shape + array.shape[2:])
 
 
+# --- Colour management -----------------------------------------------------------
+
+# An embedded profile whose transform to sRGB moves no colour of this grid by
+# more than this many levels is sRGB (whatever its name): its pixels are kept.
+_SRGB_TOLERANCE = 1
+# The profile modes `read_image` converts from, and the colour space each needs.
+_ICC_SPACES = {'RGB': 'RGB', 'RGBA': 'RGB', 'CMYK': 'CMYK'}
+
+
+@functools.lru_cache(maxsize=1)
+def srgb_profile() -> bytes:
+  """The sRGB profile outputs are tagged with (LittleCMS's built-in, via Pillow)."""
+  from PIL import ImageCms  # pylint: disable=g-import-not-at-top
+
+  return ImageCms.ImageCmsProfile(ImageCms.createProfile('sRGB')).tobytes()
+
+
+@functools.lru_cache(maxsize=32)
+def _srgb_transform(icc: bytes, mode: str):
+  """A relative-colorimetric transform from the profile `icc` (for 'RGB' or
+  'CMYK' images) to sRGB, or None when the profile is sRGB itself (within
+  `_SRGB_TOLERANCE` levels on a 16^3 grid of RGB colours) or does not describe
+  `mode`'s colour space (then the pixels are taken as they are)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import ImageCms  # pylint: disable=g-import-not-at-top
+
+  source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+  if source.profile.xcolor_space.strip() != _ICC_SPACES[mode]:
+    return None
+  srgb = ImageCms.createProfile('sRGB')
+  transform = ImageCms.buildTransform(
+    source, srgb, mode, 'RGB', renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC
+  )
+  if mode == 'RGB':
+    levels = np.linspace(0, 255, 16).round().astype(np.uint8)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing='ij'), -1).reshape(64, 64, 3)
+    moved = np.asarray(ImageCms.applyTransform(Image.fromarray(grid), transform))
+    if np.abs(moved.astype(int) - grid).max() <= _SRGB_TOLERANCE:
+      return None
+  return transform
+
+
+def to_srgb(im):
+  """A decoded Pillow image converted to sRGB when it embeds a non-sRGB ICC
+  profile (RGB, RGBA or CMYK; alpha kept as it is), so that an Adobe RGB photo
+  does not come out washed out; untagged and sRGB images are returned as they
+  are (the same pixels). Other modes (gray, 16-bit) keep their pixels."""
+  icc = im.info.get('icc_profile')
+  if not icc or im.mode not in _ICC_SPACES:
+    return im
+  from PIL import ImageCms  # pylint: disable=g-import-not-at-top
+
+  try:
+    transform = _srgb_transform(bytes(icc), 'CMYK' if im.mode == 'CMYK' else 'RGB')
+  except (OSError, ImageCms.PyCMSError, ValueError):
+    return im  # A damaged profile: the pixels as stored, as before profiles were read.
+  if transform is None:
+    return im
+  if im.mode == 'RGBA':  # LittleCMS would not carry the alpha: it is put back as it was.
+    rgb = ImageCms.applyTransform(im.convert('RGB'), transform)
+    rgb.putalpha(im.getchannel('A'))
+    return rgb
+  return ImageCms.applyTransform(im, transform)
+
+
 def _plain_mode(im):
   """`im` in a mode NumPy takes as is: L, LA, RGB, RGBA, I, F or I;16 (alpha kept,
   transparency colour keys made alpha, for `over_white`)."""
@@ -182,8 +249,10 @@ def _plain_mode(im):
   return im.convert('RGB')  # CMYK, YCbCr, LAB, HSV
 
 
-def read_image(source: Source, *, draft: Optional[tuple[int, int]] = None) -> np.ndarray:
-  """Decodes an image file (a path, or its bytes), upright, as stored, with
+def read_image(
+  source: Source, *, draft: Optional[tuple[int, int]] = None, keep_alpha: bool = False
+) -> np.ndarray:
+  """Decodes an image file (a path, or its bytes), upright, in sRGB, with
   transparent pixels composited over white (product cut-outs are shot on white).
 
   Returns uint8 or uint16 [H, W] (gray) or [H, W, 3] (RGB): what
@@ -192,7 +261,10 @@ def read_image(source: Source, *, draft: Optional[tuple[int, int]] = None) -> np
   `read_rgb` is what training stores. EXIF orientation is applied by
   `PIL.ImageOps.exif_transpose`; 16-bit PNGs keep their 16 bits (RGB ones via
   OpenCV, which Pillow would cut to 8); palette images are expanded, CMYK
-  converted, 1-bit made 8-bit; an animation gives its first frame.
+  converted, 1-bit made 8-bit; an animation gives its first frame. An 8-bit
+  RGB(A) or CMYK file with an embedded non-sRGB ICC profile (Adobe RGB,
+  Display P3, a press profile) is converted to sRGB (`to_srgb`); untagged and
+  sRGB files keep their stored pixels.
 
   Args:
     source: a path, or the bytes of a file.
@@ -201,6 +273,9 @@ def read_image(source: Source, *, draft: Optional[tuple[int, int]] = None) -> np
       least this large. Much faster for large photos, whose pixels then differ
       from a full decode's; for readers that shrink the image anyway. None
       (the default) decodes at full size.
+    keep_alpha: return gray+alpha [H, W, 2] or RGBA [H, W, 4] as stored for
+      files with transparency, instead of compositing over white (the
+      stylizers take the alpha as the product's mask).
 
   Raises:
     ImageReadError: for missing, truncated or corrupt files.
@@ -229,7 +304,7 @@ def read_image(source: Source, *, draft: Optional[tuple[int, int]] = None) -> np
         array = _upright(array[..., [2, 1, 0, 3][: array.shape[-1]]], im)  # BGR(A) -> RGB(A)
       else:
         ImageOps.exif_transpose(im, in_place=True)
-        array = np.asarray(_plain_mode(im))
+        array = np.asarray(_plain_mode(to_srgb(im)))
   except (ImageReadError, MemoryError):
     raise
   except FileNotFoundError as e:
@@ -243,7 +318,7 @@ def read_image(source: Source, *, draft: Optional[tuple[int, int]] = None) -> np
     array = array.astype(np.uint16)  # also byte-swaps big-endian 'I;16B'
   if array.size == 0:
     raise _error(name, f'image has zero size {array.shape}.')
-  return over_white(array)
+  return array if keep_alpha else over_white(array)
 
 
 def read_size(source: Source) -> Optional[tuple[int, int]]:
@@ -257,6 +332,48 @@ def read_size(source: Source) -> Optional[tuple[int, int]]:
       return im.size
   except Exception:  # pylint: disable=broad-except
     return None
+
+
+# EXIF tags outputs keep (IFD0 only, no GPS or Exif sub-IFD): nothing that locates
+# or names a person (GPS, owner, serial numbers, maker notes, artist).
+_KEPT_EXIF = {
+  0x010F: 'Make',
+  0x0110: 'Model',
+  0x0131: 'Software',
+  0x0132: 'DateTime',
+  0x8298: 'Copyright',
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+  """What an output keeps of its photo's metadata: the resolution (dots per
+  inch) and the EXIF tags of `_KEPT_EXIF` (GPS and personal tags dropped)."""
+
+  dpi: Optional[tuple[float, float]] = None
+  exif: dict[int, object] = dataclasses.field(default_factory=dict)
+
+
+def read_info(source: Source) -> ImageInfo:
+  """The metadata an output keeps (`ImageInfo`), from the file's header without
+  decoding its pixels; empty when Pillow cannot read it."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  try:
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+      dpi = im.info.get('dpi')
+      exif = im.getexif()
+      kept = {tag: exif[tag] for tag in _KEPT_EXIF if tag in exif}
+  except Exception:  # pylint: disable=broad-except
+    return ImageInfo()
+  if dpi is not None:
+    try:
+      dpi = (float(dpi[0]), float(dpi[1]))
+    except (TypeError, ValueError, IndexError):
+      dpi = None
+    if dpi is not None and not (dpi[0] > 0 and dpi[1] > 0):
+      dpi = None
+  return ImageInfo(dpi, kept)
 
 
 def read_rgb(source: Source, *, draft: Optional[tuple[int, int]] = None) -> np.ndarray:
@@ -312,21 +429,46 @@ def decode_png(data: bytes) -> np.ndarray:
   )
 
 
-def write_image(image: np.ndarray, path: str, quality: int = 95, png_compression: int = 1) -> None:
-  """Writes uint8 [H, W, 3] to `path`, in the format its extension names, atomically:
+# Formats that store an alpha channel (RGBA outputs), and those that carry an ICC profile.
+ALPHA_FORMATS = ('PNG', 'WEBP', 'TIFF')
+_ICC_FORMATS = ('PNG', 'JPEG', 'WEBP', 'TIFF')
+
+
+def check_alpha_format(ext: str) -> None:
+  """ValueError when the output format of extension `ext` cannot hold alpha."""
+  fmt = WRITE_FORMATS.get(ext.lower().lstrip('.'))
+  if fmt is not None and fmt not in ALPHA_FORMATS:
+    raise ValueError(
+      f'{fmt} has no alpha channel, so a transparent background cannot be written '
+      'as .' + ext.lower().lstrip('.') + ': choose png, webp or tiff (or another background).'
+    )
+
+
+def write_image(
+  image: np.ndarray,
+  path: str,
+  quality: int = 95,
+  png_compression: int = 1,
+  info: Optional[ImageInfo] = None,
+) -> None:
+  """Writes uint8 [H, W, 3] (or RGBA [H, W, 4]: PNG, WebP, TIFF) to `path`, in the
+  format its extension names, tagged sRGB (PNG, JPEG, WebP, TIFF), atomically:
   a crash never leaves a partial file that a rerun would take as done (only a
   hidden temporary file, which `stale_temp_files` finds). The file's mode
   honours the umask, as `open` does.
 
   `quality` is for JPEG and WebP; `png_compression` is zlib's level (0-9): 1
   encodes a 400x600 photo about 5x faster than Pillow's default 6, for files
-  about 10% larger."""
+  about 10% larger. `info` (`read_info` of the photo) gives the DPI and the
+  EXIF tags to keep; GPS and personal tags never reach an output."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   ext = os.path.splitext(path)[1].lower().lstrip('.')
   if ext not in WRITE_FORMATS:
     raise ValueError(f'Unknown output format {ext!r}; choose one of {sorted(WRITE_FORMATS)}.')
   fmt = WRITE_FORMATS[ext]
+  if image.ndim == 3 and image.shape[-1] == 4:
+    check_alpha_format(ext)
   options = (
     {'quality': quality}
     if fmt in ('JPEG', 'WEBP')
@@ -334,6 +476,15 @@ def write_image(image: np.ndarray, path: str, quality: int = 95, png_compression
     if fmt == 'PNG'
     else {}
   )
+  if fmt in _ICC_FORMATS:
+    options['icc_profile'] = srgb_profile()
+  info = info or ImageInfo()
+  if info.dpi and fmt != 'WEBP':
+    options['dpi'] = info.dpi
+  if info.exif and fmt != 'BMP':
+    exif = Image.Exif()
+    exif.update(info.exif)
+    options['exif'] = exif
   directory = os.path.dirname(path) or '.'
   os.makedirs(directory, exist_ok=True)
   fd, tmp = _create_temp(directory, os.path.basename(path))

@@ -106,35 +106,118 @@ class Prepared:
     pad: the reflection padding `crop` removes.
     size: (H, W) of the photos as given (restored after a `max_side` resize).
     single: whether one [H, W, C] image was given rather than a batch.
+    photo: uint8 [N, H, W, 3], the photos as the network saw them before
+      resizing (for `background='keep'` and `preserve_color`), else None.
+    mask: float32 [N, H, W] in [0, 1], the product (with a `background`), else None.
+    alpha: uint8 [N, H, W], the photos' own alpha (RGBA photos with a
+      `background`), else None.
   """
 
   batch: np.ndarray
   pad: tuple
   size: tuple[int, int]
   single: bool
+  photo: Optional[np.ndarray] = None
+  mask: Optional[np.ndarray] = None
+  alpha: Optional[np.ndarray] = None
 
 
-def prepare(images: np.ndarray, factor: int, options: Optional[StylizeOptions] = None) -> Prepared:
+def split_alpha(images: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+  """Integer gray+alpha or RGBA photos [..., H, W, 2|4] -> (uint8 RGB composited
+  over white, as `images.read_image` composites, uint8 alpha); others -> (uint8
+  RGB, None)."""
+  images = np.asarray(images)
+  if images.ndim not in (3, 4) or images.shape[-1] not in (2, 4) or images.dtype.kind not in 'ui':
+    return image_lib.to_rgb_uint8(images), None
+  alpha = image_lib.to_rgb_uint8(np.repeat(images[..., -1:], 3, -1))[..., 0]
+  if images.ndim == 3:
+    composited = image_lib.over_white(images)
+  else:
+    composited = np.stack([image_lib.over_white(image) for image in images])
+  return image_lib.to_rgb_uint8(composited), alpha
+
+
+def product_masks(
+  rgb: np.ndarray, alpha: Optional[np.ndarray], mask: Optional[np.ndarray]
+) -> np.ndarray:
+  """Step 2 of `StylizeOptions` for uint8 RGB [N, H, W, 3]: float32 [N, H, W] masks,
+  from `mask` (uint8 0-255 or float [0, 1], [H, W] or [N, H, W]) when given,
+  else from `alpha`, else segmented (`masks.segment_product`)."""
+  from shopstyle_jax import masks  # pylint: disable=g-import-not-at-top
+
+  shape = rgb.shape[:3]
+  if mask is not None:
+    mask = np.asarray(mask)
+    mask = masks.from_alpha(mask) if mask.dtype.kind in 'ui' else mask.astype(np.float32)
+    if mask.shape not in (shape, shape[1:]):
+      raise ValueError(
+        f'mask of shape {np.shape(mask)} does not fit the photo(s) {rgb.shape[:3]}: pass '
+        "one [H, W] mask (or [N, H, W] for a batch) of the photo's size."
+      )
+    if not (np.all(np.isfinite(mask)) and mask.min() >= 0.0 and mask.max() <= 1.0):
+      raise ValueError('A float mask must be in [0, 1] (1 = product); uint8 masks are 0-255.')
+    return np.ascontiguousarray(np.broadcast_to(mask, shape), np.float32)
+  if alpha is not None:
+    return masks.from_alpha(alpha)
+  return np.stack([masks.segment_product(image) for image in rgb])
+
+
+def prepare(
+  images: np.ndarray,
+  factor: int,
+  options: Optional[StylizeOptions] = None,
+  mask: Optional[np.ndarray] = None,
+) -> Prepared:
   """Any photo or batch (see `images.to_rgb_uint8`) -> a padded [-1, 1] batch for
-  the network: steps 1-3 of `StylizeOptions`."""
+  the network: steps 1-4 of `StylizeOptions`. `mask`: the product's mask (the
+  shop's own), used with a `background` instead of alpha or segmentation."""
   options = resolve_options(options)
-  rgb = image_lib.to_rgb_uint8(images)
+  if options.needs_mask:
+    rgb, alpha = split_alpha(images)
+  else:
+    rgb, alpha = image_lib.to_rgb_uint8(images), None
   single = rgb.ndim == 3
-  batch = image_lib.uint8_to_model(rgb[None] if single else rgb)
+  rgb = rgb[None] if single else rgb
+  alpha = alpha[None] if single and alpha is not None else alpha
+  masks = product_masks(rgb, alpha, mask) if options.needs_mask else None
+  batch = image_lib.uint8_to_model(rgb)
   size = batch.shape[1:3]
   batch = image_lib.resize(batch, *fit_max_side(*size, options.max_side))
   padded, pad = pad_to_multiple(batch, factor)
-  return Prepared(padded, pad, size, single)
+  photo = rgb if (options.preserve_color or options.background == 'keep') else None
+  return Prepared(padded, pad, size, single, photo, masks, alpha)
 
 
 def finish(
   outputs: np.ndarray, prepared: Prepared, options: Optional[StylizeOptions] = None
 ) -> np.ndarray:
   """The network's [-1, 1] output for `prepared` -> uint8 photos of the sizes given:
-  steps 5-7 of `StylizeOptions` (crop, resize back, brightness/contrast, quantise)."""
+  steps 6-10 of `StylizeOptions` (crop, resize back, colour preservation,
+  brightness/contrast, background, quantise). RGB out, or RGBA for
+  `background='transparent'` and for RGBA photos with `background='keep'`."""
   options = resolve_options(options)
   out = image_lib.resize(crop(np.asarray(outputs, np.float32), prepared.pad), *prepared.size)
-  out = image_lib.model_to_uint8(adjust(out, options.brightness, options.contrast))
+  if options.preserve_color:
+    from shopstyle_jax import color  # pylint: disable=g-import-not-at-top
+
+    photo = prepared.photo.astype(np.float32) / 255.0
+    out = color.transfer_luminance(photo, (out + 1.0) / 2.0) * 2.0 - 1.0
+  out = adjust(out, options.brightness, options.contrast)
+  alpha = None
+  if options.needs_mask:
+    m = prepared.mask[..., None]
+    if options.background == 'keep':
+      out = out * m + image_lib.uint8_to_model(prepared.photo) * (1.0 - m)
+      alpha = prepared.alpha
+    elif options.background == 'white':
+      out = out * m + (1.0 - m)
+    else:  # transparent: the photo's own alpha when it has one, exactly.
+      alpha = prepared.alpha
+      if alpha is None:
+        alpha = np.round(prepared.mask * 255.0).astype(np.uint8)
+  out = image_lib.model_to_uint8(out)
+  if alpha is not None:
+    out = np.concatenate([out, alpha[..., None]], -1)
   return out[0] if prepared.single else out
 
 
@@ -149,19 +232,28 @@ class HostStylizer:
     raise NotImplementedError
 
   def __call__(
-    self, images: np.ndarray, options: Optional[StylizeOptions] = None, **overrides: Any
+    self,
+    images: np.ndarray,
+    options: Optional[StylizeOptions] = None,
+    *,
+    mask: Optional[np.ndarray] = None,
+    **overrides: Any,
   ) -> np.ndarray:
     """uint8 [H,W,3] or [N,H,W,3] (also gray [H,W]/[H,W,1], RGBA, uint16, float
-    [0,1]) -> uint8 of the same leading shape with 3 channels.
+    [0,1]) -> uint8 of the same leading shape with 3 channels (4 with
+    `background='transparent'`, or 'keep' on an RGBA photo).
 
     Args:
       images: the photo or batch.
       options: a `StylizeOptions` (the steps and their order); default the defaults.
-      **overrides: any of its fields (`brightness`, `contrast`, `max_side`) as
-        keywords, replacing those of `options`: `stylizer(photo, brightness=0.1)`.
+      mask: the product's mask for a `background` (uint8 0-255 or float [0, 1],
+        [H, W] or [N, H, W]); default the photo's alpha, else segmentation.
+      **overrides: any of its fields (`brightness`, `contrast`, `max_side`,
+        `background`, `preserve_color`) as keywords,
+        replacing those of `options`: `stylizer(photo, background='white')`.
     """
     options = resolve_options(options, **overrides)
-    prepared = prepare(images, self.factor, options)
+    prepared = prepare(images, self.factor, options, mask)
     return finish(self.run(prepared.batch), prepared, options)
 
 

@@ -17,16 +17,30 @@ from typing import Any, Optional
 class StylizeOptions:
   """How a photo is stylized; the defaults leave the network's output as it is.
 
-  A photo goes through these steps, in this order (later options insert their
-  step into it):
+  A photo goes through these steps, in this order:
 
-    1. decode: the file is read upright (`images.read_image`), then made uint8 RGB;
-    2. resize for `max_side`: a photo whose longer side exceeds it is shrunk to it;
-    3. pad by reflection to the generator's multiple;
-    4. the network (`inference.stylize_fn`), in [-1, 1];
-    5. crop the padding off, and resize back to the photo's size after step 2;
-    6. brightness and contrast: `x * contrast + brightness` in [-1, 1];
-    7. quantise to uint8 (clipped, rounded to nearest).
+    1. decode: the file is read upright (`images.read_image`), converted to
+       sRGB when it embeds another ICC profile, then made uint8 RGB; with a
+       `background` other than 'style', its alpha (if any) is kept as the
+       product mask and its colour composited over white;
+    2. mask (only with a `background` other than 'style'): the mask given (the
+       shop's own, `--mask_dir`), else the photo's alpha, else the studio
+       backdrop segmented (`masks.segment_product`);
+    3. resize for `max_side`: a photo whose longer side exceeds it is shrunk to it;
+    4. pad by reflection to the generator's multiple;
+    5. the network (`inference.stylize_fn`), in [-1, 1];
+    6. crop the padding off, and resize back to the photo's size before step 3;
+    7. colour preservation (`preserve_color`): the output's Lab lightness with
+       the photo's a and b;
+    8. brightness and contrast: `x * contrast + brightness` in [-1, 1];
+    9. background: 'keep' puts the photo's own pixels back outside the mask,
+       'white' white, 'transparent' adds the mask as alpha (an RGBA photo's
+       own alpha, exactly); 'keep' on an RGBA photo keeps its alpha too;
+    10. quantise to uint8 (clipped, rounded to nearest).
+
+  With the defaults, an untagged or sRGB photo gets the pixels it got before
+  these options existed. (Tiled stylizing of very large photos, issue 16's
+  item 1, is not there yet: use `max_side`.)
 
   Attributes:
     brightness: added in [-1, 1] after the network (0.1 is about 13 levels
@@ -35,11 +49,18 @@ class StylizeOptions:
       grey); a finite number >= 0.
     max_side: stylize photos whose longer side exceeds this many pixels at that
       size (faster), and return them at their own size; None (default) for no limit.
+    background: 'style' (default: the whole frame stylized), 'keep' (the
+      photo's own pixels outside the product), 'white', or 'transparent' (RGBA
+      out, the product opaque; needs a format with alpha: PNG, WebP, TIFF).
+    preserve_color: keep the photo's colours and take only the style's
+      lightness (luminance transfer in CIE Lab, Gatys et al. 2016).
   """
 
   brightness: float = 0.0
   contrast: float = 1.0
   max_side: Optional[int] = None
+  background: str = 'style'
+  preserve_color: bool = False
 
   def __post_init__(self):
     brightness = _number('brightness', self.brightness)
@@ -60,6 +81,13 @@ class StylizeOptions:
       max_side = int(max_side)
       if max_side < 1:
         raise ValueError(f'max_side={max_side} must be a positive integer (pixels) or None.')
+    if self.background not in BACKGROUNDS:
+      raise ValueError(
+        f'background={self.background!r} must be one of {", ".join(map(repr, BACKGROUNDS))}.'
+      )
+    if isinstance(self.preserve_color, str) or self.preserve_color not in (True, False):
+      raise TypeError(f'preserve_color={self.preserve_color!r} must be True or False.')
+    object.__setattr__(self, 'preserve_color', bool(self.preserve_color))
     # Plain Python values, so that equal options compare and hash equal.
     object.__setattr__(self, 'brightness', brightness)
     object.__setattr__(self, 'contrast', contrast)
@@ -67,9 +95,17 @@ class StylizeOptions:
 
   @property
   def adjusts(self) -> bool:
-    """Whether step 6 changes anything."""
+    """Whether step 8 changes anything."""
     return self.brightness != 0.0 or self.contrast != 1.0
 
+  @property
+  def needs_mask(self) -> bool:
+    """Whether step 2 runs: a background other than 'style'."""
+    return self.background != 'style'
+
+
+# The `background` choices.
+BACKGROUNDS = ('style', 'keep', 'white', 'transparent')
 
 FIELDS = tuple(f.name for f in dataclasses.fields(StylizeOptions))
 

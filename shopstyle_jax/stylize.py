@@ -25,6 +25,7 @@ from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 from shopstyle_jax import progress as progress_lib
 from shopstyle_jax import runtime
+from shopstyle_jax.options import BACKGROUNDS
 from shopstyle_jax.options import StylizeOptions
 
 # Names that lived here before the library moved to `inference` (README's Layout
@@ -68,6 +69,24 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   )
   flags.DEFINE_float('brightness', 0.0, 'Added to the stylized image in [-1, 1].', **fv)
   flags.DEFINE_float('contrast', 1.0, 'Factor around mid-grey, >= 0.', **fv)
+  flags.DEFINE_enum(
+    'background',
+    'style',
+    list(BACKGROUNDS),
+    "style: stylize the whole frame; keep: the photo's own background; white; "
+    'transparent: RGBA out (png/webp/tiff), the product opaque.',
+    **fv,
+  )
+  flags.DEFINE_string(
+    'mask_dir',
+    None,
+    "The shop's own product masks (8-bit, 255 = product), paired with the photos "
+    'by relative path and stem; default the alpha, else a backdrop segmentation.',
+    **fv,
+  )
+  flags.DEFINE_bool(
+    'preserve_color', False, "Keep the photo's colours, take the style's lightness.", **fv
+  )
   flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], 'Activations dtype.', **fv)
   flags.DEFINE_integer(
     'batch_size',
@@ -95,7 +114,19 @@ def run(f: flags.FlagValues) -> int:
   runtime.enable_compilation_cache()
   output = os.path.abspath(f.output)
   try:
-    options = StylizeOptions(brightness=f.brightness, contrast=f.contrast, max_side=f.max_side)
+    options = StylizeOptions(
+      brightness=f.brightness,
+      contrast=f.contrast,
+      max_side=f.max_side,
+      background=f.background,
+      preserve_color=f.preserve_color,
+    )
+    if options.background == 'transparent':
+      image_lib.check_alpha_format(f.format)
+    if f.mask_dir and not options.needs_mask:
+      raise ValueError('--mask_dir needs --background=keep, white or transparent.')
+    if f.mask_dir:
+      batch.find_masks(f.mask_dir)
     step = inference.find_checkpoint(f.workdir, f.step)
     root, paths = batch.find_inputs(f.input, exclude=output)
     if os.path.isdir(f.input) and os.path.realpath(root) == os.path.realpath(output):
@@ -146,6 +177,7 @@ def run(f: flags.FlagValues) -> int:
       workers=f.workers or min(16, os.cpu_count() or 1),
       progress=progress,
       report=progress.message,
+      mask_dir=f.mask_dir,
     )
     rate = progress.close()
   summary.skipped = len(jobs) - len(todo)

@@ -55,6 +55,10 @@ def test_cli_table_json_and_grid(tmp_path, trained_workdir, data_dir, capsys):
   assert results['overrides'] == {'data.data_dir': data_dir}
   assert 'PSNR (dB)' in stdout and 'identity (photo)' in stdout
   assert f'{results["psnr"]:.2f}' in stdout
+  # The colour shift on product pixels: smaller with preserve_color (which keeps the
+  # stylized lightness, so not zero; halved in test_stylize_shop on a vivid product).
+  assert 0 < results['ciede2000_preserve_color'] < results['ciede2000']
+  assert 'median CIEDE2000' in stdout
   image = np.asarray(Image.open(grid))
   assert image.shape == (3 * (32 + 2), 3 * (32 + 2), 3)  # 3 rows of photo | target | output
   # Without --output: in the workdir, named after the step, the data and the style.

@@ -25,6 +25,10 @@ CATEGORIES = synthetic.CATEGORIES
 example_seed = synthetic.example_seed
 render_example = synthetic.render_example
 render_photo = synthetic.render_photo
+# Product masks (not stored in the TFDS records, whose bytes stay as they were):
+# the ground truth of the background segmentation (benchmarks/segmentation.py).
+render_mask = synthetic.render_mask
+render_white = synthetic.render_white
 
 
 def _encoded_example(split: str, index: int, size: int) -> dict[str, object]:

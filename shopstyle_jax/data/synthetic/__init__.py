@@ -11,3 +11,6 @@ CATEGORIES = products.CATEGORIES
 example_seed = scene.example_seed
 render_example = scene.render_example
 render_photo = scene.render_photo
+render_scene = scene.render_scene
+render_mask = scene.render_mask
+render_white = scene.render_white

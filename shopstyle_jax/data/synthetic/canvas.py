@@ -70,9 +70,11 @@ def rounded(points, radius: float) -> np.ndarray:
 class Canvas:
   """An RGBA product layer with a light, drawn in pixel coordinates."""
 
-  def __init__(self, size: int, light: np.ndarray):
+  def __init__(self, size: int, light: np.ndarray, albedo: np.ndarray | None = None):
     self.size = size
     self.light = light
+    # When set, every surface is painted in this colour (white-on-white scenes).
+    self.albedo = None if albedo is None else np.asarray(albedo, np.float32)
     self.half = normalize(light + np.array([0.0, 0.0, 1.0]))
     grid = np.arange(size, dtype=np.float32) + 0.5
     self.xs = np.broadcast_to(grid[None, :], (size, size))
@@ -160,7 +162,7 @@ class Canvas:
       return
     box = (slice(y, y + h), slice(x, x + w))
     m = mask[box]
-    albedo = np.asarray(albedo, np.float32)
+    albedo = np.asarray(albedo if self.albedo is None else self.albedo, np.float32)
     a = albedo[box] if albedo.ndim == 3 else albedo
     n = normals[box] if normals.ndim == 3 else normals
     diffuse = np.clip(n @ self.light, 0.0, 1.0)

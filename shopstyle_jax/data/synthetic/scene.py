@@ -18,9 +18,11 @@ from shopstyle_jax.data.synthetic import products
 _MIN_RENDER_SIZE = 256
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-  """Studio backdrop: white, light grey, soft gradient or light texture."""
+def _background(rng: np.random.Generator, size: int, white: bool = False) -> np.ndarray:
+  """Studio backdrop: white, light grey, soft gradient or light texture (white
+  when `white`)."""
   kind = rng.choice(['white', 'grey', 'gradient', 'texture'], p=[0.35, 0.2, 0.25, 0.2])
+  kind = 'white' if white else kind
   t = (np.arange(size, dtype=np.float32) + 0.5) / size
   yy, xx = t[:, None], t[None, :]
   if kind == 'white':
@@ -108,14 +110,23 @@ def _shadow(
   return np.clip(0.3 * floor + 0.35 * contact, 0, 0.6)
 
 
-def render_photo(seed: tuple[int, ...], size: int, category: str) -> np.ndarray:
-  """Renders one product photo, uint8 [size, size, 3] RGB, from a seed."""
+# A white product's albedo in white-on-white scenes (a white mug, a white T-shirt).
+WHITE_ALBEDO = (0.93, 0.93, 0.92)
+
+
+def render_scene(
+  seed: tuple[int, ...], size: int, category: str, white: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+  """Renders one product photo, uint8 [size, size, 3] RGB, and the product's mask,
+  uint8 [size, size] (its coverage, 255 = product; the shadow is backdrop), from
+  a seed. `white`: the same scene with a white product on a white backdrop, the
+  hardest case for a backdrop segmentation."""
   rng = np.random.default_rng(seed)
   work = max(size, _MIN_RENDER_SIZE)
   light = canvas.normalize(
     np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.9, -0.3), rng.uniform(0.6, 1.0)])
   )
-  drawing = canvas.Canvas(work, light)
+  drawing = canvas.Canvas(work, light, WHITE_ALBEDO if white else None)
   products.PRODUCTS[category](drawing, rng)
   flat_lay = category in products.FLAT_LAY
   m = _pose_matrix(rng, work, flat_lay)
@@ -125,12 +136,19 @@ def render_photo(seed: tuple[int, ...], size: int, category: str) -> np.ndarray:
   rgb, alpha = layer[..., :3], np.clip(layer[..., 3], 0, 1)
   # The layer was painted over black, i.e. premultiplied: recover the colour.
   rgb = rgb / np.maximum(alpha, 1e-4)[..., None]
-  backdrop = _background(rng, work).astype(np.float32)
+  backdrop = _background(rng, work, white).astype(np.float32)
   backdrop *= 1.0 - _shadow(rng, alpha, light, flat_lay)[..., None]
   exposure = rng.uniform(0.96, 1.06)
   image = backdrop + (rgb * exposure - backdrop) * alpha[..., None]
   image = image_lib.resize(image, size, size)  # Area averaging: work >= size.
-  return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+  mask = image_lib.resize(alpha[..., None], size, size)
+  to_uint8 = lambda x: np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+  return to_uint8(image), to_uint8(mask).reshape(size, size)
+
+
+def render_photo(seed: tuple[int, ...], size: int, category: str) -> np.ndarray:
+  """Renders one product photo, uint8 [size, size, 3] RGB, from a seed."""
+  return render_scene(seed, size, category)[0]
 
 
 def example_seed(split: str, index: int) -> tuple[int, ...]:
@@ -138,9 +156,26 @@ def example_seed(split: str, index: int) -> tuple[int, ...]:
   return (zlib.crc32(split.encode()), index)
 
 
+def example_category(index: int) -> str:
+  """The category of example `index` (of any split)."""
+  return products.CATEGORIES[index % len(products.CATEGORIES)]
+
+
+def render_mask(split: str, index: int, size: int) -> np.ndarray:
+  """The product mask of example `index` of `split`'s photo, uint8 [size, size]:
+  the ground truth a background segmentation is measured on."""
+  return render_scene(example_seed(split, index), size, example_category(index))[1]
+
+
+def render_white(split: str, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """(photo, mask) of example `index` of `split` with its product white on a
+  white backdrop (`render_scene(white=True)`)."""
+  return render_scene(example_seed(split, index), size, example_category(index), white=True)
+
+
 def render_example(split: str, index: int, size: int) -> dict[str, object]:
   """Renders example `index` of `split`: photo, every style, category, id."""
-  category = products.CATEGORIES[index % len(products.CATEGORIES)]
+  category = example_category(index)
   photo = render_photo(example_seed(split, index), size, category)
   example = {'id': index, 'category': category, 'photo': photo}
   for style in styles.RENDERERS:
