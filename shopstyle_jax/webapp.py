@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import time
 import typing
+import warnings
 import zipfile
 from typing import Any, Callable, Optional, Sequence
 
@@ -233,19 +234,25 @@ def decode(data: bytes, limits: Limits) -> np.ndarray:
   """A photo's bytes -> uint8 RGB [H, W, 3], by the package's one reader
   (`images.read_image`, then `to_rgb_uint8` as the stylizers convert it).
   Raises UploadError for an empty, unreadable or too large file."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
   if not data:
     raise UploadError('empty file (0 bytes); upload the photo again.')
-  size = image_lib.read_size(data)
+  too_large = (
+    f'the app takes photos of up to {megapixels(limits.max_pixels)}: shrink it first, '
+    'or stylize it with python -m shopstyle_jax.stylize --max_side=...'
+  )
+  with warnings.catch_warnings():  # Pillow warns from 89 megapixels on; the limit is ours.
+    warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+    size = image_lib.read_size(data)
   if size is not None and size[0] * size[1] > limits.max_pixels:
     width, height = size
-    raise UploadError(
-      f'{width}x{height} pixels ({megapixels(width * height)}); the app takes photos of up to '
-      f'{megapixels(limits.max_pixels)}: shrink it first, or stylize it with python -m '
-      'shopstyle_jax.stylize --max_side=...'
-    )
+    raise UploadError(f'{width}x{height} pixels ({megapixels(width * height)}); {too_large}')
   try:
     return image_lib.to_rgb_uint8(image_lib.read_image(data))
   except image_lib.ImageReadError as e:
+    if isinstance(e.__cause__, Image.DecompressionBombError):  # Over 179 megapixels.
+      raise UploadError(f'{e.__cause__}; {too_large}') from e
     raise UploadError(f'{e.reason}; upload a JPEG, PNG, WebP, BMP, GIF or TIFF photo.') from e
   except ValueError as e:
     raise UploadError(f'{e}') from e
