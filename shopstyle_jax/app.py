@@ -12,6 +12,7 @@ found before the page starts.
 
 import logging
 import os
+import signal
 import sys
 from typing import Sequence
 
@@ -82,6 +83,10 @@ def load(f: flags.FlagValues):
   )
 
 
+def _interrupt(signum, frame):
+  raise KeyboardInterrupt(f'signal {signum}')
+
+
 def run(f: flags.FlagValues) -> int:
   """Serves what the parsed flags `f` ask for until interrupted; returns the exit status."""
   for key, value in webapp.OFFLINE_ENV.items():  # Before Gradio is imported.
@@ -110,6 +115,9 @@ def run(f: flags.FlagValues) -> int:
     + (f'(password required: user {auth[0]!r}).' if auth else '(this machine only, no password).'),
     flush=True,
   )
+  signal.signal(signal.SIGTERM, _interrupt)  # A service manager's stop cleans up as Ctrl-C.
+  if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # Started in the background by a shell.
+    signal.signal(signal.SIGINT, _interrupt)
   try:
     webapp.launch(demo, host=f.host, port=f.port, auth=auth, limits=limits)
   except KeyboardInterrupt:

@@ -264,16 +264,16 @@ def _download(driver, selector: str, folder, name: str) -> str:
 
 def _stylize_in_page(driver, path: str, expect: str) -> str:
   """Clears the upload box, uploads `path`, presses Stylize and returns the report
-  once it contains `expect`."""
+  once it contains `expect` (which the previous report must not)."""
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
 
   for clear in driver.find_elements(By.CSS_SELECTOR, '#uploads button[aria-label="Clear"]'):
     clear.click()
   box = _wait(lambda: driver.find_element(By.CSS_SELECTOR, '#uploads input[type=file]'))
   box.send_keys(path)
-  name = os.path.basename(path)
-  _wait(lambda: name in driver.find_element(By.ID, 'uploads').text, what=f'{name} uploaded')
-  driver.find_element(By.ID, 'stylize').click()
+  stem = os.path.splitext(os.path.basename(path))[0]  # The page shows the extension apart.
+  _wait(lambda: stem in driver.find_element(By.ID, 'uploads').text, what=f'{path} uploaded')
+  _wait(lambda: driver.find_element(By.ID, 'stylize')).click()
   return _wait(
     lambda: expect in (text := driver.find_element(By.ID, 'report').text) and text,
     180,
