@@ -15,6 +15,7 @@ No other module of the package imports this one.
 
 import dataclasses
 import ipaddress
+import logging
 import os
 import posixpath
 import re
@@ -204,7 +205,7 @@ def expand_uploads(
 ) -> tuple[list[Photo], list[Failure]]:
   """Uploaded files -> the photos to stylize, and the uploads (or zip entries)
   refused or left out, with why. Zips are opened (`read_zip`); any other file is
-  taken as a photo, for `decode` to judge. Raises UploadError when there is
+  taken as a photo, for `decode` to judge (a zip is a file named *.zip). Raises UploadError when there is
   nothing to stylize at all or more than `limits.max_photos` photos."""
   paths = [p if isinstance(p, str) else getattr(p, 'name', p) for p in (paths or [])]
   if not paths:
@@ -212,7 +213,7 @@ def expand_uploads(
   photos, failures = [], []
   for path in paths:
     name = upload_name(path)
-    if is_zip_name(name) or (os.path.isfile(path) and zipfile.is_zipfile(path)):
+    if is_zip_name(name):
       try:
         found, skipped = read_zip(path, limits, name)
       except UploadError as e:
@@ -503,7 +504,12 @@ def stylize_uploads(
     except UploadError as e:
       failures.append((photo.name, str(e)))
       continue
-    styled = stylizer(image, options)
+    try:
+      styled = stylizer(image, options)
+    except Exception as e:  # pylint: disable=broad-except  # e.g. the device's memory.
+      logging.getLogger(__name__).exception('Stylizing %s failed', photo.name)
+      failures.append((photo.name, f'the stylizer failed on it ({type(e).__name__}: {e}).'))
+      continue
     dst = os.path.join(results, name)
     image_lib.write_image(styled, dst)
     files.append((name, dst))
@@ -658,8 +664,6 @@ def build_app(
     except Exception as e:  # pylint: disable=broad-except
       # The server keeps serving: the request fails with its message, its files go.
       work.remove(out_dir)
-      import logging  # pylint: disable=g-import-not-at-top
-
       logging.getLogger(__name__).exception('Request failed')
       return None, error_report(f'the server failed on this request ({type(e).__name__}: {e}).')
     if not result.files:

@@ -410,3 +410,20 @@ def test_the_api_takes_the_options_by_their_names_and_the_theme_loads_no_web_fon
   css = webapp.system_theme()._get_theme_css()
   assert not re.findall(r'url\(\s*[\'"]?(?:https?:)?//', css)
   assert '@import' not in css
+
+
+def test_a_photo_the_stylizer_fails_on_is_one_failure(tmp_path):
+  def stylizer(image, options=None):
+    if image.shape[0] == 20:
+      raise MemoryError('device out of memory')
+    return fake_stylizer(image, options)
+
+  small = write(tmp_path / 'small.jpg', photo_bytes(size=(30, 20)))
+  fine = write(tmp_path / 'fine.jpg', photo_bytes())
+  result = webapp.stylize_uploads(
+    stylizer, [small, fine], StylizeOptions(), 'png', str(tmp_path / 'out'), LIMITS
+  )
+  assert [name for name, _ in result.files] == ['fine.png']
+  assert result.failures == [
+    ('small.jpg', 'the stylizer failed on it (MemoryError: device out of memory).')
+  ]
