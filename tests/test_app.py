@@ -93,7 +93,7 @@ def serving(tmp_path, *flags):
       stderr=subprocess.STDOUT,
     )
   try:
-    wait_for(log_path, rf'Serving on http://127\.0\.0\.1:{port}/', proc, timeout=300)
+    wait_for(log_path, rf'Serving on http://127\.0\.0\.1:{port}/', proc, timeout=600)
     yield f'http://127.0.0.1:{port}/', log_path, tmp
   finally:
     if proc.poll() is None:
