@@ -10,7 +10,12 @@ command line's flag checks can import it at no cost.
 import dataclasses
 import math
 import numbers
-from typing import Any, Optional
+import typing
+from typing import Any, Literal, Optional
+
+# The `background` choices (a Literal, so that the web app offers them as a list).
+Background = Literal['style', 'keep', 'white', 'transparent']
+BACKGROUNDS = typing.get_args(Background)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +64,7 @@ class StylizeOptions:
   brightness: float = 0.0
   contrast: float = 1.0
   max_side: Optional[int] = None
-  background: str = 'style'
+  background: Background = 'style'
   preserve_color: bool = False
 
   def __post_init__(self):
@@ -103,9 +108,6 @@ class StylizeOptions:
     """Whether step 2 runs: a background other than 'style'."""
     return self.background != 'style'
 
-
-# The `background` choices.
-BACKGROUNDS = ('style', 'keep', 'white', 'transparent')
 
 FIELDS = tuple(f.name for f in dataclasses.fields(StylizeOptions))
 
