@@ -109,20 +109,26 @@ def run(f: flags.FlagValues) -> int:
   logging.getLogger('httpx').setLevel(logging.WARNING)  # Gradio's own start-up requests.
   demo = webapp.build_app(stylizer, model=model, limits=limits, work=work)
   url_host = f'[{f.host}]' if ':' in f.host else f.host
-  print(model)
-  print(
-    f'Serving on http://{url_host}:{f.port}/ '
-    + (f'(password required: user {auth[0]!r}).' if auth else '(this machine only, no password).'),
-    flush=True,
-  )
   signal.signal(signal.SIGTERM, _interrupt)  # A service manager's stop cleans up as Ctrl-C.
   if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # Started in the background by a shell.
     signal.signal(signal.SIGINT, _interrupt)
   try:
-    webapp.launch(demo, host=f.host, port=f.port, auth=auth, limits=limits)
+    # The address is printed once the server answers, so a client that waits
+    # for this line (a test, a service script) can connect at once.
+    webapp.launch(demo, host=f.host, port=f.port, auth=auth, limits=limits, block=False)
+    print(model)
+    print(
+      f'Serving on http://{url_host}:{f.port}/ '
+      + (
+        f'(password required: user {auth[0]!r}).' if auth else '(this machine only, no password).'
+      ),
+      flush=True,
+    )
+    demo.block_thread()
   except KeyboardInterrupt:
     pass
   finally:
+    demo.close()
     work.close()
   return 0
 

@@ -28,6 +28,7 @@ from conftest import wait_for
 from conftest import xla_flags
 from shopstyle_jax import exporting
 from shopstyle_jax import load_stylizer
+from shopstyle_jax import webapp
 from shopstyle_jax.images import read_image
 
 pytestmark = pytest.mark.slow
@@ -168,15 +169,10 @@ def test_the_api_from_python_and_curl_as_readme_shows(tmp_path, exported_model):
       ).stdout
 
     uploaded = json.loads(curl('-F', f'files=@{shoe}', f'{url}gradio_api/upload'))
-    data = {
-      'data': [
-        [{'path': uploaded[0], 'meta': {'_type': 'gradio.FileData'}}],
-        0.0,
-        1.0,
-        0,
-        'png',
-      ]
-    }
+    # Positional: the files, every option's default in StylizeOptions' order, the format.
+    defaults = [c.default for c in webapp.option_controls()]
+    files_arg = [{'path': uploaded[0], 'meta': {'_type': 'gradio.FileData'}}]
+    data = {'data': [files_arg, *defaults, 'png']}
     event = json.loads(
       curl(
         '-X',
