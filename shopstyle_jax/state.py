@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from shopstyle_jax.models import layers
+
 Params = Any
 
 # JAX's 'rbg' PRNG draws bits with XLA's RngBitGenerator: one op instead of
@@ -88,8 +90,10 @@ def create_train_state(
   g_rng, d_rng = jax.random.split(rng)
   shape = (1, config.image_size, config.image_size, 3)
   photo = jnp.zeros(shape, jnp.float32)
-  g_vars = generator.init({'params': g_rng}, photo, train=False)
-  d_vars = discriminator.init({'params': d_rng}, photo, photo, train=False)
+  g_vars = generator.init({'params': g_rng}, photo, *layers.style_args(generator), train=False)
+  d_vars = discriminator.init(
+    {'params': d_rng}, photo, photo, *layers.style_args(discriminator), train=False
+  )
   tx = create_optimizer(config)
   g_params, d_params = g_vars['params'], d_vars['params']
   return TrainState(
