@@ -178,7 +178,7 @@ def _check_styles(config: ml_collections.ConfigDict) -> None:
   for name in per_style:
     if name not in styles:
       raise ValueError(
-        f'config.loss.per_style.{name} is not one of the run\'s styles {styles}; remove it '
+        f"config.loss.per_style.{name} is not one of the run's styles {styles}; remove it "
         'or add the style to config.data.styles.'
       )
     for key, value in per_style[name].items():

@@ -25,6 +25,7 @@ from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 from shopstyle_jax import progress as progress_lib
 from shopstyle_jax import runtime
+from shopstyle_jax import style_mix
 from shopstyle_jax.options import StylizeOptions
 
 # Names that lived here before the library moved to `inference` (README's Layout
@@ -68,6 +69,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   )
   flags.DEFINE_float('brightness', 0.0, 'Added to the stylized image in [-1, 1].', **fv)
   flags.DEFINE_float('contrast', 1.0, 'Factor around mid-grey, >= 0.', **fv)
+  flags.DEFINE_string(
+    'style',
+    None,
+    "A multi-style model's style (e.g. watercolor) or mix (oil:0.5,watercolor:0.5, "
+    'weights summing to 1); default its default style.',
+    **fv,
+  )
   flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], 'Activations dtype.', **fv)
   flags.DEFINE_integer(
     'batch_size',
@@ -117,6 +125,7 @@ def run(f: flags.FlagValues) -> int:
     if todo:
       batch.prepare_output(output)
       stylizer = inference.load_stylizer(f.workdir, step, precision=f.precision)
+      stylizer.style_weights(style_mix.parse(f.style), 1)  # An unknown style: exit 2.
   except (ValueError, TypeError, OSError) as e:
     print(f'Error: {e}', file=sys.stderr)
     return 2
@@ -146,6 +155,7 @@ def run(f: flags.FlagValues) -> int:
       workers=f.workers or min(16, os.cpu_count() or 1),
       progress=progress,
       report=progress.message,
+      style=style_mix.parse(f.style),
     )
     rate = progress.close()
   summary.skipped = len(jobs) - len(todo)

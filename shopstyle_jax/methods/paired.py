@@ -181,7 +181,9 @@ def make_train_step(
       total = sum(w * value for w, value in terms.values())
       return total, ({k: v for k, (_, v) in terms.items()}, stats, per_style)
 
-    (g_loss, (g_terms, d_stats, per_style)), g_fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+    (g_loss, (g_terms, d_stats, per_style)), g_fake_grad = jax.value_and_grad(
+      g_loss_fn, has_aux=True
+    )(fake)
     (g_grads,) = g_vjp(g_fake_grad)
     g_params, g_opt_state = common.update(tx, g_grads, state.g_opt_state, state.g_params)
     ema_params = common.ema(config.ema_decay, g_params, state.ema_params)
