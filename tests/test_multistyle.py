@@ -48,7 +48,7 @@ def style_batch(config, seed=0):
   return {
     'photo': rng.uniform(-1, 1, shape).astype(np.float32),
     'target': rng.uniform(-1, 1, shape).astype(np.float32),
-    'style': (np.arange(config.batch_size) % len(config.data.styles)).astype(np.int32),
+    'style_id': (np.arange(config.batch_size) % len(config.data.styles)).astype(np.int32),
   }
 
 
@@ -192,7 +192,7 @@ def test_train_batches_balance_styles_with_their_targets(data_dir):
   batches = pipeline.create_train_iterator(config, 0, 1)
   first, second = next(batches), next(batches)
   for batch in (first, second):
-    np.testing.assert_array_equal(batch['style'], [0, 1, 2, 0, 1, 2])
+    np.testing.assert_array_equal(batch['style_id'], [0, 1, 2, 0, 1, 2])
     # Identity targets are the photos; the others are not.
     np.testing.assert_array_equal(batch['target'][2], batch['photo'][2])
     assert np.abs(batch['target'][0] - batch['photo'][0]).max() > 0.1
@@ -371,3 +371,35 @@ def test_fine_tuning_grows_the_style_tables(tmp_path, data_dir, multistyle_workd
   config.data.style = 'oil'
   with pytest.raises(ValueError, match='must start with them, in that order'):
     train._init_from(config, state)  # pylint: disable=protected-access
+
+
+def test_stylize_cli_style_flag(tmp_path, multistyle_workdir, capsys):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  from shopstyle_jax import images as image_lib  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax import stylize  # pylint: disable=g-import-not-at-top
+
+  photos = tmp_path / 'photos'
+  photos.mkdir()
+  photo = np.random.RandomState(2).randint(0, 256, (24, 40, 3), np.uint8)
+  Image.fromarray(photo).save(photos / 'a.png')
+
+  def cli(*args):
+    flag_values = flags.FlagValues()
+    stylize.define_flags(flag_values)
+    flag_values(['stylize', f'--workdir={multistyle_workdir}', f'--input={photos}', *args])
+    return stylize.run(flag_values)
+
+  stylizer = inference.load_stylizer(multistyle_workdir)
+  for style, arg in (
+    ('watercolor', 'watercolor'),
+    ({'sketch': 0.5, 'identity': 0.5}, 'sketch:0.5,identity:0.5'),
+  ):
+    out = tmp_path / f'out_{len(arg)}'
+    assert cli(f'--output={out}', f'--style={arg}') == 0
+    np.testing.assert_array_equal(
+      image_lib.read_image(str(out / 'a.png')), stylizer(photo, style=style)
+    )
+  assert cli(f'--output={tmp_path / "bad"}', '--style=pastel') == 2
+  assert "Error: Unknown style 'pastel'" in capsys.readouterr().err

@@ -30,7 +30,7 @@ own target is ever seen. Eval batches stay {'photo', 'target', 'valid'}.
 Multi-style training (`config.data.styles`, several names) reads every style's
 target of each catalogue example and keeps one: the example at global position
 g is (photo, style g mod S, that style's target; the photo itself for
-'identity'), as {'photo', 'target', 'style': int32 index}. Every global batch
+'identity'), as {'photo', 'target', 'style_id': int32 index}. Every global batch
 thus holds each style B/S times (within one when S does not divide B), whatever
 the topology. Eval batches are made per style (`create_eval_batches(...,
 style=name)`).
@@ -312,7 +312,7 @@ def _pick_style(position: int, example: dict[str, Any], styles: tuple[str, ...])
   index = position % len(styles)
   name = styles[index]
   target = example['photo'] if name == style_mix.IDENTITY else example[name]
-  return {'photo': example['photo'], 'target': target, 'style': np.int32(index)}
+  return {'photo': example['photo'], 'target': target, 'style_id': np.int32(index)}
 
 
 def _augment(
@@ -325,7 +325,7 @@ def _augment(
   flipped = flip and rng.random() < 0.5
   out = {}
   for key, image in example.items():
-    if key == 'style':  # The style index, not an image.
+    if key == 'style_id':  # The style's index, not an image.
       out[key] = image
       continue
     image = image_lib.resize(image, load_size, load_size)[window]

@@ -7,7 +7,7 @@ update against the updated discriminator that reuses the same forward pass
 (the reconstruction L_rec) + VGG perceptual, and the content (against the
 photo), Gram style (against the target) and total-variation terms any method
 may use. Multi-style runs (`config.data.styles`) condition G and D on each
-example's style (batch['style'], one-hot) and replace the MSE/L1 terms by each
+example's style (batch['style_id'], one-hot) and replace the MSE/L1 terms by each
 style's own (`losses.per_style_reconstruction`, weights from
 `config.loss.per_style`), logged per style. If any loss term or gradient is NaN/Inf the step's D and G updates are
 both skipped (only `step` advances) and the `finite` metric is 0: the loop
@@ -103,7 +103,7 @@ def make_train_step(
   def step(state: state_lib.TrainState, batch: Batch, vgg_params=None):
     photo, target = batch['photo'], batch['target']
     # Multi-style: each example's style, one-hot [N, S] (G's and D's style weights).
-    style = jax.nn.one_hot(batch['style'], len(styles)) if multi else None
+    style = jax.nn.one_hot(batch['style_id'], len(styles)) if multi else None
     cond = (style,) if multi else ()
     rng = jax.random.fold_in(base_rng, state.step)
     dropout_rng, noise_rng = jax.random.split(rng)
@@ -148,7 +148,7 @@ def make_train_step(
       per_style = None
       if multi:
         rec, per_style = losses.per_style_reconstruction(
-          fake, target, batch['style'], mse_weights, l1_weights
+          fake, target, batch['style_id'], mse_weights, l1_weights
         )
         terms['reconstruction'] = (1.0, rec)
       else:
