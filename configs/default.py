@@ -64,6 +64,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.mse_weight = 100.0  # The reference's lambda for the per-pixel MSE.
   config.loss.l1_weight = 0.0
   config.loss.perceptual_weight = 0.0
+  # Multi-style runs: each style's own reconstruction weights, e.g.
+  # per_style.sketch = {'mse_weight': 100.0, 'l1_weight': 0.0}; a style not listed
+  # uses mse_weight and l1_weight above. Empty = every style uses those.
+  config.loss.per_style = ml_collections.ConfigDict()
   # VGG19 weights for the perceptual loss: 'imagenet' (download the Keras
   # ImageNet file once and cache it), a path to that .h5 file, or 'random'.
   config.loss.vgg_weights = 'imagenet'
@@ -114,6 +118,11 @@ def get_config() -> ml_collections.ConfigDict:
   # instead of downloading); unset = <data_dir>/downloads/manual.
   config.data.manual_dir = config_dict.placeholder(str)
   config.data.style = 'sketch'  # Target style: sketch, watercolor, oil, cartoon.
+  # Several styles in one generator (a model-shape key): a tuple of style names, e.g.
+  # ('sketch', 'watercolor', 'identity'); 'identity' trains on (photo, photo) so that
+  # mixing toward it dials a style down. Unset = (style,), a single-style run; when set,
+  # `style` must be one of them (the default style). config.method=paired only.
+  config.data.styles = config_dict.placeholder(tuple)
   # A folder of the user's own photos; when set it wins over `name`.
   config.data.folder = config_dict.placeholder(str)
   # For `folder`: files are A|B pairs with the photo on the 'photo_right' or 'photo_left'.

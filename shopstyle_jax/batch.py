@@ -19,7 +19,7 @@ import concurrent.futures
 import dataclasses
 import os
 import threading
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import jax
 import numpy as np
@@ -221,19 +221,35 @@ class PhotoTooLargeError(ValueError):
 
 
 class DeviceRunner:
-  """Runs a stylizer's network on batches sharded over devices (batch axis)."""
+  """Runs a stylizer's network on batches sharded over devices (batch axis), in
+  one style or mix (`style`, as `stylizer(..., style=...)` takes it)."""
 
-  def __init__(self, stylizer: inference.Stylizer, devices: Optional[Sequence[jax.Device]] = None):
+  def __init__(
+    self,
+    stylizer: inference.Stylizer,
+    devices: Optional[Sequence[jax.Device]] = None,
+    style: Any = None,
+  ):
     self.devices = list(devices or default_devices())
     self.generator = stylizer.generator
     mesh = parallel.create_mesh(self.devices)
     self.batch_sharding = parallel.batch_sharded(mesh)
     self.variables = jax.device_put(stylizer.variables, parallel.replicated(mesh))
+    self.style_row = stylizer.style_weights(style, 1)  # [1, S], or None for one style.
+
+  def style_weights(self, rows: int) -> Optional[jax.Array]:
+    """The [rows, S] style weights of a call (None for a single-style network)."""
+    if self.style_row is None:
+      return None
+    return jax.device_put(np.repeat(self.style_row, rows, axis=0), self.batch_sharding)
 
   def __call__(self, batch: np.ndarray) -> jax.Array:
     """Starts the network on [N, H, W, 3], N a multiple of the device count; async."""
     return inference.stylize_fn(
-      self.generator, self.variables, jax.device_put(batch, self.batch_sharding)
+      self.generator,
+      self.variables,
+      jax.device_put(batch, self.batch_sharding),
+      self.style_weights(len(batch)),
     )
 
 
@@ -246,7 +262,9 @@ def network_bytes_per_pixel(runner: DeviceRunner) -> float:
   rows = len(runner.devices)
   images = jax.ShapeDtypeStruct((rows, side, side, 3), np.float32, sharding=runner.batch_sharding)
   analysis = (
-    inference.stylize_fn.lower(runner.generator, runner.variables, images)
+    inference.stylize_fn.lower(
+      runner.generator, runner.variables, images, runner.style_weights(rows)
+    )
     .compile()
     .memory_analysis()
   )
@@ -357,8 +375,11 @@ def stylize_files(
   progress: Optional[progress_lib.Progress] = None,
   report: Callable[[str], None] = logging.warning,
   mask_dir: Optional[str] = None,
+  style: Any = None,
 ) -> Summary:
-  """Stylizes `jobs` with `options` (existing outputs are overwritten: filter first).
+  """Stylizes `jobs` with `options` (existing outputs are overwritten: filter first),
+  in `style` (a multi-style model's style name or {name: weight} mix; default its
+  default style).
 
   Files are decoded `workers` at a time ahead of the network and written by as
   many threads; photos are grouped by padded shape (after `options.max_side`)
@@ -370,7 +391,7 @@ def stylize_files(
   """
   options = options or StylizeOptions()
   masks = find_masks(mask_dir) if (mask_dir and options.needs_mask) else None
-  runner = DeviceRunner(stylizer, devices)
+  runner = DeviceRunner(stylizer, devices, style)
   num_devices = len(runner.devices)
   batch_size = batch_size or default_batch_size(runner.devices)
   batch_size = -(-batch_size // num_devices) * num_devices

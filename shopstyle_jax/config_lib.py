@@ -12,7 +12,8 @@ import ml_collections
 
 from shopstyle_jax import losses
 from shopstyle_jax import parallel
-from shopstyle_jax import styles
+from shopstyle_jax import style_mix
+from shopstyle_jax import styles as styles_lib
 from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.models import generators
 from shopstyle_jax.models import layers
@@ -129,7 +130,7 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
         '(a folder of images in the style) or config.data.unpaired=True (the catalogue '
         "split in two halves: photos from one, the other's renderings as style images)."
       )
-  if not any(lc[k] for k in terms):
+  if not any(lc[k] for k in terms) and not _per_style_terms(config):
     raise ValueError(
       f'All loss weights are 0 for config.method={config.method} (config.loss.'
       f'{", ".join(terms)}): the generator would learn nothing.'
@@ -164,6 +165,59 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
       )
 
 
+RECONSTRUCTION_TERMS = ('mse_weight', 'l1_weight')
+
+
+def _per_style_terms(config: ml_collections.ConfigDict) -> bool:
+  """Whether `config.loss.per_style` turns a reconstruction term on for any style."""
+  per_style = config.loss.get('per_style') or {}
+  return any(per_style[s].get(k) for s in per_style for k in RECONSTRUCTION_TERMS)
+
+
+def _check_styles(config: ml_collections.ConfigDict) -> None:
+  """`config.data.styles` and `config.loss.per_style`: known styles, agreeing with
+  `config.data.style`; several styles only where they are supported."""
+  styles = style_mix.config_styles(config)
+  allowed = tuple(styles_lib.RENDERERS) + (style_mix.IDENTITY,)
+  for name in styles:
+    if name not in allowed:
+      raise ValueError(
+        f'config.data.styles names {name!r}, which is not a style; choose from {allowed}.'
+      )
+  per_style = config.loss.get('per_style') or {}
+  for name in per_style:
+    if name not in styles:
+      raise ValueError(
+        f"config.loss.per_style.{name} is not one of the run's styles {styles}; remove it "
+        'or add the style to config.data.styles.'
+      )
+    for key, value in per_style[name].items():
+      if key not in RECONSTRUCTION_TERMS:
+        raise ValueError(
+          f'config.loss.per_style.{name}.{key}: only {RECONSTRUCTION_TERMS} may be set per style.'
+        )
+      if not _number(value) or not value >= 0:
+        raise ValueError(f'config.loss.per_style.{name}.{key}={value!r} must be a number >= 0.')
+  if len(styles) == 1:
+    return
+  if config.method != 'paired':
+    raise ValueError(
+      f'config.data.styles={styles}: several styles in one model train with '
+      f'config.method=paired only so far, not {config.method}; train one model per '
+      'style with the unpaired methods.'
+    )
+  if config.data.folder:
+    raise ValueError(
+      f'config.data.styles={styles}: several styles train from the catalogue '
+      f'(config.data.name) only so far, not from config.data.folder={config.data.folder!r}.'
+    )
+  if config.batch_size < len(styles):
+    raise ValueError(
+      f'config.batch_size={config.batch_size} is smaller than the {len(styles)} styles of '
+      'config.data.styles: every global batch holds every style; raise the batch size.'
+    )
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
   """Raises ValueError naming the first bad key. `num_devices` enables the batch checks."""
   m, lc = config.model, config.loss
@@ -172,7 +226,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   _choice('model.upsample', m.upsample, layers.UPSAMPLES)
   _choice('loss.gan', lc.gan, losses.GAN_LOSSES)
   _choice('precision', config.precision, PRECISIONS)
-  _choice('data.style', config.data.style, tuple(styles.RENDERERS))
+  _choice('data.style', config.data.style, tuple(styles_lib.RENDERERS))
   for key in (
     'num_train_steps',
     'batch_size',
@@ -219,6 +273,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     'the share of steps at a constant learning rate before the linear decay; 1 = none',
   )
   _check_method_and_losses(config)
+  _check_styles(config)
   # The eval image grid shows the first rows of the first eval batch; past
   # eval.num_examples those are blank padding, and 0 rows fail to encode as PNG.
   rows = min(config.eval.batch_size, config.eval.num_examples)

@@ -12,6 +12,11 @@ photo itself, and a blank white page) and the median CIEDE2000 colour
 difference between photo and output on product pixels, plain and with
 `preserve_color` (`evaluation.COLOR_METRICS`), and writes it as JSON; `--grid`
 writes photo | target | output rows as one PNG.
+
+A multi-style model is scored in each of its styles (or those `--style` names,
+comma-separated) against that style's targets: one JSON per style
+(step_<N>_<dataset>_<style>.json), one table each and a per-style summary
+table; `--grid` then writes one PNG per style (<name>_<style>.png).
 """
 
 import json
@@ -29,6 +34,7 @@ from absl import logging
 from shopstyle_jax import evaluation
 from shopstyle_jax import inference
 from shopstyle_jax import parallel
+from shopstyle_jax import style_mix
 from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax.data import pipeline
 
@@ -44,6 +50,7 @@ def evaluate_checkpoint(
   num_examples: Optional[int] = None,
   grid_rows: int = 0,
   precision: Optional[str] = None,
+  style: Optional[str] = None,
 ) -> tuple[dict[str, Any], Optional[np.ndarray]]:
   """Scores a checkpoint on `config`'s test data.
 
@@ -54,11 +61,15 @@ def evaluate_checkpoint(
     num_examples: the first this many test examples; all by default.
     grid_rows: rows of the photo | target | output grid; 0 for none.
     precision: activations dtype; by default the run's `config.precision`.
+    style: a multi-style model's style to score (against that style's targets);
+      default `config.data.style`.
   Returns:
     (results: mean of each of METRICS plus facts about the run, grid or None).
   """
   precision = precision or config.get('precision') or 'float32'
   stylizer = inference.load_stylizer(workdir, step, precision=precision)
+  style = style or config.data.style
+  weights = stylizer.style_weights(style, 1)  # A clear error for an unknown style.
   if config.image_size % stylizer.factor:
     raise ValueError(
       f'config.image_size={config.image_size} must be a multiple of '
@@ -75,10 +86,11 @@ def evaluate_checkpoint(
   measured = evaluation.evaluate(
     stylizer.generator,
     stylizer.variables,
-    pipeline.create_eval_batches(config, 0, 1),
+    pipeline.create_eval_batches(config, 0, 1, style=style),
     parallel.create_mesh(devices),
     grid_rows=grid_rows,
     color=True,
+    style=None if weights is None else weights[0],
   )
   if not measured.num_examples:
     raise ValueError(f'The test split of {_dataset(config)} is empty.')
@@ -88,7 +100,7 @@ def evaluate_checkpoint(
     step=stylizer.step,
     workdir=os.path.abspath(workdir),
     dataset=_dataset(config),
-    style=config.data.style,
+    style=style,
     split='test',
     image_size=config.image_size,
     precision=precision,
@@ -116,6 +128,23 @@ def format_table(results: dict[str, Any]) -> str:
       f'  Colour shift on product pixels (median CIEDE2000, photo vs output): '
       f'{results["ciede2000"]:.2f}; with --preserve_color '
       f'{results["ciede2000_preserve_color"]:.2f}'
+    )
+  return '\n'.join(lines)
+
+
+def format_style_table(per_style: Sequence[dict[str, Any]]) -> str:
+  """A multi-style model's per-style results as one table, a row per style."""
+  first = per_style[0]
+  lines = [
+    f'Step {first["step"]} of {first["workdir"]} on {first["dataset"]} ({first["split"]} '
+    f'split), per style: {first["num_examples"]} examples at '
+    f'{first["image_size"]}x{first["image_size"]}',
+    f'  {"style":<12}{"PSNR (dB)":>10}{"SSIM":>9}{"photo PSNR":>12}{"photo SSIM":>12}',
+  ]
+  for r in per_style:
+    lines.append(
+      f'  {r["style"]:<12}{r["psnr"]:>10.2f}{r["ssim"]:>9.4f}'
+      f'{r["identity_psnr"]:>12.2f}{r["identity_ssim"]:>12.4f}'
     )
   return '\n'.join(lines)
 
@@ -166,6 +195,12 @@ def define_flags(argv: Sequence[str], flag_values: Optional[Any] = None) -> None
     **fv,
   )
   flags.DEFINE_string('grid', None, 'Also write photo | target | output rows to this PNG.', **fv)
+  flags.DEFINE_list(
+    'style',
+    None,
+    "A multi-style model's styles to score (comma-separated); default all of them.",
+    **fv,
+  )
   flags.DEFINE_integer('grid_rows', 8, 'Rows of --grid.', lower_bound=1, **fv)
   flags.DEFINE_enum(
     'precision',
@@ -198,29 +233,52 @@ def run(f: Any) -> int:
     return 2
   if overrides:
     logging.info('Config overrides: %s', overrides)
-  results, grid = evaluate_checkpoint(
-    f.config,
-    f.workdir,
-    f.step,
-    num_examples=f.num_examples,
-    grid_rows=f.grid_rows if f.grid else 0,
-    precision=f.precision,
-  )
-  results['overrides'] = {k: v for k, v in overrides.items()}
-  print(format_table(results))
-  output = f.output or default_output(results)
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  with open(output, 'w') as fp:
-    json.dump(results, fp, indent=2, sort_keys=True, default=str)
-  print(f'Wrote {output}')
-  if f.grid:
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-
-    os.makedirs(os.path.dirname(os.path.abspath(f.grid)), exist_ok=True)
-    Image.fromarray(grid).save(f.grid)
+  styles = style_mix.config_styles(f.config)
+  chosen = list(f.style or (styles if len(styles) > 1 else [None]))
+  unknown = [s for s in chosen if s is not None and s not in styles]
+  if unknown:
     print(
-      f'Wrote {f.grid} ({min(f.grid_rows, results["num_examples"])} rows: photo | target | output)'
+      f'Error: --style={",".join(unknown)}: not a style of this model; it has {", ".join(styles)}.',
+      file=sys.stderr,
     )
+    return 2
+  per_style = []
+  for style in chosen:
+    grid_path = f.grid
+    if f.grid and len(chosen) > 1:
+      root, ext = os.path.splitext(f.grid)
+      grid_path = f'{root}_{style}{ext or ".png"}'
+    results, grid = evaluate_checkpoint(
+      f.config,
+      f.workdir,
+      f.step,
+      num_examples=f.num_examples,
+      grid_rows=f.grid_rows if f.grid else 0,
+      precision=f.precision,
+      style=style,
+    )
+    results['overrides'] = {k: v for k, v in overrides.items()}
+    print(format_table(results))
+    output = f.output or default_output(results)
+    if f.output and len(chosen) > 1:
+      root, ext = os.path.splitext(f.output)
+      output = f'{root}_{style}{ext or ".json"}'
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, 'w') as fp:
+      json.dump(results, fp, indent=2, sort_keys=True, default=str)
+    print(f'Wrote {output}')
+    if grid_path:
+      from PIL import Image  # pylint: disable=g-import-not-at-top
+
+      os.makedirs(os.path.dirname(os.path.abspath(grid_path)), exist_ok=True)
+      Image.fromarray(grid).save(grid_path)
+      print(
+        f'Wrote {grid_path} ({min(f.grid_rows, results["num_examples"])} rows: photo | '
+        'target | output)'
+      )
+    per_style.append(results)
+  if len(per_style) > 1:
+    print(format_style_table(per_style))
   return 0
 
 

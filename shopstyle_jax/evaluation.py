@@ -137,11 +137,13 @@ class Evaluation:
 
 @functools.partial(jax.jit, static_argnames=('generator',))
 def _score_batch(
-  generator: nn.Module, variables: Any, batch: dict[str, jax.Array]
+  generator: nn.Module, variables: Any, batch: dict[str, jax.Array], style: Any = None
 ) -> tuple[dict[str, jax.Array], jax.Array]:
   """Sums of the per-image scores over the batch's valid rows, 'count' (their
-  number), and the generator's outputs."""
-  out = inference.stylize_fn(generator, variables, batch['photo'])
+  number), and the generator's outputs (in `style`, [S] weights, if given)."""
+  if style is not None:
+    style = jnp.broadcast_to(style, (batch['photo'].shape[0], style.shape[-1]))
+  out = inference.stylize_fn(generator, variables, batch['photo'], style)
   valid = batch['valid'].astype(jnp.float32)
   sums = {k: jnp.sum(v * valid) for k, v in scores(batch['photo'], batch['target'], out).items()}
   sums['count'] = jnp.sum(valid)
@@ -158,6 +160,7 @@ def evaluate(
   ground_truth: bool = True,
   back: Optional[tuple[nn.Module, Any]] = None,
   color: bool = False,
+  style: Optional[np.ndarray] = None,
 ) -> Evaluation:
   """Scores `generator` (deterministic, as `stylize_fn`) on eval batches.
 
@@ -178,6 +181,8 @@ def evaluate(
       the grid gets one more column, the photo reconstructed from the output.
     color: also report `COLOR_METRICS` (on the host: slower, for
       `python -m shopstyle_jax.evaluate`).
+    style: a multi-style generator's style weights [S] for every image (one-hot
+      for one style: `style_mix.style_vector`); None for a single-style one.
   Returns:
     The means over the valid rows (medians for `COLOR_METRICS`), their number
     and the grid (None when `grid_rows` is 0 or no row was valid). Identical on
@@ -190,7 +195,9 @@ def evaluate(
   colors = {k: [] for k in COLOR_METRICS}
   for local in batches:
     batch = parallel.global_batch(local, mesh)
-    sums, out = _score_batch(generator, variables, batch)
+    sums, out = _score_batch(
+      generator, variables, batch, None if style is None else jnp.asarray(style, jnp.float32)
+    )
     if color:
       photo, output, valid = multihost_utils.process_allgather(
         (batch['photo'], out, batch['valid']), tiled=True

@@ -7,7 +7,10 @@ holding
   function.stablehlo  `jax.export` serialization of f(weights, images) -> images:
                       the generator's `stylize_fn` as StableHLO, for the batch
                       size and any height and width that are multiples of the
-                      factor (all symbolic), lowered for CPU, CUDA and TPU
+                      factor (all symbolic), lowered for CPU, CUDA and TPU; a
+                      multi-style generator's is f(weights, style, images) with
+                      style the float32 [batch, S] weights (format version 2),
+                      so one file holds every style and mix
   weights/NNNN.npy    the weights f takes, in order
 
 `load_exported(path)` returns a callable with `load_stylizer`'s interface that
@@ -22,7 +25,7 @@ import io
 import json
 import os
 import zipfile
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -32,15 +35,17 @@ from jax import export as jax_export
 from shopstyle_jax import inference
 
 FORMAT = 'shopstyle_jax.exported_stylizer'
-VERSION = 1
+VERSION = 2  # The newest format this module reads; 2 adds the style input.
+_SINGLE_STYLE_VERSION = 1  # Single-style files stay version 1: older readers load them.
 DEFAULT_PLATFORMS = ('cpu', 'cuda', 'tpu')
 _METADATA, _FUNCTION, _WEIGHTS = 'metadata.json', 'function.stablehlo', 'weights/'
 
 
 class ExportedStylizer(inference.HostStylizer):
   """An exported generator as a callable on uint8 photos of any size:
-  `stylizer(images, options=None, **overrides)` (a `StylizeOptions`, or its
-  fields as keywords), exactly as the `Stylizer` that `load_stylizer` returns."""
+  `stylizer(images, options=None, *, style=None, **overrides)` (a `StylizeOptions`,
+  or its fields as keywords; a style name or mix), exactly as the `Stylizer` that
+  `load_stylizer` returns; `styles` lists its styles."""
 
   def __init__(
     self, exported: jax_export.Exported, weights: Sequence[np.ndarray], metadata: dict[str, Any]
@@ -50,10 +55,15 @@ class ExportedStylizer(inference.HostStylizer):
     self.metadata = metadata
     self.factor = int(metadata['factor'])
     self.step = metadata.get('step')
+    self.default_style = metadata.get('style')
+    self.styles = tuple(metadata.get('styles') or (self.default_style,))
     self._call = jax.jit(exported.call)  # One compile per input shape.
 
-  def run(self, batch: np.ndarray) -> np.ndarray:
-    return np.asarray(self._call(self.weights, jnp.asarray(batch, jnp.float32)))
+  def run(self, batch: np.ndarray, style: Optional[np.ndarray] = None) -> np.ndarray:
+    images = jnp.asarray(batch, jnp.float32)
+    if len(self.styles) > 1:
+      return np.asarray(self._call(self.weights, jnp.asarray(style, jnp.float32), images))
+    return np.asarray(self._call(self.weights, images))
 
 
 def export_stylizer(
@@ -61,14 +71,19 @@ def export_stylizer(
 ) -> tuple[jax_export.Exported, list[np.ndarray]]:
   """Exports a `Stylizer`'s network with symbolic batch, height and width.
 
-  Returns the Exported f(weights, images) and the weights list it takes.
+  Returns the Exported f(weights, images) (multi-style: f(weights, style,
+  images), style float32 [batch, S]) and the weights list it takes.
   """
   generator = stylizer.generator
   leaves, treedef = jax.tree.flatten(jax.device_get(stylizer.variables))
   weights = [np.asarray(x) for x in leaves]
+  num_styles = len(stylizer.styles)
 
   def fn(weights, images):
     return inference.stylize_fn(generator, jax.tree.unflatten(treedef, weights), images)
+
+  def styled_fn(weights, style, images):
+    return inference.stylize_fn(generator, jax.tree.unflatten(treedef, weights), images, style)
 
   f = generator.factor
   # Multiples of the factor by construction, so every downsampling divides.
@@ -77,6 +92,9 @@ def export_stylizer(
     [jax.ShapeDtypeStruct(w.shape, w.dtype) for w in weights],
     jax.ShapeDtypeStruct(shape, jnp.float32),
   )
+  if num_styles > 1:  # The style weights share the images' symbolic batch size.
+    args = (args[0], jax.ShapeDtypeStruct((shape[0], num_styles), jnp.float32), args[1])
+    fn = styled_fn
   exported = jax_export.export(jax.jit(fn), platforms=tuple(platforms))(*args)
   return exported, weights
 
@@ -88,7 +106,7 @@ def save_exported(
   metadata = dict(
     metadata,
     format=FORMAT,
-    version=VERSION,
+    version=VERSION if len(metadata.get('styles') or ()) > 1 else _SINGLE_STYLE_VERSION,
     platforms=list(exported.platforms),
     num_weights=len(weights),
     jax_version=jax.__version__,
@@ -158,7 +176,8 @@ def load_exported(path: str) -> ExportedStylizer:
         np.load(io.BytesIO(zf.read(f'{_WEIGHTS}{i:04d}.npy')), allow_pickle=False)
         for i in range(int(metadata['num_weights']))
       ]
-    expected = [tuple(a.shape) for a in exported.in_avals[:-1]]
+    inputs = 2 if len(metadata.get('styles') or ()) > 1 else 1  # (style,) images
+    expected = [tuple(a.shape) for a in exported.in_avals[:-inputs]]
     if [w.shape for w in weights] != expected:
       raise ValueError(
         f"its {len(weights)} weights do not fit the function's {len(expected)} inputs"
@@ -197,6 +216,7 @@ def stylizer_metadata(stylizer: Any, workdir: str, precision: str) -> dict[str, 
     'step': stylizer.step,
     'workdir': os.path.abspath(workdir),
     'style': config.data.style,
+    'styles': list(stylizer.styles),
     'dataset': config.data.get('folder') or config.data.name,
     'model': config.model.to_dict(),
     'image_size': config.image_size,
@@ -207,8 +227,13 @@ def stylizer_metadata(stylizer: Any, workdir: str, precision: str) -> dict[str, 
 
 def verify(path: str, stylizer: Any) -> int:
   """Reloads the file at `path` and returns the largest difference, in levels,
-  between it and `stylizer` on a random photo (0: the same pixels)."""
+  between it and `stylizer` on a random photo, in each of its styles (0: the
+  same pixels)."""
   photo = np.random.RandomState(0).randint(
     0, 256, (stylizer.factor + 3, stylizer.factor + 5, 3), np.uint8
   )
-  return int(np.abs(load_exported(path)(photo).astype(int) - stylizer(photo)).max())
+  exported = load_exported(path)
+  return max(
+    int(np.abs(exported(photo, style=s).astype(int) - stylizer(photo, style=s)).max())
+    for s in stylizer.styles
+  )

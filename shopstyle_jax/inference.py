@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shopstyle_jax import images as image_lib
+from shopstyle_jax import style_mix
 from shopstyle_jax.options import StylizeOptions
 from shopstyle_jax.options import resolve as resolve_options
 
@@ -39,17 +40,23 @@ __all__ = (
 
 
 @functools.partial(jax.jit, static_argnames=('generator',))
-def stylize_fn(generator: Any, variables: Any, images: jax.Array) -> jax.Array:
+def stylize_fn(
+  generator: Any, variables: Any, images: jax.Array, style: Optional[jax.Array] = None
+) -> jax.Array:
   """Photos -> styled images, deterministic (dropout off, noise input zero).
 
   Args:
     generator: the generator, a flax module (static: one compile per module and shape).
     variables: its flax variables ({'params': ..., 'batch_stats': ...}).
     images: float32 [N, H, W, 3] in [-1, 1]; H and W multiples of `generator.factor`.
+    style: a multi-style generator's style weights, float32 [N, S] (one-hot picks a
+      style, rows summing to 1 mix them: `style_mix.style_weights`). An array, so
+      another style or mix runs the same compiled program. None for one style.
   Returns:
     float32 [N, H, W, 3] in [-1, 1].
   """
-  return generator.apply(variables, images, train=False).astype(jnp.float32)
+  cond = () if style is None else (style,)
+  return generator.apply(variables, images, *cond, train=False).astype(jnp.float32)
 
 
 # --- The host side: padding, cropping, post-processing ------------------------------
@@ -223,13 +230,24 @@ def finish(
 
 class HostStylizer:
   """The host side shared by every stylizer (a checkpoint's, an exported one's):
-  any photo in, uint8 out. Subclasses set `factor` and implement `run`."""
+  any photo in, uint8 out. Subclasses set `factor`, `styles` (the style names, in
+  the order of the network's style weights), `default_style`, and implement `run`."""
 
   factor: int
+  styles: tuple[str, ...] = ()
+  default_style: Optional[str] = None
 
-  def run(self, batch: np.ndarray) -> np.ndarray:
-    """float32 [N, H, W, 3] in [-1, 1], H and W multiples of `factor` -> same."""
+  def run(self, batch: np.ndarray, style: Optional[np.ndarray] = None) -> np.ndarray:
+    """float32 [N, H, W, 3] in [-1, 1], H and W multiples of `factor` -> same;
+    `style`: float32 [N, S] weights for a multi-style network, else None."""
     raise NotImplementedError
+
+  def style_weights(self, style: Optional[style_mix.Style], n: int) -> Optional[np.ndarray]:
+    """`style` (a name, a {name: weight} mix summing to 1, or None for
+    `default_style`) as the [n, S] weights `run` takes; None for a single-style
+    network (whose one style is the only name it accepts)."""
+    weights = style_mix.style_weights(style, self.styles, self.default_style, n)
+    return weights if len(self.styles) > 1 else None
 
   def __call__(
     self,
@@ -237,6 +255,7 @@ class HostStylizer:
     options: Optional[StylizeOptions] = None,
     *,
     mask: Optional[np.ndarray] = None,
+    style: Optional[style_mix.Style] = None,
     **overrides: Any,
   ) -> np.ndarray:
     """uint8 [H,W,3] or [N,H,W,3] (also gray [H,W]/[H,W,1], RGBA, uint16, float
@@ -248,13 +267,20 @@ class HostStylizer:
       options: a `StylizeOptions` (the steps and their order); default the defaults.
       mask: the product's mask for a `background` (uint8 0-255 or float [0, 1],
         [H, W] or [N, H, W]); default the photo's alpha, else segmentation.
+      style: one of `styles` ('watercolor'), or a mix of them as {name: weight}
+        with weights summing to 1 ({'oil': 0.5, 'watercolor': 0.5}), blended inside
+        the generator; default `default_style`. Any style or mix runs the same
+        compiled program.
       **overrides: any of its fields (`brightness`, `contrast`, `max_side`,
         `background`, `preserve_color`) as keywords,
         replacing those of `options`: `stylizer(photo, background='white')`.
     """
     options = resolve_options(options, **overrides)
+    weights = self.style_weights(style, 1)  # Checks `style` before any work.
     prepared = prepare(images, self.factor, options, mask)
-    return finish(self.run(prepared.batch), prepared, options)
+    if weights is not None:
+      weights = np.repeat(weights, len(prepared.batch), axis=0)
+    return finish(self.run(prepared.batch, weights), prepared, options)
 
 
 # --- A checkpoint's stylizer ---------------------------------------------------------
@@ -263,9 +289,9 @@ class HostStylizer:
 class Stylizer(HostStylizer):
   """A trained generator as a callable on uint8 photos of any size.
 
-  `stylizer(images, options=None, **overrides)`: see `HostStylizer.__call__`.
-  `generator`, `variables` (on device), `step` and `config` (the run's) are
-  attributes.
+  `stylizer(images, options=None, *, style=None, **overrides)`: see
+  `HostStylizer.__call__`. `generator`, `variables` (on device), `step`, `config`
+  (the run's) and `styles` (its style names) are attributes.
   """
 
   def __init__(
@@ -275,13 +301,21 @@ class Stylizer(HostStylizer):
     self.variables = jax.device_put(variables)
     self.step = step
     self.config = config
+    if config is not None:
+      self.styles = style_mix.config_styles(config)
+      self.default_style = config.data.style
+    else:  # A bare generator: its styles have no names but their indices.
+      self.styles = tuple(str(i) for i in range(getattr(generator, 'num_styles', 1)))
+      self.default_style = self.styles[0]
 
   @property
   def factor(self) -> int:
     return self.generator.factor
 
-  def run(self, batch: np.ndarray) -> np.ndarray:
-    return np.asarray(stylize_fn(self.generator, self.variables, jnp.asarray(batch)))
+  def run(self, batch: np.ndarray, style: Optional[np.ndarray] = None) -> np.ndarray:
+    if style is not None:
+      style = jnp.asarray(style, jnp.float32)
+    return np.asarray(stylize_fn(self.generator, self.variables, jnp.asarray(batch), style))
 
 
 def checkpoint_step(step: Any) -> Optional[int]:
@@ -336,7 +370,9 @@ def load_stylizer(
   step = checkpoint_step(step)
   dtype = layers.precision_dtype(precision)
   config = workdir_lib.load_config(workdir)
-  generator = generators.create_generator(config.model, dtype=dtype)
+  generator = generators.create_generator(
+    config.model, dtype=dtype, num_styles=style_mix.num_styles(config)
+  )
   tree, step = checkpoints.restore_subtree(
     workdir, ('g_params', 'g_batch_stats', 'ema_params'), step
   )
@@ -369,10 +405,15 @@ def _check_fits(generator: Any, variables: Any, workdir: str, step: int, config:
 
   # pylint: enable=g-import-not-at-top
   size = generator.factor
+  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax.models import layers
+
+  # pylint: enable=g-import-not-at-top
   expected = jax.eval_shape(
     functools.partial(generator.init, train=False),
     {'params': jax.random.key(0)},
     jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32),
+    *layers.style_args(generator),
   )
   diffs = checkpoints.shape_differences(expected, variables)
   if diffs:

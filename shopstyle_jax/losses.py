@@ -49,6 +49,37 @@ def l1(a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.mean(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32)))
 
 
+def per_style_reconstruction(
+  fake: jax.Array,
+  target: jax.Array,
+  style: jax.Array,
+  mse_weights: jax.Array,
+  l1_weights: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+  """Each example's own style's reconstruction loss, for multi-style batches.
+
+  Example n in style s = style[n] costs mse_weights[s] * MSE_n + l1_weights[s] * L1_n
+  (its per-pixel means): each style keeps its single-style L_rec.
+
+  Args:
+    fake, target: [N, H, W, C].
+    style: int [N], each example's style index.
+    mse_weights, l1_weights: float [S], the weights of each style's terms.
+  Returns:
+    (the mean over the batch, the mean of each style's examples [S]; 0 for a
+    style with none).
+  """
+  diff = fake.astype(jnp.float32) - target.astype(jnp.float32)
+  axes = tuple(range(1, diff.ndim))
+  per_example = mse_weights[style] * jnp.mean(diff**2, axis=axes) + l1_weights[style] * jnp.mean(
+    jnp.abs(diff), axis=axes
+  )
+  num_styles = mse_weights.shape[0]
+  sums = jax.ops.segment_sum(per_example, style, num_segments=num_styles)
+  counts = jax.ops.segment_sum(jnp.ones_like(per_example), style, num_segments=num_styles)
+  return jnp.mean(per_example), sums / jnp.maximum(counts, 1.0)
+
+
 def perceptual(
   features: Callable[[jax.Array], Mapping[str, jax.Array]],
   a: jax.Array,

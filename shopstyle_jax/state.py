@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from shopstyle_jax.models import layers
+
 Params = Any
 
 # JAX's 'rbg' PRNG draws bits with XLA's RngBitGenerator: one op instead of
@@ -88,8 +90,10 @@ def create_train_state(
   g_rng, d_rng = jax.random.split(rng)
   shape = (1, config.image_size, config.image_size, 3)
   photo = jnp.zeros(shape, jnp.float32)
-  g_vars = generator.init({'params': g_rng}, photo, train=False)
-  d_vars = discriminator.init({'params': d_rng}, photo, photo, train=False)
+  g_vars = generator.init({'params': g_rng}, photo, *layers.style_args(generator), train=False)
+  d_vars = discriminator.init(
+    {'params': d_rng}, photo, photo, *layers.style_args(discriminator), train=False
+  )
   tx = create_optimizer(config)
   g_params, d_params = g_vars['params'], d_vars['params']
   return TrainState(
@@ -102,3 +106,18 @@ def create_train_state(
     d_opt_state=tx.init(d_params),
     ema_params=jax.tree.map(jnp.copy, g_params) if config.ema_decay > 0 else {},
   )
+
+
+def grow_style_table(fresh: jax.Array, old: Any) -> jax.Array:
+  """A per-style table [S, ...] of a run with more styles, from a run's [S_old, ...]
+  one (fine-tuning new styles into a trained model): rows 0..S_old-1 are the old
+  styles' own, each new row the mean of the old rows (a neutral blend of what the
+  network already does). `old` None (a single-style run, which has no tables)
+  keeps `fresh`, the initialisation."""
+  if old is None:
+    return fresh
+  old = jnp.asarray(old, fresh.dtype)
+  if old.shape[1:] != fresh.shape[1:] or old.shape[0] > fresh.shape[0]:
+    raise ValueError(f'cannot grow a style table of shape {old.shape} into {fresh.shape}')
+  new_rows = jnp.broadcast_to(old.mean(axis=0), (fresh.shape[0] - old.shape[0],) + old.shape[1:])
+  return jnp.concatenate([old, new_rows], axis=0)

@@ -25,6 +25,7 @@ from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 from shopstyle_jax import progress as progress_lib
 from shopstyle_jax import runtime
+from shopstyle_jax import style_mix
 from shopstyle_jax.options import BACKGROUNDS
 from shopstyle_jax.options import StylizeOptions
 
@@ -87,6 +88,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_bool(
     'preserve_color', False, "Keep the photo's colours, take the style's lightness.", **fv
   )
+  flags.DEFINE_string(
+    'style',
+    None,
+    "A multi-style model's style (e.g. watercolor) or mix (oil:0.5,watercolor:0.5, "
+    'weights summing to 1); default its default style.',
+    **fv,
+  )
   flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], 'Activations dtype.', **fv)
   flags.DEFINE_integer(
     'batch_size',
@@ -148,6 +156,7 @@ def run(f: flags.FlagValues) -> int:
     if todo:
       batch.prepare_output(output)
       stylizer = inference.load_stylizer(f.workdir, step, precision=f.precision)
+      stylizer.style_weights(style_mix.parse(f.style), 1)  # An unknown style: exit 2.
   except (ValueError, TypeError, OSError) as e:
     print(f'Error: {e}', file=sys.stderr)
     return 2
@@ -178,6 +187,7 @@ def run(f: flags.FlagValues) -> int:
       progress=progress,
       report=progress.message,
       mask_dir=f.mask_dir,
+      style=style_mix.parse(f.style),
     )
     rate = progress.close()
   summary.skipped = len(jobs) - len(todo)

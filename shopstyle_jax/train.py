@@ -30,6 +30,7 @@ from shopstyle_jax import parallel
 from shopstyle_jax import runtime
 from shopstyle_jax import state as state_lib
 from shopstyle_jax import stopping
+from shopstyle_jax import style_mix
 from shopstyle_jax import workdir as workdir_lib
 from shopstyle_jax import workdir_lock
 from shopstyle_jax.data import pipeline
@@ -63,10 +64,33 @@ def _vgg_setup(config, writer) -> tuple[Any, Any, Optional[str]]:
   return vgg, params, description
 
 
+def _is_style_table(path) -> bool:
+  """Whether a parameter path ends in one of the per-style tables ([S, ...])."""
+  last = path[-1] if path else None
+  return getattr(last, 'key', None) in layers.STYLE_TABLES
+
+
+def _check_init_styles(config, source: str) -> None:
+  """A multi-style run fine-tuned from another keeps its styles' rows: its styles
+  must start with the source run's (a single-style source has no rows to keep)."""
+  if not workdir_lib.is_workdir(source):
+    return
+  theirs = style_mix.config_styles(workdir_lib.load_config(source))
+  ours = style_mix.config_styles(config)
+  if len(theirs) > 1 and ours[: len(theirs)] != theirs:
+    raise ValueError(
+      f'config.init_from={config.init_from} holds the styles {theirs}; config.data.styles='
+      f'{ours} must start with them, in that order (their rows are kept; styles added '
+      f'after them get new rows), e.g. --config.data.styles="{theirs + ("<new style>",)}".'
+    )
+
+
 def _init_from(config, state: Any) -> Any:
   """Replaces the generator's and discriminator's weights with another run's
-  (fine-tuning)."""
+  (fine-tuning). Per-style tables grow when this run has more styles
+  (`state_lib.grow_style_table`): old rows kept, new rows initialised."""
   source, step = checkpoints.resolve(config.init_from)
+  _check_init_styles(config, source)
   keys = tuple(k for k in _TRANSFERRED if hasattr(state, k))
   tree, step = checkpoints.restore_subtree(source, keys, step)
   mismatches = []
@@ -75,23 +99,37 @@ def _init_from(config, state: Any) -> Any:
     theirs = dict(jax.tree_util.tree_flatten_with_path(tree[key])[0])
     for path, leaf in ours:
       other = theirs.get(path)
+      if _is_style_table(path) and (
+        other is None or (other.shape[1:] == leaf.shape[1:] and other.shape[0] <= leaf.shape[0])
+      ):
+        continue  # Grown or initialised below.
       if other is None or other.shape != leaf.shape:
         mismatches.append(
           f'{key}{jax.tree_util.keystr(path)}: ours {leaf.shape}, '
           f'theirs {None if other is None else other.shape}'
         )
-    if len(theirs) != len(ours):
-      mismatches.append(f'{key}: {len(ours)} arrays here, {len(theirs)} in {source}')
+    extra = set(theirs) - {path for path, _ in ours}
+    if extra:
+      mismatches.append(f'{key}: {len(extra)} arrays in {source} that this config lacks')
   if mismatches:
     raise ValueError(
       f'config.init_from={config.init_from}: the networks do not match this config '
       f'({len(mismatches)} differences, e.g. {"; ".join(mismatches[:3])}). Use the same '
       'config.model.* as the run you start from.'
     )
-  loaded = {
-    k: jax.tree.map(lambda ours, v: jnp.asarray(v, ours.dtype), getattr(state, k), tree[k])
-    for k in keys
-  }
+
+  def load(key):
+    theirs = dict(jax.tree_util.tree_flatten_with_path(tree[key])[0])
+
+    def leaf(path, ours):
+      other = theirs.get(path)
+      if _is_style_table(path):
+        return state_lib.grow_style_table(ours, other)
+      return jnp.asarray(other, ours.dtype)
+
+    return jax.tree_util.tree_map_with_path(leaf, getattr(state, key))
+
+  loaded = {k: load(k) for k in keys}
   state = state.replace(**loaded)
   if config.ema_decay > 0:
     state = state.replace(ema_params=loaded['g_params'])
@@ -219,7 +257,14 @@ def _train(config: ml_collections.ConfigDict, workdir: str, cleanup: contextlib.
   # Data next: a missing dataset or folder fails before anything compiles.
   pipeline.prepare(config)
   train_iter = pipeline.create_train_iterator(config, jax.process_index(), jax.process_count())
-  eval_batches = pipeline.create_eval_batches(config, jax.process_index(), jax.process_count())
+  # Eval batches per style: {None: batches} for a single-style run.
+  styles = style_mix.config_styles(config)
+  eval_sets = {
+    style: pipeline.create_eval_batches(
+      config, jax.process_index(), jax.process_count(), style=style
+    )
+    for style in (styles if len(styles) > 1 else (None,))
+  }
 
   # Only process 0 writes events and console progress; the others write nothing.
   writer = (
@@ -286,23 +331,39 @@ def _train(config: ml_collections.ConfigDict, workdir: str, cleanup: contextlib.
   ground_truth = pipeline.has_ground_truth(config)
 
   def run_eval(step, state):
+    per_style = {}
+    for style, batches in eval_sets.items():
+      per_style[style] = eval_one(step, state, style, batches)
+    if len(per_style) > 1:
+      # eval/psnr and eval/ssim: the mean over the styles (the identity style aside).
+      real = [s for name, s in per_style.items() if name != style_mix.IDENTITY] or list(
+        per_style.values()
+      )
+      writer.write_scalars(
+        step, {f'eval/{k}': float(np.mean([s[k] for s in real])) for k in ('psnr', 'ssim')}
+      )
+
+  def eval_one(step, state, style, batches):
+    """Evaluates one style (None: the single-style run); returns its scores."""
     t0 = time.time()
     # CycleGAN's style -> photo generator F: the grid shows F(G(photo)) too.
     back = (models.F, state.back_variables()) if hasattr(state, 'back_variables') else None
     measured = evaluation.evaluate(
       generator,
       state.generator_variables(),
-      eval_batches,
+      batches,
       mesh,
       grid_rows=config.eval.grid_rows,
       ground_truth=ground_truth,
       back=back,
+      style=None if style is None else style_mix.style_vector(style, styles, style),
     )
     scores = measured.scores
+    prefix = 'eval/' if style is None else f'eval/{style}/'
     if scores:
-      writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
+      writer.write_scalars(step, {f'{prefix}{k}': v for k, v in scores.items()})
     if measured.grid is not None:
-      name = 'eval/input_target_output' if ground_truth else 'eval/input_output'
+      name = f'{prefix}input_target_output' if ground_truth else f'{prefix}input_output'
       name += '_reconstruction' if back else ''
       writer.write_images(step, {name: measured.grid[None]})
     if not scores:
@@ -314,7 +375,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, cleanup: contextlib.
       )
     elif is_main:
       logging.info(
-        'Eval at step %d (%.1fs): psnr %.2f ssim %.4f (identity %.2f/%.4f, blank %.2f/%.4f)',
+        'Eval%s at step %d (%.1fs): psnr %.2f ssim %.4f (identity %.2f/%.4f, blank %.2f/%.4f)',
+        '' if style is None else f' of {style}',
         step,
         time.time() - t0,
         scores['psnr'],
@@ -324,6 +386,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, cleanup: contextlib.
         scores['blank_psnr'],
         scores['blank_ssim'],
       )
+    return scores
 
   report = (
     periodic_actions.ReportProgress(

@@ -20,7 +20,8 @@ CONFIG_FILE = 'config.json'
 # Keys that fix the parameters' shapes: a workdir's checkpoints only fit a
 # config that agrees on all of them.
 MODEL_SHAPE_PREFIX = 'model.'
-MODEL_SHAPE_KEYS = ('method',)  # Each method keeps other networks in its state.
+# Each method keeps other networks in its state; each style has its rows of style tables.
+MODEL_SHAPE_KEYS = ('method', 'data.styles')
 # Keys that pick what a run trains on: a resumed run that changes them switches data.
 DATA_SOURCE_KEYS = ('data.name', 'data.folder', 'data.style', 'data.style_folder', 'data.unpaired')
 _DEFAULT_CONFIG = os.path.join(

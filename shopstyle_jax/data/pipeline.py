@@ -26,6 +26,14 @@ then those above. Photos come from the usual source (its train split; with
 `config.data.unpaired` only its even indices); style images from the style
 folder, or the usual source's targets at its odd indices, so that no photo's
 own target is ever seen. Eval batches stay {'photo', 'target', 'valid'}.
+
+Multi-style training (`config.data.styles`, several names) reads every style's
+target of each catalogue example and keeps one: the example at global position
+g is (photo, style g mod S, that style's target; the photo itself for
+'identity'), as {'photo', 'target', 'style_id': int32 index}. Every global batch
+thus holds each style B/S times (within one when S does not divide B), whatever
+the topology. Eval batches are made per style (`create_eval_batches(...,
+style=name)`).
 """
 
 import functools
@@ -38,6 +46,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from shopstyle_jax import images as image_lib
+from shopstyle_jax import style_mix
 from shopstyle_jax.data import build_lock
 from shopstyle_jax.data import catalog
 from shopstyle_jax.data import folder as folder_lib
@@ -136,7 +145,8 @@ def prepare(config: ml_collections.ConfigDict) -> None:
     folder_lib.prepare(_folder_spec(config))
     return
   builder = _builder(config)
-  _style_feature(builder, config.data.style)
+  for style in style_mix.config_styles(config):
+    _style_feature(builder, style)
   # TFDS renames a finished build into place: it exists only when complete.
   if builder.data_path.exists():  # No lock needed (the dir may be read-only).
     return
@@ -152,7 +162,9 @@ def prepare(config: ml_collections.ConfigDict) -> None:
 
 
 def _style_feature(builder: tfds.core.DatasetBuilder, style: str) -> str:
-  """The feature holding `style` in this dataset."""
+  """The feature holding `style` in this dataset ('identity': the photo)."""
+  if style == style_mix.IDENTITY:
+    return 'photo'
   features = type(builder).STYLE_FEATURES
   if style not in features:
     if isinstance(builder, catalog.SyntheticCatalog):
@@ -188,16 +200,25 @@ class _TfdsPairs:
 
 
 def _source(
-  config: ml_collections.ConfigDict, split: str, keys: tuple[str, ...] = ('photo', 'target')
+  config: ml_collections.ConfigDict,
+  split: str,
+  keys: tuple[str, ...] = ('photo', 'target'),
+  style: str | None = None,
 ):
   """Random access to a prepared split's {'photo', 'target'} uint8 pairs, or
-  the images in `keys` only (only those are decoded)."""
+  the images in `keys` only (only those are decoded); the target in `style`
+  (default `config.data.style`)."""
   if config.data.folder:
     path = folder_lib.prepare(_folder_spec(config), verbose=False)
     return folder_lib.FolderSource(path, split, keys)
   builder = _builder(config)
-  target = _style_feature(builder, config.data.style)
+  target = _style_feature(builder, style or config.data.style)
   features = {k: {'photo': 'photo', 'target': target}[k] for k in keys}
+  return _tfds_source(builder, split, features)
+
+
+def _tfds_source(builder: tfds.core.DatasetBuilder, split: str, features: dict[str, str]):
+  """A TFDS split as random access to {key: feature}, decoding only those."""
   skip = {
     k: tfds.decode.SkipDecoding()
     for k in builder.info.features.keys()
@@ -273,6 +294,27 @@ def _local_size(global_size: int, process_count: int, field: str) -> int:
   return global_size // process_count
 
 
+def _styles_source(config: ml_collections.ConfigDict, split: str) -> _TfdsPairs:
+  """Random access to {'photo', <style>: target, ...} for each style of a
+  multi-style run ('identity' needs no feature of its own)."""
+  builder = _builder(config)
+  features = {'photo': 'photo'}
+  for style in style_mix.config_styles(config):
+    if style != style_mix.IDENTITY:
+      features[style] = _style_feature(builder, style)
+  return _tfds_source(builder, split, features)
+
+
+def _pick_style(position: int, example: dict[str, Any], styles: tuple[str, ...]) -> dict[str, Any]:
+  """The example at global `position` in style position mod S: {'photo', 'target',
+  'style'}. Consecutive positions cycle through the styles, so any B consecutive
+  positions (a global batch) hold each style B/S times, within one."""
+  index = position % len(styles)
+  name = styles[index]
+  target = example['photo'] if name == style_mix.IDENTITY else example[name]
+  return {'photo': example['photo'], 'target': target, 'style_id': np.int32(index)}
+
+
 def _augment(
   example: dict[str, Any], rng: np.random.Generator, *, load_size: int, image_size: int, flip: bool
 ) -> Batch:
@@ -283,6 +325,9 @@ def _augment(
   flipped = flip and rng.random() < 0.5
   out = {}
   for key, image in example.items():
+    if key == 'style_id':  # The style's index, not an image.
+      out[key] = image
+      continue
     image = image_lib.resize(image, load_size, load_size)[window]
     out[key] = image_lib.uint8_to_model(image[:, ::-1] if flipped else image)
   return out
@@ -351,6 +396,15 @@ def create_train_iterator(
         for side, source in unpaired_sources(config).items()
       ]
     ).map(_merge)
+  elif style_mix.num_styles(config) > 1:
+    pick = functools.partial(_pick_style, styles=style_mix.config_styles(config))
+    ds = (
+      grain.MapDataset.source(_styles_source(config, 'train'))
+      .shuffle(seed=config.seed)
+      .repeat()
+      .map_with_index(pick)
+      .random_map(augment, seed=config.seed)
+    )
   else:
     ds = _stream(_source(config, 'train'), config.seed, augment)
   ds = ds.batch(local_batch, drop_remainder=True)
@@ -377,12 +431,16 @@ def _eval_example(index: int, *, source, num_valid: int, image_size: int) -> Bat
 
 
 def create_eval_batches(
-  config: ml_collections.ConfigDict, process_index: int, process_count: int
+  config: ml_collections.ConfigDict,
+  process_index: int,
+  process_count: int,
+  style: str | None = None,
 ) -> list[Batch]:
   """This process's share of the eval batches over the first test examples.
 
   Global eval batch k holds test examples [k*E, (k+1)*E) with
-  E = config.eval.batch_size (the last padded, 'valid' False); process p gets
+  E = config.eval.batch_size (the last padded, 'valid' False), with targets in
+  `style` (default `config.data.style`; 'identity': the photo); process p gets
   rows [p*e, (p+1)*e) of each, e = E // process_count. Uses the first
   min(config.eval.num_examples, test split size) examples, not augmented.
   Unpaired runs get the same paired batches; where `has_ground_truth` is
@@ -390,7 +448,7 @@ def create_eval_batches(
   """
   global_batch = config.eval.batch_size
   local_batch = _local_size(global_batch, process_count, 'config.eval.batch_size')
-  source = _source(config, 'test')
+  source = _source(config, 'test', style=style)
   num_valid = min(config.eval.num_examples, len(source))
   num_batches = -(-num_valid // global_batch)
   load = functools.partial(

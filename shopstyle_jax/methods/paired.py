@@ -6,7 +6,10 @@ update against the updated discriminator that reuses the same forward pass
 (`jax.vjp`), so no network runs twice. L_G = adversarial + MSE and/or L1
 (the reconstruction L_rec) + VGG perceptual, and the content (against the
 photo), Gram style (against the target) and total-variation terms any method
-may use. If any loss term or gradient is NaN/Inf the step's D and G updates are
+may use. Multi-style runs (`config.data.styles`) condition G and D on each
+example's style (batch['style_id'], one-hot) and replace the MSE/L1 terms by each
+style's own (`losses.per_style_reconstruction`, weights from
+`config.loss.per_style`), logged per style. If any loss term or gradient is NaN/Inf the step's D and G updates are
 both skipped (only `step` advances) and the `finite` metric is 0: the loop
 counts such steps. The state is `state.TrainState`.
 """
@@ -21,6 +24,7 @@ import optax
 
 from shopstyle_jax import losses
 from shopstyle_jax import state as state_lib
+from shopstyle_jax import style_mix
 from shopstyle_jax.methods import common
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
@@ -37,10 +41,24 @@ class Models(NamedTuple):
 
 
 def build_models(config: ml_collections.ConfigDict, dtype: Any = jnp.float32) -> Models:
+  n = style_mix.num_styles(config)
   return Models(
-    generators.create_generator(config.model, dtype=dtype),
-    discriminators.create_discriminator(config.model, dtype=dtype),
+    generators.create_generator(config.model, dtype=dtype, num_styles=n),
+    discriminators.create_discriminator(config.model, dtype=dtype, num_styles=n),
   )
+
+
+def style_loss_weights(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:
+  """Each style's (MSE weights, L1 weights), in `config.data.styles` order:
+  `config.loss.per_style[name]`, else `config.loss.mse_weight` / `l1_weight`."""
+  lc = config.loss
+  per_style = lc.get('per_style') or {}
+  mse, l1 = [], []
+  for name in style_mix.config_styles(config):
+    own = per_style.get(name) or {}
+    mse.append(float(own.get('mse_weight', lc.mse_weight)))
+    l1.append(float(own.get('l1_weight', lc.l1_weight)))
+  return mse, l1
 
 
 def create_state(
@@ -66,20 +84,27 @@ def make_train_step(
   tx = state_lib.create_optimizer(config)
   lr_schedule = state_lib.learning_rate_schedule(config)
   base_rng = state_lib.prng_key(config.seed)
+  styles = style_mix.config_styles(config)
+  multi = len(styles) > 1
+  mse_weights, l1_weights = (jnp.asarray(w, jnp.float32) for w in style_loss_weights(config))
   if common.vgg_layers(config) and vgg is None:
     raise ValueError(
       'config.loss.perceptual_weight, content_weight or style_weight > 0 needs the VGG19 module.'
     )
 
-  def d_apply(params, stats, photo, image):
+  def d_apply(params, stats, photo, image, style=None):
     """D in training mode; returns logits and the updated batch stats."""
+    cond = (style,) if multi else ()
     logits, mutated = discriminator.apply(
-      state_lib.variables(params, stats), photo, image, train=True, mutable=['batch_stats']
+      state_lib.variables(params, stats), photo, image, *cond, train=True, mutable=['batch_stats']
     )
     return logits, mutated.get('batch_stats', {})
 
   def step(state: state_lib.TrainState, batch: Batch, vgg_params=None):
     photo, target = batch['photo'], batch['target']
+    # Multi-style: each example's style, one-hot [N, S] (G's and D's style weights).
+    style = jax.nn.one_hot(batch['style_id'], len(styles)) if multi else None
+    cond = (style,) if multi else ()
     rng = jax.random.fold_in(base_rng, state.step)
     dropout_rng, noise_rng = jax.random.split(rng)
 
@@ -87,6 +112,7 @@ def make_train_step(
       fake, mutated = generator.apply(
         state_lib.variables(g_params, state.g_batch_stats),
         photo,
+        *cond,
         train=True,
         rngs={'dropout': dropout_rng, 'noise': noise_rng},
         mutable=['batch_stats'],
@@ -99,9 +125,9 @@ def make_train_step(
     # calls, which matters for batch norm statistics.
     def d_loss_fn(d_params):
       fake_logits, stats = d_apply(
-        d_params, state.d_batch_stats, photo, jax.lax.stop_gradient(fake)
+        d_params, state.d_batch_stats, photo, jax.lax.stop_gradient(fake), style
       )
-      real_logits, stats = d_apply(d_params, stats, photo, target)
+      real_logits, stats = d_apply(d_params, stats, photo, target, style)
       loss = losses.discriminator_loss(lc.gan, real_logits, fake_logits)
       return loss, (stats, real_logits.mean(), fake_logits.mean())
 
@@ -114,15 +140,22 @@ def make_train_step(
     def g_loss_fn(fake):
       terms, stats = {}, d_stats
       if lc.adversarial_weight:
-        logits, stats = d_apply(d_params, d_stats, photo, fake)
+        logits, stats = d_apply(d_params, d_stats, photo, fake, style)
         terms['adversarial'] = (
           lc.adversarial_weight,
           losses.generator_adversarial_loss(lc.gan, logits),
         )
-      if lc.mse_weight:
-        terms['mse'] = (lc.mse_weight, losses.mse(fake, target))
-      if lc.l1_weight:
-        terms['l1'] = (lc.l1_weight, losses.l1(fake, target))
+      per_style = None
+      if multi:
+        rec, per_style = losses.per_style_reconstruction(
+          fake, target, batch['style_id'], mse_weights, l1_weights
+        )
+        terms['reconstruction'] = (1.0, rec)
+      else:
+        if lc.mse_weight:
+          terms['mse'] = (lc.mse_weight, losses.mse(fake, target))
+        if lc.l1_weight:
+          terms['l1'] = (lc.l1_weight, losses.l1(fake, target))
       features = lambda x: vgg.apply({'params': vgg_params}, x)
       if lc.perceptual_weight:
         terms['perceptual'] = (
@@ -146,9 +179,11 @@ def make_train_step(
       if lc.tv_weight:
         terms['tv'] = (lc.tv_weight, losses.total_variation(fake))
       total = sum(w * value for w, value in terms.values())
-      return total, ({k: v for k, (_, v) in terms.items()}, stats)
+      return total, ({k: v for k, (_, v) in terms.items()}, stats, per_style)
 
-    (g_loss, (g_terms, d_stats)), g_fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+    (g_loss, (g_terms, d_stats, per_style)), g_fake_grad = jax.value_and_grad(
+      g_loss_fn, has_aux=True
+    )(fake)
     (g_grads,) = g_vjp(g_fake_grad)
     g_params, g_opt_state = common.update(tx, g_grads, state.g_opt_state, state.g_params)
     ema_params = common.ema(config.ema_decay, g_params, state.ema_params)
@@ -174,6 +209,7 @@ def make_train_step(
       'd_fake_logit': d_fake,
       'g_loss': g_loss,
       **{f'g_{k}': v for k, v in g_terms.items()},
+      **({f'g_reconstruction_{s}': per_style[i] for i, s in enumerate(styles)} if multi else {}),
       'g_grad_norm': g_grad_norm,
       'd_grad_norm': d_grad_norm,
       'learning_rate': lr_schedule(state.step),

@@ -1,7 +1,7 @@
 """PatchGAN discriminators: conditional D(photo, image) (pix2pix) and
 unconditional D(image) (CycleGAN, CUT) -> patch logits."""
 
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -18,14 +18,21 @@ class _PatchGAN(nn.Module):
   Returns one logit per overlapping patch of its input, [N, h, w, 1]. The two
   discriminators below differ only in what they feed it, so their parameter
   trees differ only in the first conv's input channels.
+
+  With `num_styles` S > 1 it knows the style (a projection discriminator,
+  Miyato & Koyama 2018, per patch): each patch's logit gains <v_s, phi(patch)>,
+  phi the last hidden features and v_s the style's row of a learned [S, C]
+  table blended by the style weights [N, S]; one-hot rows judge each style on
+  its own. With S = 1 (the default) nothing is added and `style` is ignored.
   """
 
   width: int = 64
   num_layers: int = 3
   norm: str = 'batch'
   dtype: Dtype = jnp.float32
+  num_styles: int = 1
 
-  def _logits(self, h: jax.Array, train: bool) -> jax.Array:
+  def _logits(self, h: jax.Array, train: bool, style: Optional[jax.Array] = None) -> jax.Array:
     """The PatchGAN on h; called from the subclasses' compact __call__."""
     bias = layers.uses_bias(self.norm)
     h = nn.leaky_relu(layers.down_conv(self.width, True, self.dtype)(h.astype(self.dtype)), 0.2)
@@ -34,8 +41,16 @@ class _PatchGAN(nn.Module):
       stride = 2 if n < self.num_layers else 1
       h = layers.conv(features, 4, stride, ((1, 1), (1, 1)), use_bias=bias, dtype=self.dtype)(h)
       h = nn.leaky_relu(layers.make_norm(self.norm, train, self.dtype)(h), 0.2)
-    h = layers.conv(1, 4, 1, ((1, 1), (1, 1)), dtype=self.dtype)(h)
-    return h.astype(jnp.float32)
+    logits = layers.conv(1, 4, 1, ((1, 1), (1, 1)), dtype=self.dtype)(h).astype(jnp.float32)
+    if self.num_styles == 1:
+      return logits
+    style = layers.check_style(style, self.num_styles, h.shape[0])
+    table = self.param('style_projection', layers.conv_init, (self.num_styles, h.shape[-1]))
+    # The logit conv's 4x4 window (padding 1) is centred between pixels: project
+    # the features at the window's centre, averaged over its 2x2 central pixels.
+    phi = nn.avg_pool(h.astype(jnp.float32), (2, 2), strides=(1, 1))  # [N, h-1, w-1, C]
+    projection = jnp.einsum('nhwc,nc->nhw', phi, layers.mix(style, table))
+    return logits + projection[..., None]
 
 
 class PatchDiscriminator(_PatchGAN):
@@ -43,8 +58,10 @@ class PatchDiscriminator(_PatchGAN):
   image concatenated on channels, [N, H, W, 3 + 3] for RGB."""
 
   @nn.compact
-  def __call__(self, photo: jax.Array, image: jax.Array, *, train: bool) -> jax.Array:
-    return self._logits(jnp.concatenate([photo, image], axis=-1), train)
+  def __call__(
+    self, photo: jax.Array, image: jax.Array, style: Optional[jax.Array] = None, *, train: bool
+  ) -> jax.Array:
+    return self._logits(jnp.concatenate([photo, image], axis=-1), train, style)
 
 
 class UnconditionalPatchDiscriminator(_PatchGAN):
@@ -57,15 +74,20 @@ class UnconditionalPatchDiscriminator(_PatchGAN):
   """
 
   @nn.compact
-  def __call__(self, image: jax.Array, *, train: bool) -> jax.Array:
-    return self._logits(image, train)
+  def __call__(
+    self, image: jax.Array, style: Optional[jax.Array] = None, *, train: bool
+  ) -> jax.Array:
+    return self._logits(image, train, style)
 
 
 def create_discriminator(
-  model_config, dtype: Dtype = jnp.float32, conditional: bool = True
+  model_config, dtype: Dtype = jnp.float32, conditional: bool = True, num_styles: int = 1
 ) -> _PatchGAN:
   """PatchDiscriminator D(photo, image), or with conditional=False the
-  UnconditionalPatchDiscriminator D(image), as `config.model` sets it."""
+  UnconditionalPatchDiscriminator D(image), as `config.model` sets it; with
+  `num_styles` > 1 a projection discriminator that also reads style weights."""
   m = model_config
   cls = PatchDiscriminator if conditional else UnconditionalPatchDiscriminator
-  return cls(width=m.disc_width, num_layers=m.disc_layers, norm=m.norm, dtype=dtype)
+  return cls(
+    width=m.disc_width, num_layers=m.disc_layers, norm=m.norm, dtype=dtype, num_styles=num_styles
+  )

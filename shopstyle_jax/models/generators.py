@@ -17,17 +17,37 @@ Taps = Union[str, Sequence[str]]
 class _TappedGenerator(nn.Module):
   """What both generators share: G(x), and the encoder's features at named taps
   (PatchNCE's inputs) from the same parameters. Subclasses define `tap_names`,
-  `nce_taps` and `_forward(x, train, taps, decode) -> (G(x) or None, features)`."""
+  `nce_taps` and `_forward(x, train, taps, decode, style) -> (G(x) or None, features)`.
+
+  Style codes: with `num_styles` S > 1 every normalisation layer is a
+  `layers.StyleNorm` and a call takes `style`, float [N, S] weights (one-hot
+  picks a style, rows summing to 1 mix them); with S = 1 (the default) the
+  network and its parameters are exactly the single-style ones and `style` is
+  ignored.
+  """
 
   def __call__(
-    self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None
+    self,
+    x: jax.Array,
+    style: Optional[jax.Array] = None,
+    *,
+    train: bool,
+    taps: Optional[Taps] = None,
   ) -> Union[jax.Array, Tuple[jax.Array, List[jax.Array]]]:
     """G(x); with `taps`, (G(x), the encoder features at `taps`) from one pass."""
+    style = self._style(x, style)
     if taps is None:
-      return self._forward(x, train, (), True)[0]
-    return self._forward(x, train, _check_taps(taps, self.tap_names), True)
+      return self._forward(x, train, (), True, style)[0]
+    return self._forward(x, train, _check_taps(taps, self.tap_names), True, style)
 
-  def encode(self, x: jax.Array, *, train: bool, taps: Optional[Taps] = None) -> List[jax.Array]:
+  def encode(
+    self,
+    x: jax.Array,
+    style: Optional[jax.Array] = None,
+    *,
+    train: bool,
+    taps: Optional[Taps] = None,
+  ) -> List[jax.Array]:
     """Encoder features at `taps` (default `nce_taps`), in that order; no decoder.
 
     Same parameters as `__call__`: `g.apply(variables, x, train=..., method=g.encode)`.
@@ -35,7 +55,18 @@ class _TappedGenerator(nn.Module):
     dtype; with batch norm and train=True, pass mutable=['batch_stats'] as for __call__.
     """
     taps = self.nce_taps if taps is None else taps
-    return self._forward(x, train, _check_taps(taps, self.tap_names), False)[1]
+    style = self._style(x, style)
+    return self._forward(x, train, _check_taps(taps, self.tap_names), False, style)[1]
+
+  def _style(self, x: jax.Array, style: Optional[jax.Array]) -> Optional[jax.Array]:
+    """The style weights the network reads: None with one style."""
+    if self.num_styles == 1:
+      return None
+    return layers.check_style(style, self.num_styles, x.shape[0])
+
+  def _norm(self, train: bool, style: Optional[jax.Array]):
+    """A fresh (style-conditioned, with several styles) norm layer."""
+    return layers.style_norm(self.norm, train, self.dtype, self.num_styles, style)
 
 
 class UNetGenerator(_TappedGenerator):
@@ -64,6 +95,7 @@ class UNetGenerator(_TappedGenerator):
   upsample: str = 'conv_transpose'
   out_channels: int = 3
   dtype: Dtype = jnp.float32
+  num_styles: int = 1
 
   @property
   def factor(self) -> int:
@@ -85,7 +117,7 @@ class UNetGenerator(_TappedGenerator):
 
   @nn.compact
   def _forward(
-    self, x: jax.Array, train: bool, taps: Tuple[str, ...], decode: bool
+    self, x: jax.Array, train: bool, taps: Tuple[str, ...], decode: bool, style: Any = None
   ) -> Tuple[Optional[jax.Array], List[jax.Array]]:
     """The network, shared by `__call__` and `encode`: (G(x) or None, tap features)."""
     if self.depth < 2:
@@ -104,7 +136,7 @@ class UNetGenerator(_TappedGenerator):
         return record.result()
       h = layers.down_conv(self._filters(level), bias, self.dtype)(skips[-1])
       if level < self.depth - 1:
-        h = layers.make_norm(self.norm, train, self.dtype)(h)
+        h = self._norm(train, style)(h)
     if record(f'enc{self.depth}', nn.relu(h)):
       return record.result()
     # Decoder, innermost first.
@@ -112,7 +144,7 @@ class UNetGenerator(_TappedGenerator):
       h = layers.make_upsample(self.upsample, self._filters(level - 1), bias, self.dtype)(
         nn.relu(h)
       )
-      h = layers.make_norm(self.norm, train, self.dtype)(h)
+      h = self._norm(train, style)(h)
       # The official code puts dropout in the depth-5 blocks just outside the innermost.
       if self.dropout > 0 and self.depth - 4 <= level < self.depth - 1:
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
@@ -169,6 +201,7 @@ class ResnetGenerator(_TappedGenerator):
   upsample: str = 'conv_transpose'
   out_channels: int = 3
   dtype: Dtype = jnp.float32
+  num_styles: int = 1
 
   @property
   def factor(self) -> int:
@@ -187,12 +220,12 @@ class ResnetGenerator(_TappedGenerator):
 
   @nn.compact
   def _forward(
-    self, x: jax.Array, train: bool, taps: Tuple[str, ...], decode: bool
+    self, x: jax.Array, train: bool, taps: Tuple[str, ...], decode: bool, style: Any = None
   ) -> Tuple[Optional[jax.Array], List[jax.Array]]:
     """The network, shared by `__call__` and `encode`: (G(x) or None, tap features)."""
     record = _TapRecorder(taps, decode)
     bias = layers.uses_bias(self.norm)
-    norm = lambda: layers.make_norm(self.norm, train, self.dtype)
+    norm = lambda: self._norm(train, style)
     conv = lambda f, k, s=1, pad=((0, 0), (0, 0)): layers.conv(
       f, k, s, pad, use_bias=bias, dtype=self.dtype
     )
@@ -271,8 +304,9 @@ def add_noise(module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
 GENERATORS = ('unet', 'resnet')
 
 
-def create_generator(model_config, dtype: Dtype = jnp.float32) -> nn.Module:
-  """The generator named by `config.model.generator`."""
+def create_generator(model_config, dtype: Dtype = jnp.float32, num_styles: int = 1) -> nn.Module:
+  """The generator named by `config.model.generator`; `num_styles` > 1 conditions
+  it on style weights (`style_mix.num_styles(config)`)."""
   m = model_config
   if m.generator == 'unet':
     return UNetGenerator(
@@ -283,6 +317,7 @@ def create_generator(model_config, dtype: Dtype = jnp.float32) -> nn.Module:
       noise_channels=m.noise_channels,
       upsample=m.upsample,
       dtype=dtype,
+      num_styles=num_styles,
     )
   if m.generator == 'resnet':
     return ResnetGenerator(
@@ -293,5 +328,6 @@ def create_generator(model_config, dtype: Dtype = jnp.float32) -> nn.Module:
       noise_channels=m.noise_channels,
       upsample=m.upsample,
       dtype=dtype,
+      num_styles=num_styles,
     )
   raise ValueError(f'Unknown config.model.generator {m.generator!r}; allowed: {GENERATORS}.')

@@ -182,18 +182,100 @@ def conv(
   )
 
 
-def make_norm(norm: str, train: bool, dtype: Dtype) -> Callable[[jax.Array], jax.Array]:
-  """Returns a fresh normalisation layer (call inside a compact method)."""
+def make_norm(
+  norm: str, train: bool, dtype: Dtype, affine: bool = True
+) -> Callable[[jax.Array], jax.Array]:
+  """Returns a fresh normalisation layer (call inside a compact method).
+
+  affine=False drops batch norm's own scale and bias (`StyleNorm` brings per-style
+  ones); instance norm has none either way."""
   if norm == 'batch':
     # pix2pix's BatchNorm2d: momentum 0.1 (flax: 0.9), eps 1e-5. Under jit on a
     # global batch sharded over devices, the statistics are the global batch's.
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
+    return nn.BatchNorm(
+      use_running_average=not train,
+      momentum=0.9,
+      epsilon=1e-5,
+      use_scale=affine,
+      use_bias=affine,
+      dtype=dtype,
+    )
   if norm == 'instance':
     # PyTorch's InstanceNorm2d default: no affine parameters.
     return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, dtype=dtype)
   if norm == 'none':
     return lambda x: x
   raise ValueError(f'Unknown norm {norm!r}; allowed: {NORMS}.')
+
+
+# Parameters with one row per style ([S, ...]): a fine-tuning run with more styles
+# grows them (`config.init_from`), keeping the old rows.
+STYLE_TABLES = ('style_scale', 'style_shift', 'style_projection')
+
+
+def mix(style: jax.Array, table: jax.Array) -> jax.Array:
+  """Style weights [N, S] x a per-style table [S, C] -> [N, C]: the blend of the
+  styles' rows (a one-hot row picks one style)."""
+  return jnp.dot(style.astype(jnp.float32), table.astype(jnp.float32))
+
+
+def check_style(style: Optional[jax.Array], num_styles: int, batch: int) -> jax.Array:
+  """The [N, S] style weights a multi-style network was given; ValueError otherwise."""
+  if style is None:
+    raise ValueError(
+      f'This network holds {num_styles} styles: pass style weights [N, {num_styles}] '
+      '(a one-hot row per image picks a style; rows summing to 1 mix them).'
+    )
+  if style.shape != (batch, num_styles):
+    raise ValueError(
+      f'style weights have shape {style.shape}; this network needs [{batch}, {num_styles}] '
+      '(one row per image, one column per style).'
+    )
+  return style
+
+
+def style_args(module: Any, batch: int = 1) -> tuple:
+  """Extra positional arguments for initialising or tracing `module`: () with
+  one style, else an even [batch, S] mix (any weights give the same parameters)."""
+  n = getattr(module, 'num_styles', 1)
+  return () if n == 1 else (jnp.full((batch, n), 1.0 / n, jnp.float32),)
+
+
+class StyleNorm(nn.Module):
+  """Conditional normalisation (conditional instance norm, Dumoulin et al. 2017):
+  the norm without affine parameters, then a scale and shift per channel taken
+  from per-style tables [S, C] and blended by the style weights [N, S]. Mixing
+  styles blends these per-layer style embeddings inside the network.
+
+  Rows start at scale 1, shift 0: every style starts as the plain norm.
+  """
+
+  norm: str
+  num_styles: int
+  train: bool
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, style: jax.Array) -> jax.Array:
+    h = make_norm(self.norm, self.train, self.dtype, affine=False)(x)
+    c = x.shape[-1]
+    scale = self.param('style_scale', nn.initializers.ones, (self.num_styles, c))
+    shift = self.param('style_shift', nn.initializers.zeros, (self.num_styles, c))
+    gamma = mix(style, scale)[:, None, None, :].astype(self.dtype)
+    beta = mix(style, shift)[:, None, None, :].astype(self.dtype)
+    return h * gamma + beta
+
+
+def style_norm(
+  norm: str, train: bool, dtype: Dtype, num_styles: int, style: Optional[jax.Array]
+) -> Callable[[jax.Array], jax.Array]:
+  """A fresh normalisation layer h -> norm(h) (call inside a compact method): with
+  one style exactly `make_norm`'s (today's parameter tree), with several a
+  `StyleNorm` driven by `style` [N, S]."""
+  if num_styles == 1:
+    return make_norm(norm, train, dtype)
+  layer = StyleNorm(norm, num_styles, train, dtype)
+  return lambda h: layer(h, style)
 
 
 def uses_bias(norm: str) -> bool:
