@@ -89,6 +89,12 @@ def adjust(image, brightness: float = 0.0, contrast: float = 1.0):
   return image * contrast + brightness
 
 
+def blend(photo, stylized, strength: float):
+  """Step 8 of `StylizeOptions` on [-1, 1] images: `photo` at `strength` 0,
+  `stylized` at 1, linear in between; NumPy and JAX arrays."""
+  return photo + strength * (stylized - photo)
+
+
 def fit_max_side(height: int, width: int, max_side: Optional[int]) -> tuple[int, int]:
   """(H, W) scaled down so that the longer side is at most `max_side`, aspect kept."""
   if max_side is None or max(height, width) <= max_side:
@@ -107,7 +113,7 @@ class Prepared:
     size: (H, W) of the photos as given (restored after a `max_side` resize).
     single: whether one [H, W, C] image was given rather than a batch.
     photo: uint8 [N, H, W, 3], the photos as the network saw them before
-      resizing (for `background='keep'` and `preserve_color`), else None.
+      resizing (for `background='keep'`, `preserve_color` and `strength`), else None.
     mask: float32 [N, H, W] in [0, 1], the product (with a `background`), else None.
     alpha: uint8 [N, H, W], the photos' own alpha (RGBA photos with a
       `background`), else None.
@@ -184,7 +190,8 @@ def prepare(
   size = batch.shape[1:3]
   batch = image_lib.resize(batch, *fit_max_side(*size, options.max_side))
   padded, pad = pad_to_multiple(batch, factor)
-  photo = rgb if (options.preserve_color or options.background == 'keep') else None
+  keeps_photo = options.preserve_color or options.blends or options.background == 'keep'
+  photo = rgb if keeps_photo else None
   return Prepared(padded, pad, size, single, photo, masks, alpha)
 
 
@@ -192,8 +199,8 @@ def finish(
   outputs: np.ndarray, prepared: Prepared, options: Optional[StylizeOptions] = None
 ) -> np.ndarray:
   """The network's [-1, 1] output for `prepared` -> uint8 photos of the sizes given:
-  steps 6-10 of `StylizeOptions` (crop, resize back, colour preservation,
-  brightness/contrast, background, quantise). RGB out, or RGBA for
+  steps 6-11 of `StylizeOptions` (crop, resize back, colour preservation,
+  strength, brightness/contrast, background, quantise). RGB out, or RGBA for
   `background='transparent'` and for RGBA photos with `background='keep'`."""
   options = resolve_options(options)
   out = image_lib.resize(crop(np.asarray(outputs, np.float32), prepared.pad), *prepared.size)
@@ -202,6 +209,8 @@ def finish(
 
     photo = prepared.photo.astype(np.float32) / 255.0
     out = color.transfer_luminance(photo, (out + 1.0) / 2.0) * 2.0 - 1.0
+  if options.blends:
+    out = blend(image_lib.uint8_to_model(prepared.photo), out, options.strength)
   out = adjust(out, options.brightness, options.contrast)
   alpha = None
   if options.needs_mask:
@@ -249,7 +258,7 @@ class HostStylizer:
       mask: the product's mask for a `background` (uint8 0-255 or float [0, 1],
         [H, W] or [N, H, W]); default the photo's alpha, else segmentation.
       **overrides: any of its fields (`brightness`, `contrast`, `max_side`,
-        `background`, `preserve_color`) as keywords,
+        `background`, `preserve_color`, `strength`) as keywords,
         replacing those of `options`: `stylizer(photo, background='white')`.
     """
     options = resolve_options(options, **overrides)

@@ -32,11 +32,13 @@ class StylizeOptions:
     6. crop the padding off, and resize back to the photo's size before step 3;
     7. colour preservation (`preserve_color`): the output's Lab lightness with
        the photo's a and b;
-    8. brightness and contrast: `x * contrast + brightness` in [-1, 1];
-    9. background: 'keep' puts the photo's own pixels back outside the mask,
+    8. strength: `photo + strength * (output - photo)` in [-1, 1] (the photo
+       at its own size, before step 3);
+    9. brightness and contrast: `x * contrast + brightness` in [-1, 1];
+    10. background: 'keep' puts the photo's own pixels back outside the mask,
        'white' white, 'transparent' adds the mask as alpha (an RGBA photo's
        own alpha, exactly); 'keep' on an RGBA photo keeps its alpha too;
-    10. quantise to uint8 (clipped, rounded to nearest).
+    11. quantise to uint8 (clipped, rounded to nearest).
 
   With the defaults, an untagged or sRGB photo gets the pixels it got before
   these options existed. (Tiled stylizing of very large photos, issue 16's
@@ -54,6 +56,9 @@ class StylizeOptions:
       out, the product opaque; needs a format with alpha: PNG, WebP, TIFF).
     preserve_color: keep the photo's colours and take only the style's
       lightness (luminance transfer in CIE Lab, Gatys et al. 2016).
+    strength: how much of the style, blended with the photo on the host (any
+      model): 1 (default) the stylized output, 0 the photo, 0.5 halfway; a
+      finite number in [0, 1].
   """
 
   brightness: float = 0.0
@@ -61,6 +66,7 @@ class StylizeOptions:
   max_side: Optional[int] = None
   background: str = 'style'
   preserve_color: bool = False
+  strength: float = 1.0
 
   def __post_init__(self):
     brightness = _number('brightness', self.brightness)
@@ -88,14 +94,25 @@ class StylizeOptions:
     if isinstance(self.preserve_color, str) or self.preserve_color not in (True, False):
       raise TypeError(f'preserve_color={self.preserve_color!r} must be True or False.')
     object.__setattr__(self, 'preserve_color', bool(self.preserve_color))
+    strength = _number('strength', self.strength)
+    if not 0.0 <= strength <= 1.0:
+      raise ValueError(
+        f'strength={strength} must be in [0, 1] (1 = the stylized output, 0 = the photo).'
+      )
+    object.__setattr__(self, 'strength', strength)
     # Plain Python values, so that equal options compare and hash equal.
     object.__setattr__(self, 'brightness', brightness)
     object.__setattr__(self, 'contrast', contrast)
     object.__setattr__(self, 'max_side', max_side)
 
   @property
+  def blends(self) -> bool:
+    """Whether step 8 (strength) changes anything."""
+    return self.strength != 1.0
+
+  @property
   def adjusts(self) -> bool:
-    """Whether step 8 changes anything."""
+    """Whether step 9 changes anything."""
     return self.brightness != 0.0 or self.contrast != 1.0
 
   @property

@@ -87,6 +87,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_bool(
     'preserve_color', False, "Keep the photo's colours, take the style's lightness.", **fv
   )
+  flags.DEFINE_float(
+    'strength', 1.0, 'How much of the style, in [0, 1]: 1 the stylized output, 0 the photo.', **fv
+  )
   flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], 'Activations dtype.', **fv)
   flags.DEFINE_integer(
     'batch_size',
@@ -120,6 +123,7 @@ def run(f: flags.FlagValues) -> int:
       max_side=f.max_side,
       background=f.background,
       preserve_color=f.preserve_color,
+      strength=f.strength,
     )
     if options.background == 'transparent':
       image_lib.check_alpha_format(f.format)

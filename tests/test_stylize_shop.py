@@ -172,3 +172,23 @@ def test_cli_background_preserve_color_and_mask_dir(tmp_path, scene, capsys):
   )
   with Image.open(path) as im:
     assert round(float(im.info['dpi'][0])) == 240 and 'icc_profile' in im.info
+
+
+def test_strength_blends_photo_and_style(stylizer, exported, scene):
+  photo, _ = scene
+  plain = stylizer(photo).astype(int)
+  np.testing.assert_array_equal(stylizer(photo, strength=1.0), plain)
+  # 0: the photo itself (kept at its own size, so max_side's round trip does not show).
+  np.testing.assert_array_equal(stylizer(photo, strength=0.0), photo)
+  np.testing.assert_array_equal(stylizer(photo, strength=0.0, max_side=40), photo)
+  # 0.5: the midpoint, within the rounding of the two uint8 ends.
+  half = stylizer(photo, strength=0.5).astype(int)
+  assert np.abs(2 * half - (plain + photo)).max() <= 2
+  assert np.abs(half - plain).mean() > 5  # Not the stylized output.
+  # Strength comes before brightness: the photo, 0.1 lighter (12.75 levels).
+  lighter = stylizer(photo, strength=0.0, brightness=0.1).astype(int)
+  assert np.abs(lighter - np.minimum(photo + 12.75, 255)).max() <= 0.5
+  assert_pixel_rule(exported(photo, strength=0.3), stylizer(photo, strength=0.3))
+  for bad in (-0.1, 1.5, float('nan')):
+    with pytest.raises(ValueError, match='strength'):
+      StylizeOptions(strength=bad)
