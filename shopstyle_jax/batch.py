@@ -357,6 +357,7 @@ def stylize_files(
   progress: Optional[progress_lib.Progress] = None,
   report: Callable[[str], None] = logging.warning,
   mask_dir: Optional[str] = None,
+  label: bool = True,
 ) -> Summary:
   """Stylizes `jobs` with `options` (existing outputs are overwritten: filter first).
 
@@ -366,7 +367,8 @@ def stylize_files(
   read or written is reported through `report` and counted as failed. With a
   `background`, a photo's mask comes from `mask_dir` (paired by relative path
   and stem) when it holds one, else from the photo's alpha or segmentation.
-  Outputs keep their photo's DPI and harmless EXIF (`images.read_info`).
+  Outputs keep their photo's DPI and harmless EXIF (`images.read_info`) and,
+  unless `label=False`, carry the AI label in their XMP (`stylizer.label`).
   """
   options = options or StylizeOptions()
   masks = find_masks(mask_dir) if (mask_dir and options.needs_mask) else None
@@ -419,7 +421,14 @@ def stylize_files(
         ext = os.path.splitext(job.dst)[1].lower().lstrip('.')
         if image_lib.WRITE_FORMATS.get(ext) not in image_lib.ALPHA_FORMATS:
           image = image_lib.over_white(image)  # The photo's own look, as read_image shows it.
-      image_lib.write_image(image, job.dst, quality, png_compression, image_lib.read_info(job.src))
+      image_lib.write_image(
+        image,
+        job.dst,
+        quality,
+        png_compression,
+        image_lib.read_info(job.src),
+        stylizer.label if label else None,
+      )
     except Exception as e:  # pylint: disable=broad-except
       fail(job, e)
       return

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export as jax_export
 
+from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 
 FORMAT = 'shopstyle_jax.exported_stylizer'
@@ -50,6 +51,7 @@ class ExportedStylizer(inference.HostStylizer):
     self.metadata = metadata
     self.factor = int(metadata['factor'])
     self.step = metadata.get('step')
+    self.label = image_lib.Label(metadata.get('style'), self.step, image_lib.weights_hash(weights))
     self._call = jax.jit(exported.call)  # One compile per input shape.
 
   def run(self, batch: np.ndarray) -> np.ndarray:

@@ -90,6 +90,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_float(
     'strength', 1.0, 'How much of the style, in [0, 1]: 1 the stylized output, 0 the photo.', **fv
   )
+  flags.DEFINE_bool(
+    'no_label',
+    False,
+    'Leave out the AI label (XMP: IPTC digital source type trainedAlgorithmicMedia, '
+    "the model's style, step and weights' hash) that every output carries by default.",
+    **fv,
+  )
   flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], 'Activations dtype.', **fv)
   flags.DEFINE_integer(
     'batch_size',
@@ -182,6 +189,7 @@ def run(f: flags.FlagValues) -> int:
       progress=progress,
       report=progress.message,
       mask_dir=f.mask_dir,
+      label=not f.no_label,
     )
     rate = progress.close()
   summary.skipped = len(jobs) - len(todo)
