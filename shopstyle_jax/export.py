@@ -66,8 +66,13 @@ def run(f: flags.FlagValues) -> int:
     print(f'Error: {e}', file=sys.stderr)
     return 2
   exported, weights = exporting.export_stylizer(stylizer, f.platforms)
+  tiling = exporting.export_tiling(stylizer, f.platforms)
   exporting.save_exported(
-    output, exported, weights, exporting.stylizer_metadata(stylizer, f.workdir, f.precision)
+    output,
+    exported,
+    weights,
+    exporting.stylizer_metadata(stylizer, f.workdir, f.precision),
+    tiling,
   )
   size = os.path.getsize(output)
   print(

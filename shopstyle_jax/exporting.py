@@ -9,6 +9,10 @@ holding
                       size and any height and width that are multiples of the
                       factor (all symbolic), lowered for CPU, CUDA and TPU
   weights/NNNN.npy    the weights f takes, in order
+  norm_stats.stablehlo, with_norm_stats.stablehlo (format 2)
+                      `norm_stats_fn` and `with_norm_stats_fn` likewise, the
+                      statistics as a flat list: what tiled stylizing (photos
+                      above `tile_threshold`) runs
 
 `load_exported(path)` returns a callable with `load_stylizer`'s interface that
 needs only jax and numpy: no model code, no config, no checkpoint library.
@@ -18,11 +22,12 @@ which imports only jax and numpy).
 """
 
 import datetime
+import functools
 import io
 import json
 import os
 import zipfile
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,9 +38,10 @@ from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 
 FORMAT = 'shopstyle_jax.exported_stylizer'
-VERSION = 1
+VERSION = 2  # 2: the tiling functions.
 DEFAULT_PLATFORMS = ('cpu', 'cuda', 'tpu')
 _METADATA, _FUNCTION, _WEIGHTS = 'metadata.json', 'function.stablehlo', 'weights/'
+_NORM_STATS, _WITH_NORM_STATS = 'norm_stats.stablehlo', 'with_norm_stats.stablehlo'
 
 
 class ExportedStylizer(inference.HostStylizer):
@@ -44,18 +50,41 @@ class ExportedStylizer(inference.HostStylizer):
   fields as keywords), exactly as the `Stylizer` that `load_stylizer` returns."""
 
   def __init__(
-    self, exported: jax_export.Exported, weights: Sequence[np.ndarray], metadata: dict[str, Any]
+    self,
+    exported: jax_export.Exported,
+    weights: Sequence[np.ndarray],
+    metadata: dict[str, Any],
+    tiling: Optional[tuple[jax_export.Exported, jax_export.Exported]] = None,
   ):
     self.exported = exported
+    self.tiling = tiling
     self.weights = [jax.device_put(w) for w in weights]
     self.metadata = metadata
     self.factor = int(metadata['factor'])
     self.step = metadata.get('step')
     self.label = image_lib.Label(metadata.get('style'), self.step, image_lib.weights_hash(weights))
     self._call = jax.jit(exported.call)  # One compile per input shape.
+    if tiling is not None:
+      self._stats, self._with_stats = (jax.jit(e.call) for e in tiling)
 
   def run(self, batch: np.ndarray) -> np.ndarray:
     return np.asarray(self._call(self.weights, jnp.asarray(batch, jnp.float32)))
+
+  def _check_tiling(self) -> None:
+    if self.tiling is None:
+      raise ValueError(
+        'This exported stylizer was written before tiling existed (format 1), so it '
+        'cannot stylize photos above tile_threshold: export it again with python -m '
+        'shopstyle_jax.export, or pass max_side (or tile_threshold=None).'
+      )
+
+  def norm_stats(self, batch: np.ndarray) -> Any:
+    self._check_tiling()
+    return self._stats(self.weights, jnp.asarray(batch, jnp.float32))
+
+  def run_with_norm_stats(self, batch: np.ndarray, stats: Any) -> np.ndarray:
+    self._check_tiling()
+    return np.asarray(self._with_stats(self.weights, stats, jnp.asarray(batch, jnp.float32)))
 
 
 def export_stylizer(
@@ -63,7 +92,8 @@ def export_stylizer(
 ) -> tuple[jax_export.Exported, list[np.ndarray]]:
   """Exports a `Stylizer`'s network with symbolic batch, height and width.
 
-  Returns the Exported f(weights, images) and the weights list it takes.
+  Returns the Exported f(weights, images) and the weights list it takes
+  (`export_tiling` exports what tiling needs).
   """
   generator = stylizer.generator
   leaves, treedef = jax.tree.flatten(jax.device_get(stylizer.variables))
@@ -83,10 +113,50 @@ def export_stylizer(
   return exported, weights
 
 
+def export_tiling(
+  stylizer: Any, platforms: Sequence[str] = DEFAULT_PLATFORMS
+) -> tuple[jax_export.Exported, jax_export.Exported]:
+  """Exports `inference.norm_stats_fn` as g(weights, images) -> [stats] and
+  `inference.with_norm_stats_fn` as h(weights, [stats], images) -> images (the
+  statistics as a flat list, each [batch, channels]), symbolic like
+  `export_stylizer`'s f: what `HostStylizer.run_tiled` calls."""
+  generator = stylizer.generator
+  leaves, treedef = jax.tree.flatten(jax.device_get(stylizer.variables))
+  f = generator.factor
+  probe = jax.ShapeDtypeStruct((1, f, f, 3), jnp.float32)
+  stats_shapes, stats_treedef = jax.tree.flatten(
+    jax.eval_shape(functools.partial(inference.norm_stats_fn, generator), stylizer.variables, probe)
+  )
+
+  def stats_fn(weights, images):
+    variables = jax.tree.unflatten(treedef, weights)
+    return jax.tree.leaves(inference.norm_stats_fn(generator, variables, images))
+
+  def with_stats_fn(weights, stats, images):
+    variables = jax.tree.unflatten(treedef, weights)
+    stats = jax.tree.unflatten(stats_treedef, stats)
+    return inference.with_norm_stats_fn(generator, variables, stats, images)
+
+  b, h, w = jax_export.symbolic_shape(f'b, {f}*h, {f}*w')
+  weights = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in leaves]
+  images = jax.ShapeDtypeStruct((b, h, w, 3), jnp.float32)
+  stats = [jax.ShapeDtypeStruct((b, *s.shape[1:]), s.dtype) for s in stats_shapes]
+  platforms = tuple(platforms)
+  return (
+    jax_export.export(jax.jit(stats_fn), platforms=platforms)(weights, images),
+    jax_export.export(jax.jit(with_stats_fn), platforms=platforms)(weights, stats, images),
+  )
+
+
 def save_exported(
-  path: str, exported: jax_export.Exported, weights: Sequence[np.ndarray], metadata: dict[str, Any]
+  path: str,
+  exported: jax_export.Exported,
+  weights: Sequence[np.ndarray],
+  metadata: dict[str, Any],
+  tiling: Optional[tuple[jax_export.Exported, jax_export.Exported]] = None,
 ) -> None:
-  """Writes the archive (via a temporary file, so a crash leaves no partial one)."""
+  """Writes the archive (via a temporary file, so a crash leaves no partial one);
+  `tiling` is `export_tiling`'s pair."""
   metadata = dict(
     metadata,
     format=FORMAT,
@@ -100,6 +170,9 @@ def save_exported(
   with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_STORED) as zf:
     zf.writestr(_METADATA, json.dumps(metadata, indent=2, sort_keys=True))
     zf.writestr(_FUNCTION, bytes(exported.serialize()))
+    if tiling is not None:
+      zf.writestr(_NORM_STATS, bytes(tiling[0].serialize()))
+      zf.writestr(_WITH_NORM_STATS, bytes(tiling[1].serialize()))
     for i, w in enumerate(weights):
       buf = io.BytesIO()
       np.save(buf, w, allow_pickle=False)
@@ -149,13 +222,20 @@ def load_exported(path: str) -> ExportedStylizer:
 
   Needs only jax and numpy. The result is called like `load_stylizer`'s:
   `stylizer(photo, brightness=0.1, contrast=1.2)` or `stylizer(photo, options)`;
-  its `metadata` holds the step, style and model settings. Raises
+  its `metadata` holds the step, style and model settings. Files of format 1
+  (before tiling) stylize photos up to `tile_threshold` only. Raises
   FileNotFoundError, or ValueError for a file that is not one or is damaged.
   """
   metadata = read_metadata(path)
   try:
     with zipfile.ZipFile(path) as zf:
       exported = jax_export.deserialize(bytearray(zf.read(_FUNCTION)))
+      tiling = None
+      if _NORM_STATS in zf.namelist():
+        tiling = tuple(
+          jax_export.deserialize(bytearray(zf.read(name)))
+          for name in (_NORM_STATS, _WITH_NORM_STATS)
+        )
       weights = [
         np.load(io.BytesIO(zf.read(f'{_WEIGHTS}{i:04d}.npy')), allow_pickle=False)
         for i in range(int(metadata['num_weights']))
@@ -169,7 +249,7 @@ def load_exported(path: str) -> ExportedStylizer:
     raise
   except Exception as e:  # pylint: disable=broad-except
     raise _damaged(path, e) from e
-  return ExportedStylizer(exported, weights, metadata)
+  return ExportedStylizer(exported, weights, metadata, tiling)
 
 
 def check_output(path: str) -> None:

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shopstyle_jax import images as image_lib
+from shopstyle_jax.options import TILE_STATS_PIXELS
 from shopstyle_jax.options import StylizeOptions
 from shopstyle_jax.options import resolve as resolve_options
 
@@ -33,8 +34,10 @@ __all__ = (
   'find_checkpoint',
   'finish',
   'load_stylizer',
+  'norm_stats_fn',
   'prepare',
   'stylize_fn',
+  'with_norm_stats_fn',
 )
 
 
@@ -49,6 +52,30 @@ def stylize_fn(generator: Any, variables: Any, images: jax.Array) -> jax.Array:
   Returns:
     float32 [N, H, W, 3] in [-1, 1].
   """
+  return generator.apply(variables, images, train=False).astype(jnp.float32)
+
+
+# The variable collection of the generators' instance-norm statistics
+# (`models.layers.NORM_STATS`): captured by `norm_stats_fn`, imposed by
+# `with_norm_stats_fn`.
+NORM_STATS = 'norm_stats'
+
+
+@functools.partial(jax.jit, static_argnames=('generator',))
+def norm_stats_fn(generator: Any, variables: Any, images: jax.Array) -> Any:
+  """Every instance-norm layer's statistics on `images` (as `stylize_fn` computes
+  them): a tree of float32 [N, C] 'mean' and 'var', {} for generators without
+  instance norm. What `with_norm_stats_fn` takes."""
+  _, state = generator.apply(variables, images, train=False, mutable=[NORM_STATS])
+  return state.get(NORM_STATS, {})
+
+
+@functools.partial(jax.jit, static_argnames=('generator',))
+def with_norm_stats_fn(generator: Any, variables: Any, stats: Any, images: jax.Array) -> jax.Array:
+  """`stylize_fn` with every instance-norm layer normalising by `stats`
+  (`norm_stats_fn`'s, for the same N photos) instead of `images`' own: a tile
+  normalised as its whole frame is."""
+  variables = {**variables, NORM_STATS: stats}
   return generator.apply(variables, images, train=False).astype(jnp.float32)
 
 
@@ -230,6 +257,68 @@ def finish(
   return out[0] if prepared.single else out
 
 
+# --- Tiling: any resolution in bounded memory -------------------------------------
+
+
+def tiles(prepared: 'Prepared', options: StylizeOptions) -> bool:
+  """Whether `prepared`'s frame (after `max_side`) has more pixels than
+  `options.tile_threshold`, so that step 5 runs in tiles."""
+  if options.tile_threshold is None:
+    return False
+  height, width = fit_max_side(*prepared.size, options.max_side)
+  return height * width > options.tile_threshold
+
+
+def tile_layout(size: int, tile: int, factor: int) -> tuple[list[int], int, int]:
+  """Tiles along one axis of `size` pixels (a multiple of `factor`):
+  (their starts, their length, their edge).
+
+  Each tile is `tile` pixels rounded up to `factor` (so tiles sample the
+  frame's own grid, and every tile has one shape: one compile); neighbours
+  overlap by 3 edges, an edge being tile/16 rounded up to `factor`: the outer
+  edge of each is dropped (what its padding changed), the middle one blended
+  (`tile_weights`). An axis no longer than a tile is one tile, no edge."""
+  tile = -(-tile // factor) * factor
+  if size <= tile:
+    return [0], size, 0
+  edge = -(-max(tile // 16, 1) // factor) * factor
+  stride = tile - 3 * edge
+  if stride < factor:
+    raise ValueError(
+      f'tile={tile} is too small for this generator (multiple {factor}): tiles '
+      f'overlap by {3 * edge} pixels; use tile >= {3 * edge + factor} (1024 or more is usual).'
+    )
+  return list(range(0, size - tile, stride)) + [size - tile], tile, edge
+
+
+def tile_weights(start: int, length: int, size: int, edge: int) -> np.ndarray:
+  """float32 [length] blending weights of the tile at `start` along an axis of
+  `size`: 0 over the outer `edge` of an inner side, a raised-cosine ramp over
+  the next `edge` (neighbours' ramps sum to 1), 1 elsewhere and at the
+  frame's own border."""
+  weights = np.ones(length, np.float32)
+  if edge == 0:
+    return weights
+  ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(edge) + 0.5) / edge)).astype(np.float32)
+  if start > 0:
+    weights[:edge] = 0.0
+    weights[edge : 2 * edge] = ramp
+  if start + length < size:
+    weights[length - edge :] = 0.0
+    weights[length - 2 * edge : length - edge] = ramp[::-1]
+  return weights
+
+
+def stats_frame(batch: np.ndarray, max_pixels: int, factor: int) -> np.ndarray:
+  """The padded frame [N, H, W, 3] shrunk (area averaging) to at most
+  `max_pixels` pixels, sides multiples of `factor`: where tiling takes the
+  instance-norm statistics from."""
+  _, height, width, _ = batch.shape
+  scale = min(1.0, (max_pixels / (height * width)) ** 0.5)
+  size = [max(factor, int(n * scale) // factor * factor) for n in (height, width)]
+  return image_lib.resize(batch, *size)
+
+
 class HostStylizer:
   """The host side shared by every stylizer (a checkpoint's, an exported one's):
   any photo in, uint8 out. Subclasses set `factor` and `label` and implement `run`."""
@@ -259,6 +348,42 @@ class HostStylizer:
     """float32 [N, H, W, 3] in [-1, 1], H and W multiples of `factor` -> same."""
     raise NotImplementedError
 
+  def norm_stats(self, batch: np.ndarray) -> Any:
+    """The instance-norm statistics of `batch` (`norm_stats_fn`), for `run_with_norm_stats`."""
+    raise NotImplementedError
+
+  def run_with_norm_stats(self, batch: np.ndarray, stats: Any) -> np.ndarray:
+    """`run`, normalised by `stats` (`with_norm_stats_fn`)."""
+    raise NotImplementedError
+
+  def run_tiled(self, batch: np.ndarray, options: StylizeOptions) -> np.ndarray:
+    """`run` on a large frame in tiles (step 5 above `tile_threshold`): the
+    instance-norm statistics of the frame shrunk to at most `TILE_STATS_PIXELS`
+    (`stats_frame`; exact for frames up to 4 megapixels), then every tile
+    (`tile_layout`) normalised with them, blended with `tile_weights` into
+    float32 [N, H, W, 3]. The network's memory is that of a tile or of the
+    shrunk frame, whichever is larger."""
+    n, height, width, _ = batch.shape
+    stats = self.norm_stats(stats_frame(batch, TILE_STATS_PIXELS, self.factor))
+    ys, tile_h, edge_h = tile_layout(height, options.tile, self.factor)
+    xs, tile_w, edge_w = tile_layout(width, options.tile, self.factor)
+    out = np.zeros((n, height, width, 3), np.float32)
+    total_h, total_w = np.zeros(height, np.float32), np.zeros(width, np.float32)
+    for y in ys:
+      wy = tile_weights(y, tile_h, height, edge_h)
+      total_h[y : y + tile_h] += wy
+      for x in xs:
+        wx = tile_weights(x, tile_w, width, edge_w)
+        if y == ys[0]:
+          total_w[x : x + tile_w] += wx
+        window = np.ascontiguousarray(batch[:, y : y + tile_h, x : x + tile_w])
+        styled = self.run_with_norm_stats(window, stats)
+        out[:, y : y + tile_h, x : x + tile_w] += styled * (wy[:, None] * wx[None, :])[..., None]
+    # The weights are separable: their sum is total_h x total_w.
+    out /= total_h[None, :, None, None]
+    out /= total_w[None, None, :, None]
+    return out
+
   def __call__(
     self,
     images: np.ndarray,
@@ -282,6 +407,8 @@ class HostStylizer:
     """
     options = resolve_options(options, **overrides)
     prepared = prepare(images, self.factor, options, mask)
+    if tiles(prepared, options):
+      return finish(self.run_tiled(prepared.batch, options), prepared, options)
     return finish(self.run(prepared.batch), prepared, options)
 
 
@@ -313,6 +440,12 @@ class Stylizer(HostStylizer):
 
   def run(self, batch: np.ndarray) -> np.ndarray:
     return np.asarray(stylize_fn(self.generator, self.variables, jnp.asarray(batch)))
+
+  def norm_stats(self, batch: np.ndarray) -> Any:
+    return norm_stats_fn(self.generator, self.variables, jnp.asarray(batch))
+
+  def run_with_norm_stats(self, batch: np.ndarray, stats: Any) -> np.ndarray:
+    return np.asarray(with_norm_stats_fn(self.generator, self.variables, stats, jnp.asarray(batch)))
 
 
 def checkpoint_step(step: Any) -> Optional[int]:

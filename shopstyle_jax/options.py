@@ -12,6 +12,12 @@ import math
 import numbers
 from typing import Any, Optional
 
+# The default `tile_threshold`: 4 megapixels (2048 x 2048), a fixed number.
+TILE_THRESHOLD = 2048 * 2048
+# Tiling takes the instance-norm statistics from the whole frame shrunk to at
+# most this many pixels (fixed, whatever `tile_threshold` is): 4 megapixels.
+TILE_STATS_PIXELS = 2048 * 2048
+
 
 @dataclasses.dataclass(frozen=True)
 class StylizeOptions:
@@ -28,7 +34,12 @@ class StylizeOptions:
        backdrop segmented (`masks.segment_product`);
     3. resize for `max_side`: a photo whose longer side exceeds it is shrunk to it;
     4. pad by reflection to the generator's multiple;
-    5. the network (`inference.stylize_fn`), in [-1, 1];
+    5. the network (`inference.stylize_fn`), in [-1, 1]; a frame of more than
+       `tile_threshold` pixels (after step 3) is stylized in overlapping tiles
+       of `tile` pixels, blended with raised-cosine weights, every tile
+       normalised with the instance-norm statistics of one pass over the whole
+       frame shrunk to at most `TILE_STATS_PIXELS` (4 megapixels;
+       `inference.run_tiled`);
     6. crop the padding off, and resize back to the photo's size before step 3;
     7. colour preservation (`preserve_color`): the output's Lab lightness with
        the photo's a and b;
@@ -40,9 +51,8 @@ class StylizeOptions:
        own alpha, exactly); 'keep' on an RGBA photo keeps its alpha too;
     11. quantise to uint8 (clipped, rounded to nearest).
 
-  With the defaults, an untagged or sRGB photo gets the pixels it got before
-  these options existed. (Tiled stylizing of very large photos, issue 16's
-  item 1, is not there yet: use `max_side`.)
+  With the defaults, an untagged or sRGB photo of at most `tile_threshold`
+  pixels gets the pixels it got before these options existed.
 
   Attributes:
     brightness: added in [-1, 1] after the network (0.1 is about 13 levels
@@ -59,6 +69,12 @@ class StylizeOptions:
     strength: how much of the style, blended with the photo on the host (any
       model): 1 (default) the stylized output, 0 the photo, 0.5 halfway; a
       finite number in [0, 1].
+    tile: the side of the tiles, in pixels (rounded up to the generator's
+      multiple), for frames above `tile_threshold`; a positive integer.
+    tile_threshold: frames (after `max_side`) of more pixels than this are
+      stylized in tiles, in bounded memory; a fixed number (default
+      `TILE_THRESHOLD`, 4 megapixels), never the machine's, so the same photo
+      gives the same pixels everywhere; None never tiles.
   """
 
   brightness: float = 0.0
@@ -67,6 +83,8 @@ class StylizeOptions:
   background: str = 'style'
   preserve_color: bool = False
   strength: float = 1.0
+  tile: int = 1024
+  tile_threshold: Optional[int] = TILE_THRESHOLD
 
   def __post_init__(self):
     brightness = _number('brightness', self.brightness)
@@ -100,6 +118,11 @@ class StylizeOptions:
         f'strength={strength} must be in [0, 1] (1 = the stylized output, 0 = the photo).'
       )
     object.__setattr__(self, 'strength', strength)
+    object.__setattr__(self, 'tile', _positive_int('tile', self.tile))
+    if self.tile_threshold is not None:
+      object.__setattr__(
+        self, 'tile_threshold', _positive_int('tile_threshold', self.tile_threshold)
+      )
     # Plain Python values, so that equal options compare and hash equal.
     object.__setattr__(self, 'brightness', brightness)
     object.__setattr__(self, 'contrast', contrast)
@@ -140,6 +163,15 @@ def resolve(options: Optional[StylizeOptions] = None, **overrides: Any) -> Styli
       f'Unknown stylize option(s) {", ".join(unknown)}; the options are {", ".join(FIELDS)}.'
     )
   return dataclasses.replace(options, **overrides) if overrides else options
+
+
+def _positive_int(name: str, value: Any) -> int:
+  """`value` as a positive int; TypeError / ValueError saying what is wanted."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(f'{name}={value!r} must be a positive integer (pixels).')
+  if value < 1:
+    raise ValueError(f'{name}={value} must be a positive integer (pixels).')
+  return int(value)
 
 
 def _number(name: str, value: Any) -> float:
