@@ -170,13 +170,13 @@ def save_exported(
   with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_STORED) as zf:
     zf.writestr(_METADATA, json.dumps(metadata, indent=2, sort_keys=True))
     zf.writestr(_FUNCTION, bytes(exported.serialize()))
-    if tiling is not None:
-      zf.writestr(_NORM_STATS, bytes(tiling[0].serialize()))
-      zf.writestr(_WITH_NORM_STATS, bytes(tiling[1].serialize()))
     for i, w in enumerate(weights):
       buf = io.BytesIO()
       np.save(buf, w, allow_pickle=False)
       zf.writestr(f'{_WEIGHTS}{i:04d}.npy', buf.getvalue())
+    if tiling is not None:
+      zf.writestr(_NORM_STATS, bytes(tiling[0].serialize()))
+      zf.writestr(_WITH_NORM_STATS, bytes(tiling[1].serialize()))
   os.replace(tmp, path)
 
 
