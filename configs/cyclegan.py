@@ -26,7 +26,9 @@ def get_config(variant: str = 'full'):
   config.model.width = 64
   config.model.norm = 'instance'
   config.model.dropout = 0.0
-  config.model.upsample = 'conv_transpose'
+  # Nearest x2 + 3x3 conv, not the paper's transposed conv: no checkerboard on flat
+  # areas (Odena et al. 2016; issue 16). Old workdirs: --config.model.upsample=conv_transpose.
+  config.model.upsample = 'resize_conv'
   config.model.disc_width = 64
   config.model.disc_layers = 3
   config.loss.gan = 'lsgan'

@@ -16,6 +16,10 @@ def get_config(variant: str = 'cpu'):
   config = default.get_config()
   config.model.norm = 'instance'  # Batch-independent; same at train and test time.
   config.model.dropout = 0.0  # A deterministic mapping; no noise needed.
+  # Nearest x2 + 3x3 conv, not pix2pix's transposed conv: no checkerboard on flat
+  # areas such as a sky or a table (Odena et al. 2016; issue 16). Workdirs trained
+  # before resume with --config.model.upsample=conv_transpose.
+  config.model.upsample = 'resize_conv'
   config.ema_decay = 0.995
   config.loss.gan = 'vanilla'
   config.loss.adversarial_weight = 1.0

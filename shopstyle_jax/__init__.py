@@ -5,7 +5,7 @@ The public face is inference: `stylize_fn` (jitted, pure), `load_stylizer`
 `load_exported` (the same callable from a file written by
 `python -m shopstyle_jax.export`, needing only jax and numpy) and
 `StylizeOptions` (what either callable may be asked: brightness, contrast,
-max_side, background, preserve_color). They are imported on first use, so `import shopstyle_jax` stays
+max_side, background, preserve_color, strength). They are imported on first use, so `import shopstyle_jax` stays
 light.
 """
 

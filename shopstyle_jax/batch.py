@@ -30,6 +30,7 @@ from shopstyle_jax import inference
 from shopstyle_jax import parallel
 from shopstyle_jax import progress as progress_lib
 from shopstyle_jax import runtime
+from shopstyle_jax.options import TILE_STATS_PIXELS
 from shopstyle_jax.options import StylizeOptions
 
 
@@ -286,8 +287,16 @@ class MemoryCheck:
   network runs on CPU, else on each device, for its share of a batch.
   """
 
-  def __init__(self, runner: DeviceRunner, max_side: Optional[int], batch_size: int):
+  def __init__(
+    self,
+    runner: DeviceRunner,
+    max_side: Optional[int],
+    batch_size: int,
+    tile: Optional[int] = None,
+    tile_threshold: Optional[int] = None,
+  ):
     self.max_side = max_side
+    self.tile, self.tile_threshold = tile, tile_threshold
     self.on_host = runner.devices[0].platform == 'cpu'
     self.device = runner.devices[0]
     self.rows = max(batch_size // len(runner.devices), 1)  # Per device, per call.
@@ -310,7 +319,11 @@ class MemoryCheck:
     host, device = self._limits()
     pixels = width * height
     h, w = inference.fit_max_side(height, width, self.max_side)
-    network = self.network * h * w * (1 if self.on_host else self.rows)
+    stylized = h * w
+    if self.tile and self.tile_threshold is not None and stylized > self.tile_threshold:
+      # Tiled: a tile (with its overlap) or the shrunk frame of the statistics at a time.
+      stylized = min(stylized, max(TILE_STATS_PIXELS, (self.tile + 256) ** 2))
+    network = self.network * stylized * (1 if self.on_host else self.rows)
     host_need = HOST_BYTES_PER_PIXEL * pixels + (network if self.on_host else 0)
     short = []
     if host is not None and host_need > host[0]:
@@ -376,6 +389,7 @@ def stylize_files(
   report: Callable[[str], None] = logging.warning,
   mask_dir: Optional[str] = None,
   style: Any = None,
+  label: bool = True,
 ) -> Summary:
   """Stylizes `jobs` with `options` (existing outputs are overwritten: filter first),
   in `style` (a multi-style model's style name or {name: weight} mix; default its
@@ -387,7 +401,9 @@ def stylize_files(
   read or written is reported through `report` and counted as failed. With a
   `background`, a photo's mask comes from `mask_dir` (paired by relative path
   and stem) when it holds one, else from the photo's alpha or segmentation.
-  Outputs keep their photo's DPI and harmless EXIF (`images.read_info`).
+  Photos above `options.tile_threshold` are stylized one at a time in tiles
+  (`HostStylizer.run_tiled`). Outputs keep their photo's DPI and harmless EXIF (`images.read_info`) and,
+  unless `label=False`, carry the AI label in their XMP (`stylizer.label`).
   """
   options = options or StylizeOptions()
   masks = find_masks(mask_dir) if (mask_dir and options.needs_mask) else None
@@ -396,7 +412,7 @@ def stylize_files(
   batch_size = batch_size or default_batch_size(runner.devices)
   batch_size = -(-batch_size // num_devices) * num_devices
   summary, lock = Summary(), threading.Lock()
-  memory = MemoryCheck(runner, options.max_side, batch_size)
+  memory = MemoryCheck(runner, options.max_side, batch_size, options.tile, options.tile_threshold)
   fits = memory.max_megapixels()
   if fits:
     logging.info(
@@ -440,7 +456,14 @@ def stylize_files(
         ext = os.path.splitext(job.dst)[1].lower().lstrip('.')
         if image_lib.WRITE_FORMATS.get(ext) not in image_lib.ALPHA_FORMATS:
           image = image_lib.over_white(image)  # The photo's own look, as read_image shows it.
-      image_lib.write_image(image, job.dst, quality, png_compression, image_lib.read_info(job.src))
+      image_lib.write_image(
+        image,
+        job.dst,
+        quality,
+        png_compression,
+        image_lib.read_info(job.src),
+        stylizer.label if label else None,
+      )
     except Exception as e:  # pylint: disable=broad-except
       fail(job, e)
       return
@@ -495,6 +518,18 @@ def stylize_files(
         prepared = future.result()
       except (ValueError, OSError) as e:
         fail(job, e)
+        continue
+      if inference.tiles(prepared, options):  # Alone, in tiles, on the default device.
+        try:
+          rows = runner.style_row
+          if rows is not None:
+            rows = np.repeat(rows, len(prepared.batch), axis=0)
+          out = stylizer.run_tiled(prepared.batch, options, rows)
+        except Exception as e:  # pylint: disable=broad-except
+          fail(job, e)
+          continue
+        write_slots.acquire()
+        writes.append(writers.submit(save, job, out, prepared))
         continue
       key = prepared.batch.shape[1:3]
       buckets.setdefault(key, []).append((job, prepared))

@@ -66,8 +66,14 @@ def run(f: flags.FlagValues) -> int:
     print(f'Error: {e}', file=sys.stderr)
     return 2
   exported, weights = exporting.export_stylizer(stylizer, f.platforms)
+  # Tiled stylizing of exported multi-style files is not built yet (`ExportedStylizer`).
+  tiling = exporting.export_tiling(stylizer, f.platforms) if len(stylizer.styles) <= 1 else None
   exporting.save_exported(
-    output, exported, weights, exporting.stylizer_metadata(stylizer, f.workdir, f.precision)
+    output,
+    exported,
+    weights,
+    exporting.stylizer_metadata(stylizer, f.workdir, f.precision),
+    tiling,
   )
   size = os.path.getsize(output)
   print(

@@ -12,6 +12,10 @@ holding
                       style the float32 [batch, S] weights (format version 2),
                       so one file holds every style and mix
   weights/NNNN.npy    the weights f takes, in order
+  norm_stats.stablehlo, with_norm_stats.stablehlo (format 2)
+                      `norm_stats_fn` and `with_norm_stats_fn` likewise, the
+                      statistics as a flat list: what tiled stylizing (photos
+                      above `tile_threshold`) runs
 
 `load_exported(path)` returns a callable with `load_stylizer`'s interface that
 needs only jax and numpy: no model code, no config, no checkpoint library.
@@ -21,6 +25,7 @@ which imports only jax and numpy).
 """
 
 import datetime
+import functools
 import io
 import json
 import os
@@ -32,13 +37,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export as jax_export
 
+from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 
 FORMAT = 'shopstyle_jax.exported_stylizer'
 VERSION = 2  # The newest format this module reads; 2 adds the style input.
 _SINGLE_STYLE_VERSION = 1  # Single-style files stay version 1: older readers load them.
+# Any version may also hold the tiling functions (norm_stats, with_norm_stats).
 DEFAULT_PLATFORMS = ('cpu', 'cuda', 'tpu')
 _METADATA, _FUNCTION, _WEIGHTS = 'metadata.json', 'function.stablehlo', 'weights/'
+_NORM_STATS, _WITH_NORM_STATS = 'norm_stats.stablehlo', 'with_norm_stats.stablehlo'
 
 
 class ExportedStylizer(inference.HostStylizer):
@@ -48,22 +56,53 @@ class ExportedStylizer(inference.HostStylizer):
   `load_stylizer` returns; `styles` lists its styles."""
 
   def __init__(
-    self, exported: jax_export.Exported, weights: Sequence[np.ndarray], metadata: dict[str, Any]
+    self,
+    exported: jax_export.Exported,
+    weights: Sequence[np.ndarray],
+    metadata: dict[str, Any],
+    tiling: Optional[tuple[jax_export.Exported, jax_export.Exported]] = None,
   ):
     self.exported = exported
+    self.tiling = tiling
     self.weights = [jax.device_put(w) for w in weights]
     self.metadata = metadata
     self.factor = int(metadata['factor'])
     self.step = metadata.get('step')
     self.default_style = metadata.get('style')
     self.styles = tuple(metadata.get('styles') or (self.default_style,))
+    self.label = image_lib.Label(metadata.get('style'), self.step, image_lib.weights_hash(weights))
     self._call = jax.jit(exported.call)  # One compile per input shape.
+    if tiling is not None:
+      self._stats, self._with_stats = (jax.jit(e.call) for e in tiling)
 
   def run(self, batch: np.ndarray, style: Optional[np.ndarray] = None) -> np.ndarray:
     images = jnp.asarray(batch, jnp.float32)
     if len(self.styles) > 1:
       return np.asarray(self._call(self.weights, jnp.asarray(style, jnp.float32), images))
     return np.asarray(self._call(self.weights, images))
+
+  def _check_tiling(self) -> None:
+    if self.tiling is None:
+      why = (
+        'holds several styles (tiled multi-style files are not built yet)'
+        if len(self.styles) > 1
+        else 'was written before tiling existed'
+      )
+      raise ValueError(
+        f'This exported stylizer {why}, so it cannot stylize photos above '
+        'tile_threshold: pass max_side (or tile_threshold=None), use load_stylizer on '
+        'the workdir, or export a single-style model again with python -m shopstyle_jax.export.'
+      )
+
+  def norm_stats(self, batch: np.ndarray, style: Optional[np.ndarray] = None) -> Any:
+    self._check_tiling()
+    return self._stats(self.weights, jnp.asarray(batch, jnp.float32))
+
+  def run_with_norm_stats(
+    self, batch: np.ndarray, stats: Any, style: Optional[np.ndarray] = None
+  ) -> np.ndarray:
+    self._check_tiling()
+    return np.asarray(self._with_stats(self.weights, stats, jnp.asarray(batch, jnp.float32)))
 
 
 def export_stylizer(
@@ -72,7 +111,8 @@ def export_stylizer(
   """Exports a `Stylizer`'s network with symbolic batch, height and width.
 
   Returns the Exported f(weights, images) (multi-style: f(weights, style,
-  images), style float32 [batch, S]) and the weights list it takes.
+  images), style float32 [batch, S]) and the weights list it takes
+  (`export_tiling` exports what tiling needs).
   """
   generator = stylizer.generator
   leaves, treedef = jax.tree.flatten(jax.device_get(stylizer.variables))
@@ -99,10 +139,50 @@ def export_stylizer(
   return exported, weights
 
 
+def export_tiling(
+  stylizer: Any, platforms: Sequence[str] = DEFAULT_PLATFORMS
+) -> tuple[jax_export.Exported, jax_export.Exported]:
+  """Exports `inference.norm_stats_fn` as g(weights, images) -> [stats] and
+  `inference.with_norm_stats_fn` as h(weights, [stats], images) -> images (the
+  statistics as a flat list, each [batch, channels]), symbolic like
+  `export_stylizer`'s f: what `HostStylizer.run_tiled` calls."""
+  generator = stylizer.generator
+  leaves, treedef = jax.tree.flatten(jax.device_get(stylizer.variables))
+  f = generator.factor
+  probe = jax.ShapeDtypeStruct((1, f, f, 3), jnp.float32)
+  stats_shapes, stats_treedef = jax.tree.flatten(
+    jax.eval_shape(functools.partial(inference.norm_stats_fn, generator), stylizer.variables, probe)
+  )
+
+  def stats_fn(weights, images):
+    variables = jax.tree.unflatten(treedef, weights)
+    return jax.tree.leaves(inference.norm_stats_fn(generator, variables, images))
+
+  def with_stats_fn(weights, stats, images):
+    variables = jax.tree.unflatten(treedef, weights)
+    stats = jax.tree.unflatten(stats_treedef, stats)
+    return inference.with_norm_stats_fn(generator, variables, stats, images)
+
+  b, h, w = jax_export.symbolic_shape(f'b, {f}*h, {f}*w')
+  weights = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in leaves]
+  images = jax.ShapeDtypeStruct((b, h, w, 3), jnp.float32)
+  stats = [jax.ShapeDtypeStruct((b, *s.shape[1:]), s.dtype) for s in stats_shapes]
+  platforms = tuple(platforms)
+  return (
+    jax_export.export(jax.jit(stats_fn), platforms=platforms)(weights, images),
+    jax_export.export(jax.jit(with_stats_fn), platforms=platforms)(weights, stats, images),
+  )
+
+
 def save_exported(
-  path: str, exported: jax_export.Exported, weights: Sequence[np.ndarray], metadata: dict[str, Any]
+  path: str,
+  exported: jax_export.Exported,
+  weights: Sequence[np.ndarray],
+  metadata: dict[str, Any],
+  tiling: Optional[tuple[jax_export.Exported, jax_export.Exported]] = None,
 ) -> None:
-  """Writes the archive (via a temporary file, so a crash leaves no partial one)."""
+  """Writes the archive (via a temporary file, so a crash leaves no partial one);
+  `tiling` is `export_tiling`'s pair."""
   metadata = dict(
     metadata,
     format=FORMAT,
@@ -120,6 +200,9 @@ def save_exported(
       buf = io.BytesIO()
       np.save(buf, w, allow_pickle=False)
       zf.writestr(f'{_WEIGHTS}{i:04d}.npy', buf.getvalue())
+    if tiling is not None:
+      zf.writestr(_NORM_STATS, bytes(tiling[0].serialize()))
+      zf.writestr(_WITH_NORM_STATS, bytes(tiling[1].serialize()))
   os.replace(tmp, path)
 
 
@@ -165,13 +248,20 @@ def load_exported(path: str) -> ExportedStylizer:
 
   Needs only jax and numpy. The result is called like `load_stylizer`'s:
   `stylizer(photo, brightness=0.1, contrast=1.2)` or `stylizer(photo, options)`;
-  its `metadata` holds the step, style and model settings. Raises
+  its `metadata` holds the step, style and model settings. Files of format 1
+  (before tiling) stylize photos up to `tile_threshold` only. Raises
   FileNotFoundError, or ValueError for a file that is not one or is damaged.
   """
   metadata = read_metadata(path)
   try:
     with zipfile.ZipFile(path) as zf:
       exported = jax_export.deserialize(bytearray(zf.read(_FUNCTION)))
+      tiling = None
+      if _NORM_STATS in zf.namelist():
+        tiling = tuple(
+          jax_export.deserialize(bytearray(zf.read(name)))
+          for name in (_NORM_STATS, _WITH_NORM_STATS)
+        )
       weights = [
         np.load(io.BytesIO(zf.read(f'{_WEIGHTS}{i:04d}.npy')), allow_pickle=False)
         for i in range(int(metadata['num_weights']))
@@ -186,7 +276,7 @@ def load_exported(path: str) -> ExportedStylizer:
     raise
   except Exception as e:  # pylint: disable=broad-except
     raise _damaged(path, e) from e
-  return ExportedStylizer(exported, weights, metadata)
+  return ExportedStylizer(exported, weights, metadata, tiling)
 
 
 def check_output(path: str) -> None:

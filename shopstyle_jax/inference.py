@@ -23,6 +23,7 @@ import numpy as np
 
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import style_mix
+from shopstyle_jax.options import TILE_STATS_PIXELS
 from shopstyle_jax.options import StylizeOptions
 from shopstyle_jax.options import resolve as resolve_options
 
@@ -34,8 +35,10 @@ __all__ = (
   'find_checkpoint',
   'finish',
   'load_stylizer',
+  'norm_stats_fn',
   'prepare',
   'stylize_fn',
+  'with_norm_stats_fn',
 )
 
 
@@ -55,6 +58,40 @@ def stylize_fn(
   Returns:
     float32 [N, H, W, 3] in [-1, 1].
   """
+  cond = () if style is None else (style,)
+  return generator.apply(variables, images, *cond, train=False).astype(jnp.float32)
+
+
+# The variable collection of the generators' instance-norm statistics
+# (`models.layers.NORM_STATS`): captured by `norm_stats_fn`, imposed by
+# `with_norm_stats_fn`.
+NORM_STATS = 'norm_stats'
+
+
+@functools.partial(jax.jit, static_argnames=('generator',))
+def norm_stats_fn(
+  generator: Any, variables: Any, images: jax.Array, style: Optional[jax.Array] = None
+) -> Any:
+  """Every instance-norm layer's statistics on `images` (as `stylize_fn` computes
+  them; `style` as it takes it): a tree of float32 [N, C] 'mean' and 'var', {} for
+  generators without instance norm. What `with_norm_stats_fn` takes."""
+  cond = () if style is None else (style,)
+  _, state = generator.apply(variables, images, *cond, train=False, mutable=[NORM_STATS])
+  return state.get(NORM_STATS, {})
+
+
+@functools.partial(jax.jit, static_argnames=('generator',))
+def with_norm_stats_fn(
+  generator: Any,
+  variables: Any,
+  stats: Any,
+  images: jax.Array,
+  style: Optional[jax.Array] = None,
+) -> jax.Array:
+  """`stylize_fn` with every instance-norm layer normalising by `stats`
+  (`norm_stats_fn`'s, for the same N photos) instead of `images`' own: a tile
+  normalised as its whole frame is."""
+  variables = {**variables, NORM_STATS: stats}
   cond = () if style is None else (style,)
   return generator.apply(variables, images, *cond, train=False).astype(jnp.float32)
 
@@ -96,6 +133,12 @@ def adjust(image, brightness: float = 0.0, contrast: float = 1.0):
   return image * contrast + brightness
 
 
+def blend(photo, stylized, strength: float):
+  """Step 8 of `StylizeOptions` on [-1, 1] images: `photo` at `strength` 0,
+  `stylized` at 1, linear in between; NumPy and JAX arrays."""
+  return photo + strength * (stylized - photo)
+
+
 def fit_max_side(height: int, width: int, max_side: Optional[int]) -> tuple[int, int]:
   """(H, W) scaled down so that the longer side is at most `max_side`, aspect kept."""
   if max_side is None or max(height, width) <= max_side:
@@ -114,7 +157,7 @@ class Prepared:
     size: (H, W) of the photos as given (restored after a `max_side` resize).
     single: whether one [H, W, C] image was given rather than a batch.
     photo: uint8 [N, H, W, 3], the photos as the network saw them before
-      resizing (for `background='keep'` and `preserve_color`), else None.
+      resizing (for `background='keep'`, `preserve_color` and `strength`), else None.
     mask: float32 [N, H, W] in [0, 1], the product (with a `background`), else None.
     alpha: uint8 [N, H, W], the photos' own alpha (RGBA photos with a
       `background`), else None.
@@ -191,7 +234,8 @@ def prepare(
   size = batch.shape[1:3]
   batch = image_lib.resize(batch, *fit_max_side(*size, options.max_side))
   padded, pad = pad_to_multiple(batch, factor)
-  photo = rgb if (options.preserve_color or options.background == 'keep') else None
+  keeps_photo = options.preserve_color or options.blends or options.background == 'keep'
+  photo = rgb if keeps_photo else None
   return Prepared(padded, pad, size, single, photo, masks, alpha)
 
 
@@ -199,8 +243,8 @@ def finish(
   outputs: np.ndarray, prepared: Prepared, options: Optional[StylizeOptions] = None
 ) -> np.ndarray:
   """The network's [-1, 1] output for `prepared` -> uint8 photos of the sizes given:
-  steps 6-10 of `StylizeOptions` (crop, resize back, colour preservation,
-  brightness/contrast, background, quantise). RGB out, or RGBA for
+  steps 6-11 of `StylizeOptions` (crop, resize back, colour preservation,
+  strength, brightness/contrast, background, quantise). RGB out, or RGBA for
   `background='transparent'` and for RGBA photos with `background='keep'`."""
   options = resolve_options(options)
   out = image_lib.resize(crop(np.asarray(outputs, np.float32), prepared.pad), *prepared.size)
@@ -209,6 +253,8 @@ def finish(
 
     photo = prepared.photo.astype(np.float32) / 255.0
     out = color.transfer_luminance(photo, (out + 1.0) / 2.0) * 2.0 - 1.0
+  if options.blends:
+    out = blend(image_lib.uint8_to_model(prepared.photo), out, options.strength)
   out = adjust(out, options.brightness, options.contrast)
   alpha = None
   if options.needs_mask:
@@ -228,14 +274,96 @@ def finish(
   return out[0] if prepared.single else out
 
 
+# --- Tiling: any resolution in bounded memory -------------------------------------
+
+
+def tiles(prepared: 'Prepared', options: StylizeOptions) -> bool:
+  """Whether `prepared`'s frame (after `max_side`) has more pixels than
+  `options.tile_threshold`, so that step 5 runs in tiles."""
+  if options.tile_threshold is None:
+    return False
+  height, width = fit_max_side(*prepared.size, options.max_side)
+  return height * width > options.tile_threshold
+
+
+def tile_layout(size: int, tile: int, factor: int) -> tuple[list[int], int, int]:
+  """Tiles along one axis of `size` pixels (a multiple of `factor`):
+  (their starts, their length, their edge).
+
+  Each tile is `tile` pixels rounded up to `factor` (so tiles sample the
+  frame's own grid, and every tile has one shape: one compile); neighbours
+  overlap by 3 edges, an edge being tile/16 rounded up to `factor`: the outer
+  edge of each is dropped (what its padding changed), the middle one blended
+  (`tile_weights`). An axis no longer than a tile is one tile, no edge."""
+  tile = -(-tile // factor) * factor
+  if size <= tile:
+    return [0], size, 0
+  edge = -(-max(tile // 16, 1) // factor) * factor
+  stride = tile - 3 * edge
+  if stride < factor:
+    raise ValueError(
+      f'tile={tile} is too small for this generator (multiple {factor}): tiles '
+      f'overlap by {3 * edge} pixels; use tile >= {3 * edge + factor} (1024 or more is usual).'
+    )
+  return list(range(0, size - tile, stride)) + [size - tile], tile, edge
+
+
+def tile_weights(start: int, length: int, size: int, edge: int) -> np.ndarray:
+  """float32 [length] blending weights of the tile at `start` along an axis of
+  `size`: 0 over the outer `edge` of an inner side, a raised-cosine ramp over
+  the next `edge` (neighbours' ramps sum to 1), 1 elsewhere and at the
+  frame's own border."""
+  weights = np.ones(length, np.float32)
+  if edge == 0:
+    return weights
+  ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(edge) + 0.5) / edge)).astype(np.float32)
+  if start > 0:
+    weights[:edge] = 0.0
+    weights[edge : 2 * edge] = ramp
+  if start + length < size:
+    weights[length - edge :] = 0.0
+    weights[length - 2 * edge : length - edge] = ramp[::-1]
+  return weights
+
+
+def stats_frame(batch: np.ndarray, max_pixels: int, factor: int) -> np.ndarray:
+  """The padded frame [N, H, W, 3] shrunk (area averaging) to at most
+  `max_pixels` pixels, sides multiples of `factor`: where tiling takes the
+  instance-norm statistics from."""
+  _, height, width, _ = batch.shape
+  scale = min(1.0, (max_pixels / (height * width)) ** 0.5)
+  size = [max(factor, int(n * scale) // factor * factor) for n in (height, width)]
+  return image_lib.resize(batch, *size)
+
+
 class HostStylizer:
   """The host side shared by every stylizer (a checkpoint's, an exported one's):
   any photo in, uint8 out. Subclasses set `factor`, `styles` (the style names, in
-  the order of the network's style weights), `default_style`, and implement `run`."""
+  the order of the network's style weights), `default_style` and `label`, and
+  implement `run` (and, for tiling, `norm_stats` and `run_with_norm_stats`)."""
 
   factor: int
   styles: tuple[str, ...] = ()
   default_style: Optional[str] = None
+  # What outputs say about the model in their XMP (`images.Label`): its style,
+  # step and weights' hash, with the IPTC digital source type trainedAlgorithmicMedia.
+  label: image_lib.Label = image_lib.Label()
+
+  def write(
+    self,
+    image: np.ndarray,
+    path: str,
+    *,
+    quality: int = 95,
+    png_compression: int = 1,
+    info: Optional[image_lib.ImageInfo] = None,
+    label: bool = True,
+  ) -> None:
+    """Writes this stylizer's output `image` to `path` (`images.write_image`),
+    labelled as AI-generated by this model in its XMP unless `label=False`."""
+    image_lib.write_image(
+      image, path, quality, png_compression, info, self.label if label else None
+    )
 
   def run(self, batch: np.ndarray, style: Optional[np.ndarray] = None) -> np.ndarray:
     """float32 [N, H, W, 3] in [-1, 1], H and W multiples of `factor` -> same;
@@ -248,6 +376,46 @@ class HostStylizer:
     network (whose one style is the only name it accepts)."""
     weights = style_mix.style_weights(style, self.styles, self.default_style, n)
     return weights if len(self.styles) > 1 else None
+
+  def norm_stats(self, batch: np.ndarray, style: Optional[np.ndarray] = None) -> Any:
+    """The instance-norm statistics of `batch` (`norm_stats_fn`), for `run_with_norm_stats`."""
+    raise NotImplementedError
+
+  def run_with_norm_stats(
+    self, batch: np.ndarray, stats: Any, style: Optional[np.ndarray] = None
+  ) -> np.ndarray:
+    """`run`, normalised by `stats` (`with_norm_stats_fn`)."""
+    raise NotImplementedError
+
+  def run_tiled(
+    self, batch: np.ndarray, options: StylizeOptions, style: Optional[np.ndarray] = None
+  ) -> np.ndarray:
+    """`run` on a large frame in tiles (step 5 above `tile_threshold`): the
+    instance-norm statistics of the frame shrunk to at most `TILE_STATS_PIXELS`
+    (`stats_frame`; exact for frames up to 4 megapixels), then every tile
+    (`tile_layout`) normalised with them, blended with `tile_weights` into
+    float32 [N, H, W, 3]. The network's memory is that of a tile or of the
+    shrunk frame, whichever is larger."""
+    n, height, width, _ = batch.shape
+    stats = self.norm_stats(stats_frame(batch, TILE_STATS_PIXELS, self.factor), style)
+    ys, tile_h, edge_h = tile_layout(height, options.tile, self.factor)
+    xs, tile_w, edge_w = tile_layout(width, options.tile, self.factor)
+    out = np.zeros((n, height, width, 3), np.float32)
+    total_h, total_w = np.zeros(height, np.float32), np.zeros(width, np.float32)
+    for y in ys:
+      wy = tile_weights(y, tile_h, height, edge_h)
+      total_h[y : y + tile_h] += wy
+      for x in xs:
+        wx = tile_weights(x, tile_w, width, edge_w)
+        if y == ys[0]:
+          total_w[x : x + tile_w] += wx
+        window = np.ascontiguousarray(batch[:, y : y + tile_h, x : x + tile_w])
+        styled = self.run_with_norm_stats(window, stats, style)
+        out[:, y : y + tile_h, x : x + tile_w] += styled * (wy[:, None] * wx[None, :])[..., None]
+    # The weights are separable: their sum is total_h x total_w.
+    out /= total_h[None, :, None, None]
+    out /= total_w[None, None, :, None]
+    return out
 
   def __call__(
     self,
@@ -272,7 +440,7 @@ class HostStylizer:
         the generator; default `default_style`. Any style or mix runs the same
         compiled program.
       **overrides: any of its fields (`brightness`, `contrast`, `max_side`,
-        `background`, `preserve_color`) as keywords,
+        `background`, `preserve_color`, `strength`) as keywords,
         replacing those of `options`: `stylizer(photo, background='white')`.
     """
     options = resolve_options(options, **overrides)
@@ -280,6 +448,8 @@ class HostStylizer:
     prepared = prepare(images, self.factor, options, mask)
     if weights is not None:
       weights = np.repeat(weights, len(prepared.batch), axis=0)
+    if tiles(prepared, options):
+      return finish(self.run_tiled(prepared.batch, options, weights), prepared, options)
     return finish(self.run(prepared.batch, weights), prepared, options)
 
 
@@ -291,13 +461,15 @@ class Stylizer(HostStylizer):
 
   `stylizer(images, options=None, *, style=None, **overrides)`: see
   `HostStylizer.__call__`. `generator`, `variables` (on device), `step`, `config`
-  (the run's) and `styles` (its style names) are attributes.
+  (the run's), `styles` (its style names) and `label` (style, step, weights'
+  hash: what `write` puts in the XMP) are attributes.
   """
 
   def __init__(
     self, generator: Any, variables: Any, step: Optional[int] = None, config: Any = None
   ):
     self.generator = generator
+    host = jax.device_get(variables)
     self.variables = jax.device_put(variables)
     self.step = step
     self.config = config
@@ -307,6 +479,8 @@ class Stylizer(HostStylizer):
     else:  # A bare generator: its styles have no names but their indices.
       self.styles = tuple(str(i) for i in range(getattr(generator, 'num_styles', 1)))
       self.default_style = self.styles[0]
+    style = config.data.get('style') if config is not None and 'data' in config else None
+    self.label = image_lib.Label(style, step, image_lib.weights_hash(jax.tree.leaves(host)))
 
   @property
   def factor(self) -> int:
@@ -316,6 +490,18 @@ class Stylizer(HostStylizer):
     if style is not None:
       style = jnp.asarray(style, jnp.float32)
     return np.asarray(stylize_fn(self.generator, self.variables, jnp.asarray(batch), style))
+
+  def norm_stats(self, batch: np.ndarray, style: Optional[np.ndarray] = None) -> Any:
+    style = None if style is None else jnp.asarray(style, jnp.float32)
+    return norm_stats_fn(self.generator, self.variables, jnp.asarray(batch), style)
+
+  def run_with_norm_stats(
+    self, batch: np.ndarray, stats: Any, style: Optional[np.ndarray] = None
+  ) -> np.ndarray:
+    style = None if style is None else jnp.asarray(style, jnp.float32)
+    return np.asarray(
+      with_norm_stats_fn(self.generator, self.variables, stats, jnp.asarray(batch), style)
+    )
 
 
 def checkpoint_step(step: Any) -> Optional[int]:

@@ -17,6 +17,12 @@ from typing import Any, Literal, Optional
 Background = Literal['style', 'keep', 'white', 'transparent']
 BACKGROUNDS = typing.get_args(Background)
 
+# The default `tile_threshold`: 4 megapixels (2048 x 2048), a fixed number.
+TILE_THRESHOLD = 2048 * 2048
+# Tiling takes the instance-norm statistics from the whole frame shrunk to at
+# most this many pixels (fixed, whatever `tile_threshold` is): 4 megapixels.
+TILE_STATS_PIXELS = 2048 * 2048
+
 
 @dataclasses.dataclass(frozen=True)
 class StylizeOptions:
@@ -33,19 +39,25 @@ class StylizeOptions:
        backdrop segmented (`masks.segment_product`);
     3. resize for `max_side`: a photo whose longer side exceeds it is shrunk to it;
     4. pad by reflection to the generator's multiple;
-    5. the network (`inference.stylize_fn`), in [-1, 1];
+    5. the network (`inference.stylize_fn`), in [-1, 1]; a frame of more than
+       `tile_threshold` pixels (after step 3) is stylized in overlapping tiles
+       of `tile` pixels, blended with raised-cosine weights, every tile
+       normalised with the instance-norm statistics of one pass over the whole
+       frame shrunk to at most `TILE_STATS_PIXELS` (4 megapixels;
+       `inference.run_tiled`);
     6. crop the padding off, and resize back to the photo's size before step 3;
     7. colour preservation (`preserve_color`): the output's Lab lightness with
        the photo's a and b;
-    8. brightness and contrast: `x * contrast + brightness` in [-1, 1];
-    9. background: 'keep' puts the photo's own pixels back outside the mask,
+    8. strength: `photo + strength * (output - photo)` in [-1, 1] (the photo
+       at its own size, before step 3);
+    9. brightness and contrast: `x * contrast + brightness` in [-1, 1];
+    10. background: 'keep' puts the photo's own pixels back outside the mask,
        'white' white, 'transparent' adds the mask as alpha (an RGBA photo's
        own alpha, exactly); 'keep' on an RGBA photo keeps its alpha too;
-    10. quantise to uint8 (clipped, rounded to nearest).
+    11. quantise to uint8 (clipped, rounded to nearest).
 
-  With the defaults, an untagged or sRGB photo gets the pixels it got before
-  these options existed. (Tiled stylizing of very large photos, issue 16's
-  item 1, is not there yet: use `max_side`.)
+  With the defaults, an untagged or sRGB photo of at most `tile_threshold`
+  pixels gets the pixels it got before these options existed.
 
   Attributes:
     brightness: added in [-1, 1] after the network (0.1 is about 13 levels
@@ -59,6 +71,15 @@ class StylizeOptions:
       out, the product opaque; needs a format with alpha: PNG, WebP, TIFF).
     preserve_color: keep the photo's colours and take only the style's
       lightness (luminance transfer in CIE Lab, Gatys et al. 2016).
+    strength: how much of the style, blended with the photo on the host (any
+      model): 1 (default) the stylized output, 0 the photo, 0.5 halfway; a
+      finite number in [0, 1].
+    tile: the side of the tiles, in pixels (rounded up to the generator's
+      multiple), for frames above `tile_threshold`; a positive integer.
+    tile_threshold: frames (after `max_side`) of more pixels than this are
+      stylized in tiles, in bounded memory; a fixed number (default
+      `TILE_THRESHOLD`, 4 megapixels), never the machine's, so the same photo
+      gives the same pixels everywhere; None never tiles.
   """
 
   brightness: float = 0.0
@@ -66,6 +87,9 @@ class StylizeOptions:
   max_side: Optional[int] = None
   background: Background = 'style'
   preserve_color: bool = False
+  strength: float = 1.0
+  tile: int = 1024
+  tile_threshold: Optional[int] = TILE_THRESHOLD
 
   def __post_init__(self):
     brightness = _number('brightness', self.brightness)
@@ -93,14 +117,30 @@ class StylizeOptions:
     if isinstance(self.preserve_color, str) or self.preserve_color not in (True, False):
       raise TypeError(f'preserve_color={self.preserve_color!r} must be True or False.')
     object.__setattr__(self, 'preserve_color', bool(self.preserve_color))
+    strength = _number('strength', self.strength)
+    if not 0.0 <= strength <= 1.0:
+      raise ValueError(
+        f'strength={strength} must be in [0, 1] (1 = the stylized output, 0 = the photo).'
+      )
+    object.__setattr__(self, 'strength', strength)
+    object.__setattr__(self, 'tile', _positive_int('tile', self.tile))
+    if self.tile_threshold is not None:
+      object.__setattr__(
+        self, 'tile_threshold', _positive_int('tile_threshold', self.tile_threshold)
+      )
     # Plain Python values, so that equal options compare and hash equal.
     object.__setattr__(self, 'brightness', brightness)
     object.__setattr__(self, 'contrast', contrast)
     object.__setattr__(self, 'max_side', max_side)
 
   @property
+  def blends(self) -> bool:
+    """Whether step 8 (strength) changes anything."""
+    return self.strength != 1.0
+
+  @property
   def adjusts(self) -> bool:
-    """Whether step 8 changes anything."""
+    """Whether step 9 changes anything."""
     return self.brightness != 0.0 or self.contrast != 1.0
 
   @property
@@ -125,6 +165,15 @@ def resolve(options: Optional[StylizeOptions] = None, **overrides: Any) -> Styli
       f'Unknown stylize option(s) {", ".join(unknown)}; the options are {", ".join(FIELDS)}.'
     )
   return dataclasses.replace(options, **overrides) if overrides else options
+
+
+def _positive_int(name: str, value: Any) -> int:
+  """`value` as a positive int; TypeError / ValueError saying what is wanted."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(f'{name}={value!r} must be a positive integer (pixels).')
+  if value < 1:
+    raise ValueError(f'{name}={value} must be a positive integer (pixels).')
+  return int(value)
 
 
 def _number(name: str, value: Any) -> float:

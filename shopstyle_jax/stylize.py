@@ -27,6 +27,7 @@ from shopstyle_jax import progress as progress_lib
 from shopstyle_jax import runtime
 from shopstyle_jax import style_mix
 from shopstyle_jax.options import BACKGROUNDS
+from shopstyle_jax.options import TILE_THRESHOLD
 from shopstyle_jax.options import StylizeOptions
 
 # Names that lived here before the library moved to `inference` (README's Layout
@@ -95,6 +96,30 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     'weights summing to 1); default its default style.',
     **fv,
   )
+  flags.DEFINE_float(
+    'strength', 1.0, 'How much of the style, in [0, 1]: 1 the stylized output, 0 the photo.', **fv
+  )
+  flags.DEFINE_integer(
+    'tile',
+    StylizeOptions.tile,
+    'Tile side in pixels for photos above --tile_threshold (tiles overlap and are '
+    "blended; every tile normalised with the whole photo's statistics).",
+    **fv,
+  )
+  flags.DEFINE_integer(
+    'tile_threshold',
+    TILE_THRESHOLD,
+    'Photos (after --max_side) of more pixels than this are stylized in tiles, in '
+    'bounded memory; a fixed number, so every machine gives the same pixels. 0: never.',
+    **fv,
+  )
+  flags.DEFINE_bool(
+    'no_label',
+    False,
+    'Leave out the AI label (XMP: IPTC digital source type trainedAlgorithmicMedia, '
+    "the model's style, step and weights' hash) that every output carries by default.",
+    **fv,
+  )
   flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], 'Activations dtype.', **fv)
   flags.DEFINE_integer(
     'batch_size',
@@ -128,6 +153,9 @@ def run(f: flags.FlagValues) -> int:
       max_side=f.max_side,
       background=f.background,
       preserve_color=f.preserve_color,
+      strength=f.strength,
+      tile=f.tile,
+      tile_threshold=f.tile_threshold or None,
     )
     if options.background == 'transparent':
       image_lib.check_alpha_format(f.format)
@@ -188,6 +216,7 @@ def run(f: flags.FlagValues) -> int:
       report=progress.message,
       mask_dir=f.mask_dir,
       style=style_mix.parse(f.style),
+      label=not f.no_label,
     )
     rate = progress.close()
   summary.skipped = len(jobs) - len(todo)

@@ -160,7 +160,9 @@ def test_export_metadata_and_bad_files(tmp_path, exported_file):
     meta = json.loads(zf.read('metadata.json'))
     members = {n: zf.read(n) for n in names}
   assert names[:2] == ['metadata.json', 'function.stablehlo']
-  assert len(names) == 2 + meta['num_weights'] and meta['step'] == 4
+  # The tiling functions (format 2) come last.
+  assert names[-2:] == ['norm_stats.stablehlo', 'with_norm_stats.stablehlo']
+  assert len(names) == 4 + meta['num_weights'] and meta['step'] == 4
   assert exporting.read_metadata(exported_file) == meta
 
   def damaged(name, data=None, skip=(), replace=None):
@@ -181,7 +183,8 @@ def test_export_metadata_and_bad_files(tmp_path, exported_file):
     'truncated end': damaged('cut_end.bin', whole[:-30]),
     'no metadata': damaged('no_meta.bin', skip=('metadata.json',)),
     'no function': damaged('no_function.bin', skip=('function.stablehlo',)),
-    'no weight': damaged('no_weight.bin', skip=(names[-1],)),
+    'no weight': damaged('no_weight.bin', skip=(names[-3],)),
+    'no tiling function': damaged('no_tiling.bin', skip=(names[-1],)),
     'bad function': damaged('bad_function.bin', replace={'function.stablehlo': b'\0' * 64}),
     'bad weight': damaged('bad_weight.bin', replace={names[2]: b'\x93NUMPY junk'}),
     'bad metadata': damaged('bad_meta.bin', replace={'metadata.json': b'{not json'}),

@@ -11,6 +11,7 @@ from PIL import Image
 import shopstyle_jax
 from conftest import assert_pixel_rule
 from shopstyle_jax import StylizeOptions
+from shopstyle_jax import batch
 from shopstyle_jax import color
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import masks
@@ -172,3 +173,55 @@ def test_cli_background_preserve_color_and_mask_dir(tmp_path, scene, capsys):
   )
   with Image.open(path) as im:
     assert round(float(im.info['dpi'][0])) == 240 and 'icc_profile' in im.info
+  label = image_lib.read_label(path)  # Labelled by default.
+  assert label['DigitalSourceType'] == image_lib.TRAINED_ALGORITHMIC_MEDIA
+  assert label['WeightsHash'] == shopstyle_jax.load_stylizer(workdir).label.weights
+
+
+def test_strength_blends_photo_and_style(stylizer, exported, scene):
+  photo, _ = scene
+  plain = stylizer(photo).astype(int)
+  np.testing.assert_array_equal(stylizer(photo, strength=1.0), plain)
+  # 0: the photo itself (kept at its own size, so max_side's round trip does not show).
+  np.testing.assert_array_equal(stylizer(photo, strength=0.0), photo)
+  np.testing.assert_array_equal(stylizer(photo, strength=0.0, max_side=40), photo)
+  # 0.5: the midpoint, within the rounding of the two uint8 ends.
+  half = stylizer(photo, strength=0.5).astype(int)
+  assert np.abs(2 * half - (plain + photo)).max() <= 2
+  assert np.abs(half - plain).mean() > 5  # Not the stylized output.
+  # Strength comes before brightness: the photo, 0.1 lighter (12.75 levels).
+  lighter = stylizer(photo, strength=0.0, brightness=0.1).astype(int)
+  assert np.abs(lighter - np.minimum(photo + 12.75, 255)).max() <= 0.5
+  assert_pixel_rule(exported(photo, strength=0.3), stylizer(photo, strength=0.3))
+  for bad in (-0.1, 1.5, float('nan')):
+    with pytest.raises(ValueError, match='strength'):
+      StylizeOptions(strength=bad)
+
+
+def test_outputs_are_labelled_as_ai_generated(stylizer, exported, scene, tmp_path):
+  photo, _ = scene
+  out = stylizer(photo)
+  assert stylizer.label.style == 'sketch' and stylizer.label.step == stylizer.step
+  assert len(stylizer.label.weights) == 16
+  assert exported.label == stylizer.label  # The same weights, the same hash.
+  for ext in ('png', 'jpg', 'webp'):
+    path = str(tmp_path / f'out.{ext}')
+    stylizer.write(out, path)
+    assert image_lib.read_label(path) == {
+      'DigitalSourceType': 'http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia',
+      'Style': 'sketch',
+      'Step': str(stylizer.step),
+      'WeightsHash': stylizer.label.weights,
+    }
+    # Raw bytes too: the packet is in the file as written.
+    assert b'trainedAlgorithmicMedia' in open(path, 'rb').read()
+    stylizer.write(out, path, label=False)
+    assert image_lib.read_label(path) is None
+  np.testing.assert_array_equal(image_lib.read_image(str(tmp_path / 'out.png')), out)
+  # The batch engine labels unless told not to (--no_label).
+  Image.fromarray(photo).save(tmp_path / 'p.png')
+  for label in (True, False):
+    dst = str(tmp_path / f'batch_{label}.png')
+    job = batch.Job(str(tmp_path / 'p.png'), dst, 'p.png')
+    assert batch.stylize_files(stylizer, [job], label=label, workers=1).done == 1
+    assert (image_lib.read_label(dst) is not None) == label

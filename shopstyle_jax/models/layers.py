@@ -182,6 +182,45 @@ def conv(
   )
 
 
+# The variable collection of instance-norm statistics (`InstanceNorm`); the
+# stylizers' tiling (`inference.NORM_STATS`) passes it in.
+NORM_STATS = 'norm_stats'
+
+
+class InstanceNorm(nn.Module):
+  """PyTorch's InstanceNorm2d (no affine parameters) whose statistics can be
+  captured from one pass and imposed on another: tiled stylizing normalises
+  every tile with the whole frame's statistics (`inference.run_tiled`).
+
+  - plain apply: `nn.InstanceNorm` (the same program, the same pixels);
+  - apply with `mutable=[NORM_STATS]`: also stores this layer's per-example,
+    per-channel float32 'mean' and 'var' [N, C] in that collection;
+  - apply with a (not mutable) NORM_STATS collection in the variables:
+    normalises with those statistics instead of the input's.
+  """
+
+  epsilon: float = 1e-5
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    capture = self.is_mutable_collection(NORM_STATS) and not self.is_initializing()
+    if not capture and self.has_variable(NORM_STATS, 'mean'):
+      mean = self.get_variable(NORM_STATS, 'mean')[:, None, None, :]
+      var = self.get_variable(NORM_STATS, 'var')[:, None, None, :]
+      return jnp.asarray((x - mean) * lax.rsqrt(var + self.epsilon), self.dtype)
+    if capture:
+      x32 = x.astype(jnp.float32)
+      mean = x32.mean((1, 2))
+      # flax's fast variance, as nn.InstanceNorm computes it.
+      var = jnp.maximum(0.0, jnp.square(x32).mean((1, 2)) - jnp.square(mean))
+      self.put_variable(NORM_STATS, 'mean', mean)
+      self.put_variable(NORM_STATS, 'var', var)
+    return nn.InstanceNorm(epsilon=self.epsilon, use_scale=False, use_bias=False, dtype=self.dtype)(
+      x
+    )
+
+
 def make_norm(
   norm: str, train: bool, dtype: Dtype, affine: bool = True
 ) -> Callable[[jax.Array], jax.Array]:
@@ -202,7 +241,7 @@ def make_norm(
     )
   if norm == 'instance':
     # PyTorch's InstanceNorm2d default: no affine parameters.
-    return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, dtype=dtype)
+    return InstanceNorm(epsilon=1e-5, dtype=dtype)
   if norm == 'none':
     return lambda x: x
   raise ValueError(f'Unknown norm {norm!r}; allowed: {NORMS}.')
