@@ -374,6 +374,8 @@ class HostStylizer:
     """`style` (a name, a {name: weight} mix summing to 1, or None for
     `default_style`) as the [n, S] weights `run` takes; None for a single-style
     network (whose one style is the only name it accepts)."""
+    if style is None and len(self.styles) <= 1:  # Also a file that names no style.
+      return None
     weights = style_mix.style_weights(style, self.styles, self.default_style, n)
     return weights if len(self.styles) > 1 else None
 

@@ -338,6 +338,7 @@ CONTROL_OVERRIDES = {
   'brightness': dict(kind='slider', minimum=-1.0, maximum=1.0, step=0.01),
   'contrast': dict(kind='slider', minimum=0.0, maximum=3.0, step=0.01),
   'max_side': dict(label='Max side (pixels, 0 = full size)', minimum=0, step=1, none_value=0),
+  'strength': dict(kind='slider', minimum=0.0, maximum=1.0, step=0.01),
 }
 
 

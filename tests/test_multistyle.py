@@ -403,3 +403,33 @@ def test_stylize_cli_style_flag(tmp_path, multistyle_workdir, capsys):
     )
   assert cli(f'--output={tmp_path / "bad"}', '--style=pastel') == 2
   assert "Error: Unknown style 'pastel'" in capsys.readouterr().err
+
+
+def test_tiles_are_stylized_in_the_style_asked(tmp_path, multistyle_workdir):
+  from shopstyle_jax import exporting  # pylint: disable=g-import-not-at-top
+
+  trained = inference.load_stylizer(multistyle_workdir)
+  # Styles far apart (the tiny run barely separates them): random per-style shifts.
+  rng = np.random.RandomState(3)
+  variables = jax.tree_util.tree_map_with_path(
+    lambda path, x: x + rng.normal(0, 0.5, x.shape).astype(x.dtype)
+    if 'style_shift' in jax.tree_util.keystr(path)
+    else x,
+    jax.device_get(trained.variables),
+  )
+  stylizer = inference.Stylizer(trained.generator, variables, trained.step, trained.config)
+  photo = np.random.RandomState(2).randint(0, 256, (320, 320, 3), np.uint8)
+  tiled_options = dict(tile=160, tile_threshold=128 * 128)
+  whole = {s: stylizer(photo, style=s, tile_threshold=None).astype(np.float32) for s in STYLES}
+  between = np.abs(whole['sketch'] - whole['watercolor']).mean()
+  for s in ('sketch', 'watercolor'):
+    tiled = stylizer(photo, style=s, **tiled_options).astype(np.float32)
+    # Tiles differ from the whole frame only near their seams, far less than the styles do.
+    assert np.abs(tiled - whole[s]).mean() < 0.25 * between, s
+  exported, weights = exporting.export_stylizer(stylizer, ('cpu',))
+  path = str(tmp_path / 'multi.bin')
+  exporting.save_exported(
+    path, exported, weights, exporting.stylizer_metadata(stylizer, multistyle_workdir, 'float32')
+  )
+  with pytest.raises(ValueError, match='holds several styles'):
+    exporting.load_exported(path)(photo, style='sketch', **tiled_options)

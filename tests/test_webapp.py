@@ -251,7 +251,7 @@ class _LaterOptions:
     brightness: added.
     background: what goes behind the product.
     preserve_color: keep the photo's colours.
-    strength: how much style, in [0, 1];
+    sharpness: how much detail, in [0, 1];
       None for the model's.
     label: a free text.
   """
@@ -259,20 +259,20 @@ class _LaterOptions:
   brightness: float = 0.0
   background: Literal['keep', 'white', 'transparent'] = 'keep'
   preserve_color: bool = False
-  strength: Optional[float] = None
+  sharpness: Optional[float] = None
   label: str = ''
 
 
 def test_options_added_later_get_controls_from_their_types():
   controls = {c.name: c for c in webapp.option_controls(_LaterOptions)}
-  assert list(controls) == ['brightness', 'background', 'preserve_color', 'strength', 'label']
+  assert list(controls) == ['brightness', 'background', 'preserve_color', 'sharpness', 'label']
   assert controls['background'].kind == 'dropdown'
   assert controls['background'].choices == ('keep', 'white', 'transparent')
   assert (
     controls['preserve_color'].kind == 'checkbox' and controls['preserve_color'].default is False
   )
-  assert controls['strength'].kind == 'number' and controls['strength'].default == 0
-  assert controls['strength'].info == "how much style, in [0, 1]; None for the model's."
+  assert controls['sharpness'].kind == 'number' and controls['sharpness'].default == 0
+  assert controls['sharpness'].info == "how much detail, in [0, 1]; None for the model's."
   assert controls['label'].kind == 'text'
 
 
