@@ -12,7 +12,7 @@ holding
                       style the float32 [batch, S] weights (format version 2),
                       so one file holds every style and mix
   weights/NNNN.npy    the weights f takes, in order
-  norm_stats.stablehlo, with_norm_stats.stablehlo (format 2)
+  norm_stats.stablehlo, with_norm_stats.stablehlo (single-style files)
                       `norm_stats_fn` and `with_norm_stats_fn` likewise, the
                       statistics as a flat list: what tiled stylizing (photos
                       above `tile_threshold`) runs
@@ -248,8 +248,9 @@ def load_exported(path: str) -> ExportedStylizer:
 
   Needs only jax and numpy. The result is called like `load_stylizer`'s:
   `stylizer(photo, brightness=0.1, contrast=1.2)` or `stylizer(photo, options)`;
-  its `metadata` holds the step, style and model settings. Files of format 1
-  (before tiling) stylize photos up to `tile_threshold` only. Raises
+  its `metadata` holds the step, style and model settings. Files without the
+  tiling functions (written before tiling, or multi-style) stylize photos up to
+  `tile_threshold` only. Raises
   FileNotFoundError, or ValueError for a file that is not one or is damaged.
   """
   metadata = read_metadata(path)
