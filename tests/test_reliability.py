@@ -627,7 +627,13 @@ def test_one_huge_photo_is_refused_by_name_and_the_others_are_done(
   monkeypatch.setattr(
     runtime, 'available_memory', lambda device=None: (8 * 2**30, 'a test limit'), raising=False
   )
-  assert stylize_cli(f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}') == 0
+  # Without tiling (`--tile_threshold=0`); tiled, it would be stylized in bounded memory.
+  assert (
+    stylize_cli(
+      f'--workdir={trained_workdir}', f'--input={photos}', f'--output={out}', '--tile_threshold=0'
+    )
+    == 0
+  )
   out_text = capsys.readouterr().out  # The summary lists the failures.
   match = re.search(
     r'failed: b_huge\.png: 10000x10000 \(100 megapixels\) would need about '
