@@ -68,19 +68,26 @@ def load(f: flags.FlagValues):
 
     stylizer = exporting.load_exported(f.model)
     meta = stylizer.metadata
-    return (
-      stylizer,
-      f'Model: {os.path.basename(f.model)}, style {meta.get("style", "?")}, step {meta.get("step", "?")}.',
+    return stylizer, _model_line(
+      os.path.basename(f.model), stylizer, meta.get('style', '?'), meta.get('step', '?')
     )
   from shopstyle_jax import inference  # pylint: disable=g-import-not-at-top
 
   step = inference.find_checkpoint(f.workdir, f.step)
   stylizer = inference.load_stylizer(f.workdir, step, precision=f.precision)
   style = stylizer.config.data.style if stylizer.config is not None else '?'
-  return (
-    stylizer,
-    f'Model: {os.path.basename(os.path.normpath(f.workdir))}, style {style}, step {stylizer.step}.',
-  )
+  name = os.path.basename(os.path.normpath(f.workdir))
+  return stylizer, _model_line(name, stylizer, style, stylizer.step)
+
+
+def _model_line(name: str, stylizer, style: str, step) -> str:
+  """The page's line about the model: its style, or a multi-style model's styles."""
+  styles = webapp.page_styles(stylizer)
+  if styles:
+    style = f'styles {", ".join(styles)} (default {webapp.default_style(stylizer)})'
+  else:
+    style = f'style {style}'
+  return f'Model: {name}, {style}, step {step}.'
 
 
 def _interrupt(signum, frame):

@@ -5,7 +5,9 @@ and tested without a server: `expand_uploads` turns uploaded files (photos, or
 zips of photos, read safely within `Limits`) into `Photo`s; `output_names`
 gives each result its upload's name, made unique; `option_controls` describes
 one page control per `StylizeOptions` field and `options_from_values` turns the
-controls' values back into options; `stylize_uploads` runs a stylizer over the
+controls' values back into options; `page_styles` and `style_from_page` turn a
+multi-style model's style picker and mix sliders into a `style=` argument;
+`stylize_uploads` runs a stylizer over the
 photos, writes the results and their zip, and reports every file it could not
 use, without raising. `build_app` wraps these in a Gradio page (imported only
 there); `launch` serves it with no outbound traffic.
@@ -30,6 +32,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from shopstyle_jax import images as image_lib
+from shopstyle_jax import style_mix
 from shopstyle_jax.options import StylizeOptions
 
 # --- Limits ------------------------------------------------------------------------
@@ -417,6 +420,67 @@ def options_from_values(values: Sequence[Any], controls: Sequence[Control]) -> S
   return StylizeOptions(**kwargs)
 
 
+# --- Styles of a multi-style model ------------------------------------------------------
+
+MIX = 'Mix of styles (the sliders below)'
+
+
+def page_styles(stylizer: Any) -> tuple[str, ...]:
+  """The styles the page lets one pick: a multi-style model's `styles`; none for
+  a single-style model (it has nothing to pick)."""
+  styles = tuple(getattr(stylizer, 'styles', None) or ())
+  return styles if len(styles) > 1 else ()
+
+
+def default_style(stylizer: Any) -> Optional[str]:
+  styles = page_styles(stylizer)
+  if not styles:
+    return None
+  default = getattr(stylizer, 'default_style', None)
+  return default if default in styles else styles[0]
+
+
+def style_from_page(
+  choice: Optional[str], weights: Sequence[float], styles: Sequence[str]
+) -> Optional[style_mix.Style]:
+  """The style picker's choice (a style, or `MIX`) and the mix sliders' values
+  (one per style, in `styles`' order) -> the stylizer's `style=` argument.
+
+  A mix takes the styles whose sliders are above 0, each weighted by its share
+  of their sum, so sliders at 1 and 1 blend half and half, as 0.5 and 0.5 do.
+  ValueError when a mix has every slider at 0."""
+  if not styles:
+    return None
+  if choice != MIX:
+    return choice or None
+  weights = [float(w or 0.0) for w in weights]
+  total = sum(w for w in weights if w > 0)
+  if total <= 0:
+    raise ValueError(
+      'A mix of styles needs at least one style above 0: move its slider, or pick one style.'
+    )
+  return {name: w / total for name, w in zip(styles, weights, strict=True) if w > 0}
+
+
+def style_from_text(text: Optional[str], stylizer: Any) -> Optional[style_mix.Style]:
+  """The API's `style` (as the command line's --style: 'watercolor', or
+  'oil:0.5,watercolor:0.5'; '' for the model's default) -> `style=`, checked
+  against the model's styles. ValueError (or TypeError) naming them."""
+  style = style_mix.parse(text)
+  if style is not None:
+    styles = tuple(getattr(stylizer, 'styles', None) or ())
+    if styles:
+      style_mix.style_vector(style, styles, styles[0])
+  return style
+
+
+def style_text(style: Optional[style_mix.Style]) -> str:
+  """A `style=` argument as the report names it."""
+  if style is None or isinstance(style, str):
+    return style or ''
+  return ', '.join(f'{name} {weight:.0%}' for name, weight in style.items())
+
+
 # --- Stylizing a request ------------------------------------------------------------
 
 PREVIEW_SIDE = 1024  # Before/after previews are shrunk to this longer side.
@@ -432,6 +496,8 @@ class Result:
     previews: (output name, before, after) preview files for the before/after view.
     failures: (name, why) for every upload or zip entry not stylized.
     seconds: how long the request took.
+    style: the style or mix asked for, as `style_text` writes it ('' for the
+      model's default).
   """
 
   files: list[tuple[str, str]]
@@ -439,12 +505,13 @@ class Result:
   previews: list[tuple[str, str, str]]
   failures: list[Failure]
   seconds: float
+  style: str = ''
 
   def report(self) -> str:
     """The page's message, in Markdown: what was done, then each failure."""
     lines = [
       f'**Stylized {len(self.files)} photo{"" if len(self.files) == 1 else "s"}** '
-      f'in {self.seconds:.1f} s.'
+      f'in {self.seconds:.1f} s' + (f', style {_md(self.style)}.' if self.style else '.')
       if self.files
       else '**Nothing was stylized.**'
     ]
@@ -480,6 +547,7 @@ def stylize_uploads(
   out_dir: str,
   limits: Limits,
   progress: Optional[Callable[[int, int, str], None]] = None,
+  style: Optional[style_mix.Style] = None,
 ) -> Result:
   """Stylizes uploaded files (photos and zips) into `out_dir`: each result under
   its upload's name (`output_names`), all of them in 'stylized.zip', and small
@@ -488,7 +556,9 @@ def stylize_uploads(
   Never raises for what the user sent: unreadable, empty, too large or refused
   files become `Result.failures`, and the others are still stylized. Raises
   UploadError only when nothing was uploaded or too many photos were.
-  `progress(done, total, name)` is called before each photo.
+  `progress(done, total, name)` is called before each photo. `style` (a
+  multi-style model's style or mix) goes to the stylizer as `style=`; None
+  leaves it to the model's default.
   """
   start = time.monotonic()
   if fmt not in OUTPUT_FORMATS:
@@ -506,7 +576,7 @@ def stylize_uploads(
       failures.append((photo.name, str(e)))
       continue
     try:
-      styled = stylizer(image, options)
+      styled = stylizer(image, options) if style is None else stylizer(image, options, style=style)
     except Exception as e:  # pylint: disable=broad-except  # e.g. the device's memory.
       logging.getLogger(__name__).exception('Stylizing %s failed', photo.name)
       failures.append((photo.name, f'the stylizer failed on it ({type(e).__name__}: {e}).'))
@@ -525,7 +595,9 @@ def stylize_uploads(
     write_zip(zip_path, files)
   if progress:
     progress(len(photos), len(photos), '')
-  return Result(files, zip_path, previews, failures, time.monotonic() - start)
+  return Result(
+    files, zip_path, previews, failures, time.monotonic() - start, style_text(style)
+  )
 
 
 class WorkFolders:
@@ -630,8 +702,10 @@ def build_app(
   `limits.queue_size` waiting. `model` is the line the page shows about it.
 
   Its API endpoint `/stylize` takes the files, then one value per
-  `StylizeOptions` field (named as the fields) and the output format, and
-  returns the stylized files and the report.
+  `StylizeOptions` field (named as the fields), the output format and `style`
+  (a multi-style model's style or mix, written as the command line's --style;
+  '' for its default), and returns the stylized files and the report. For a
+  multi-style model the page adds a style picker and one mix slider per style.
   """
   for key, value in OFFLINE_ENV.items():
     os.environ.setdefault(key, value)
@@ -639,11 +713,13 @@ def build_app(
 
   work = work or WorkFolders()
   controls = option_controls()
+  styles = page_styles(stylizer)
 
-  def run(files, values, fmt, progress):
-    """One request: (result or None, report)."""
+  def run(files, values, fmt, style_fn, progress):
+    """One request: (result or None, report). `style_fn()` gives the style."""
     try:
       options = options_from_values(values, controls)
+      style = style_fn()
     except (ValueError, TypeError) as e:
       return None, error_report(f'{e}')
     out_dir = work.new()
@@ -658,6 +734,7 @@ def build_app(
         progress=lambda i, n, name: progress(
           (i, n), desc=f'{name}' if name else 'Done', unit='photos'
         ),
+        style=style,
       )
     except UploadError as e:
       work.remove(out_dir)
@@ -672,12 +749,14 @@ def build_app(
     return (result if result.files else None), result.report()
 
   def split(args):
-    """(files, option values, format) from an event's positional arguments."""
-    return args[0], list(args[1 : 1 + len(controls)]), args[1 + len(controls)]
+    """(files, option values, format, the rest) from an event's positional arguments."""
+    n = len(controls)
+    return args[0], list(args[1 : 1 + n]), args[1 + n], args[2 + n :]
 
   def ui_fn(*args, progress=gr.Progress()):
-    files, values, fmt = split(args)
-    result, report = run(files, values, fmt, progress)
+    files, values, fmt, rest = split(args)
+    style_fn = lambda: style_from_page(rest[0], rest[1:], styles) if styles else None
+    result, report = run(files, values, fmt, style_fn, progress)
     if result is None:
       return None, None, report, None, gr.update(choices=[], value=None), []
     names = [name for name, _, _ in result.previews]
@@ -692,8 +771,9 @@ def build_app(
     )
 
   def api_fn(*args, progress=gr.Progress()):
-    files, values, fmt = split(args)
-    result, report = run(files, values, fmt, progress)
+    files, values, fmt, rest = split(args)
+    style_fn = lambda: style_from_text(rest[0] if rest else '', stylizer)
+    result, report = run(files, values, fmt, style_fn, progress)
     return ([path for _, path in result.files] if result else []), report
 
   def show(name, previews):
@@ -705,14 +785,15 @@ def build_app(
   # Parameter names for the API (and gradio_client's keywords): the fields'.
   import inspect  # pylint: disable=g-import-not-at-top
 
-  params = [inspect.Parameter('files', inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-  params += [inspect.Parameter(c.name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for c in controls]
-  params += [
-    inspect.Parameter('output_format', inspect.Parameter.POSITIONAL_OR_KEYWORD),
-    inspect.Parameter('progress', inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()),
-  ]
-  for fn in (ui_fn, api_fn):
-    fn.__signature__ = inspect.Signature(params)
+  def signature(extra: Sequence[str]) -> inspect.Signature:
+    names = ['files', *(c.name for c in controls), 'output_format', *extra]
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    progress = inspect.Parameter('progress', inspect.Parameter.KEYWORD_ONLY, default=gr.Progress())
+    params.append(progress)
+    return inspect.Signature(params)
+
+  ui_fn.__signature__ = signature(['style', *(f'mix_{i}' for i in range(len(styles)))] if styles else [])
+  api_fn.__signature__ = signature(['style'])
 
   with gr.Blocks(title='shopstyle_jax', analytics_enabled=False, delete_cache=(600, 3600)) as demo:
     gr.Markdown(
@@ -742,6 +823,31 @@ def build_app(
               elem_id='output_format',
             )
           )
+        style_inputs = []
+        if styles:
+          with gr.Accordion('Style', open=True):
+            style_inputs.append(
+              gr.Dropdown(
+                [*styles, MIX],
+                value=default_style(stylizer),
+                label='Style',
+                info='One of the model\'s styles, or a mix of them set with the sliders below.',
+                elem_id='style',
+              )
+            )
+            for name in styles:
+              style_inputs.append(
+                gr.Slider(
+                  minimum=0.0,
+                  maximum=1.0,
+                  step=0.05,
+                  value=0.0,
+                  label=f'Mix: {name}',
+                  info='Used when the style is a mix: each style in its share of the sliders\' sum.',
+                  elem_id=f'mix_{name}',
+                )
+              )
+        api_style = gr.Textbox(value='', visible=False, label='style')
         button = gr.Button('Stylize', variant='primary', elem_id='stylize')
       with gr.Column():
         report = gr.Markdown(label='report', elem_id='report')
@@ -754,7 +860,7 @@ def build_app(
         previews = gr.State([])
     button.click(
       ui_fn,
-      inputs,
+      inputs + style_inputs,
       [zip_out, files_out, report, slider, compare, previews],
       api_visibility='private',
       concurrency_id='device',
@@ -763,7 +869,7 @@ def build_app(
     hidden = gr.Button(visible=False)
     hidden.click(
       api_fn,
-      inputs,
+      inputs + [api_style],
       [files_out, report],
       api_name='stylize',
       concurrency_id='device',
@@ -838,8 +944,11 @@ __all__ = (
   'option_controls',
   'options_from_values',
   'output_names',
+  'page_styles',
   'parse_auth',
   'read_zip',
   'safe_entry_name',
+  'style_from_page',
+  'style_from_text',
   'stylize_uploads',
 )

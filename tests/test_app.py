@@ -153,6 +153,9 @@ def test_the_api_from_python_and_curl_as_readme_shows(tmp_path, exported_model):
     )
     for got, src in zip(files, [shoe, bag]):
       assert_pixel_rule(read_image(got), stylizer(read_image(src), brightness=0.1))
+    # A style the model does not have: a message naming the one it has.
+    files, report = client.predict(files=[handle_file(shoe)], style='oil', api_name='/stylize')
+    assert files == [] and "Unknown style 'oil'; this model has the styles sketch" in report
     # Nothing usable: a message, no files, and the request's folder is gone.
     before = _request_folders(tmp)
     files, report = client.predict(files=[handle_file(str(broken))], api_name='/stylize')
@@ -169,10 +172,11 @@ def test_the_api_from_python_and_curl_as_readme_shows(tmp_path, exported_model):
       ).stdout
 
     uploaded = json.loads(curl('-F', f'files=@{shoe}', f'{url}gradio_api/upload'))
-    # Positional: the files, every option's default in StylizeOptions' order, the format.
+    # Positional: the files, every option's default in StylizeOptions' order, the
+    # format, the style ('' = the model's).
     defaults = [c.default for c in webapp.option_controls()]
     files_arg = [{'path': uploaded[0], 'meta': {'_type': 'gradio.FileData'}}]
-    data = {'data': [files_arg, *defaults, 'png']}
+    data = {'data': [files_arg, *defaults, 'png', '']}
     event = json.loads(
       curl(
         '-X',

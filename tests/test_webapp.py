@@ -403,7 +403,7 @@ def test_the_api_takes_the_options_by_their_names_and_the_theme_loads_no_web_fon
     endpoints = demo.get_api_info()['named_endpoints']
     assert list(endpoints) == ['/stylize']  # The page's own events are private.
     names = [p['parameter_name'] for p in endpoints['/stylize']['parameters']]
-    assert names == ['files', *FIELDS, 'output_format']
+    assert names == ['files', *FIELDS, 'output_format', 'style']
     assert [r['label'] for r in endpoints['/stylize']['returns']] == ['Results', 'report']
   finally:
     demo.work_folders.close()
@@ -427,3 +427,89 @@ def test_a_photo_the_stylizer_fails_on_is_one_failure(tmp_path):
   assert result.failures == [
     ('small.jpg', 'the stylizer failed on it (MemoryError: device out of memory).')
   ]
+
+
+# --- A multi-style model's style and mix -------------------------------------------------
+
+
+class MultiStyleStylizer:
+  """Stands in for a multi-style stylizer: `fake_stylizer`, shifted by the style's
+  weights, and the style it was asked for, recorded."""
+
+  styles = ('sketch', 'watercolor', 'identity')
+  default_style = 'watercolor'
+
+  def __init__(self):
+    self.asked = []
+
+  def __call__(self, image, options=None, *, style=None):
+    self.asked.append(style)
+    return fake_stylizer(image, options)
+
+
+def test_the_page_picker_and_sliders_give_a_style_or_a_mix():
+  styles = MultiStyleStylizer.styles
+  assert webapp.page_styles(MultiStyleStylizer()) == styles
+  assert webapp.default_style(MultiStyleStylizer()) == 'watercolor'
+  assert webapp.page_styles(fake_stylizer) == ()  # One style: nothing to pick.
+  assert webapp.style_from_page('sketch', [0.3, 0.0, 0.0], styles) == 'sketch'
+  mix = webapp.style_from_page(webapp.MIX, [1.0, 1.0, 0.0], styles)
+  assert mix == {'sketch': 0.5, 'watercolor': 0.5}
+  mix = webapp.style_from_page(webapp.MIX, [0.0, 0.6, 0.2], styles)
+  assert list(mix) == ['watercolor', 'identity'] and mix['watercolor'] == pytest.approx(0.75)
+  with pytest.raises(ValueError, match='at least one style above 0'):
+    webapp.style_from_page(webapp.MIX, [0.0, 0.0, 0.0], styles)
+  assert webapp.style_from_page('anything', [], ()) is None
+
+
+def test_the_api_style_is_the_command_lines_and_is_checked():
+  stylizer = MultiStyleStylizer()
+  assert webapp.style_from_text('', stylizer) is None
+  assert webapp.style_from_text('sketch', stylizer) == 'sketch'
+  assert webapp.style_from_text('sketch:0.25,identity:0.75', stylizer) == {
+    'sketch': 0.25,
+    'identity': 0.75,
+  }
+  with pytest.raises(ValueError, match='sketch, watercolor, identity'):
+    webapp.style_from_text('oil', stylizer)
+  with pytest.raises(ValueError, match='sum to 1.5'):
+    webapp.style_from_text('sketch:0.5,watercolor:1', stylizer)
+
+
+def _event_fn(demo, name):
+  (fn,) = [f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == name]
+  return fn
+
+
+def test_the_page_and_api_send_the_style_to_the_stylizer(tmp_path):
+  stylizer = MultiStyleStylizer()
+  demo = webapp.build_app(stylizer, work=webapp.WorkFolders(str(tmp_path / 'work'), 0))
+  try:
+    components = {c['props'].get('elem_id'): c for c in demo.config['components']}
+    assert components['style']['props']['choices'][-1][0] == webapp.MIX
+    assert components['style']['props']['value'] == 'watercolor'
+    assert {'mix_sketch', 'mix_watercolor', 'mix_identity'} <= set(components)
+    names = [p['parameter_name'] for p in demo.get_api_info()['named_endpoints']['/stylize']['parameters']]
+    assert names == ['files', *FIELDS, 'output_format', 'style']
+    photo = write(tmp_path / 'shoe.jpg', photo_bytes())
+    defaults = [c.default for c in webapp.option_controls()]
+    noop = lambda *a, **k: None
+    # The page: a mix from the sliders, then one style from the picker.
+    out = _event_fn(demo, 'ui_fn')([photo], *defaults, 'png', webapp.MIX, 0, 2, 2, progress=noop)
+    assert 'style watercolor 50%, identity 50%' in out[2], out[2]
+    assert read_image(out[1][0]).shape == (16, 24, 3)
+    _event_fn(demo, 'ui_fn')([photo], *defaults, 'png', 'sketch', 0, 2, 2, progress=noop)
+    # The API: the command line's syntax; a wrong style is a message, nothing stylized.
+    files, report = _event_fn(demo, 'api_fn')(
+      [photo], *defaults, 'png', 'sketch:0.5,identity:0.5', progress=noop
+    )
+    assert len(files) == 1 and 'style sketch 50%, identity 50%' in report
+    files, report = _event_fn(demo, 'api_fn')([photo], *defaults, 'png', 'oil', progress=noop)
+    assert files == [] and "Unknown style 'oil'" in report
+    assert stylizer.asked == [
+      {'watercolor': 0.5, 'identity': 0.5},
+      'sketch',
+      {'sketch': 0.5, 'identity': 0.5},
+    ]
+  finally:
+    demo.work_folders.close()
