@@ -595,9 +595,7 @@ def stylize_uploads(
     write_zip(zip_path, files)
   if progress:
     progress(len(photos), len(photos), '')
-  return Result(
-    files, zip_path, previews, failures, time.monotonic() - start, style_text(style)
-  )
+  return Result(files, zip_path, previews, failures, time.monotonic() - start, style_text(style))
 
 
 class WorkFolders:
@@ -792,7 +790,9 @@ def build_app(
     params.append(progress)
     return inspect.Signature(params)
 
-  ui_fn.__signature__ = signature(['style', *(f'mix_{i}' for i in range(len(styles)))] if styles else [])
+  ui_fn.__signature__ = signature(
+    ['style', *(f'mix_{i}' for i in range(len(styles)))] if styles else []
+  )
   api_fn.__signature__ = signature(['style'])
 
   with gr.Blocks(title='shopstyle_jax', analytics_enabled=False, delete_cache=(600, 3600)) as demo:
@@ -831,7 +831,7 @@ def build_app(
                 [*styles, MIX],
                 value=default_style(stylizer),
                 label='Style',
-                info='One of the model\'s styles, or a mix of them set with the sliders below.',
+                info="One of the model's styles, or a mix of them set with the sliders below.",
                 elem_id='style',
               )
             )
@@ -843,7 +843,7 @@ def build_app(
                   step=0.05,
                   value=0.0,
                   label=f'Mix: {name}',
-                  info='Used when the style is a mix: each style in its share of the sliders\' sum.',
+                  info="Used when the style is a mix: each style in its share of the sliders' sum.",
                   elem_id=f'mix_{name}',
                 )
               )

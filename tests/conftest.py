@@ -272,3 +272,27 @@ def assert_same_training(a, b, start, *, rtol: float = 1e-3):
     f'the runs differ by {differ:.3g} (L2), {differ / moved:.2%} of the {moved:.3g} '
     f'training moved the parameters (allowed {rtol:.1%})'
   )
+
+
+def run_steps(step_fn, state, batches, devices, extra=None):
+  """Runs a method's pure train step (`make_step(...)`'s function) over
+  `batches` (host numpy global batches) data-parallel on `devices`, as
+  train.py does: jitted over a mesh of them, state (and `extra`, e.g. VGG
+  weights) replicated. Returns (the final state on the host, each step's
+  metrics) for 1-vs-8-device comparisons."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from shopstyle_jax import parallel  # pylint: disable=g-import-not-at-top
+
+  mesh = parallel.create_mesh(devices)
+  step = parallel.jit_data_parallel(step_fn, mesh)
+  replicated = parallel.replicated(mesh)
+  state = jax.device_put(jax.tree.map(np.asarray, state), replicated)
+  if extra is not None:
+    extra = jax.device_put(extra, replicated)
+  history = []
+  for batch in batches:
+    state, metrics = step(state, parallel.global_batch(batch, mesh), extra)
+    history.append(jax.device_get(metrics))
+  return jax.tree.map(np.asarray, jax.device_get(state)), history

@@ -9,9 +9,9 @@ import pytest
 
 from conftest import assert_same_training
 from conftest import load_config
+from conftest import run_steps as run_data_parallel
 from shopstyle_jax import losses
 from shopstyle_jax import methods
-from shopstyle_jax import parallel
 from shopstyle_jax import state as state_lib
 from shopstyle_jax.methods import common
 from shopstyle_jax.methods import cut
@@ -63,14 +63,7 @@ def batches(config, n, seed=0):
 
 
 def run_steps(config, models, state, data, devices):
-  mesh = parallel.create_mesh(devices)
-  step = parallel.jit_data_parallel(cut.make_step(config, models), mesh)
-  state = jax.device_put(jax.tree.map(np.array, state), parallel.replicated(mesh))
-  history = []
-  for batch in data:
-    state, metrics = step(state, parallel.global_batch(batch, mesh), None)
-    history.append(jax.device_get(metrics))
-  return jax.device_get(state), history
+  return run_data_parallel(cut.make_step(config, models), state, data, devices)
 
 
 def seed_flipping(pattern):

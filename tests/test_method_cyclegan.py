@@ -11,8 +11,8 @@ import pytest
 
 from conftest import assert_same_training
 from conftest import load_config
+from conftest import run_steps as run_data_parallel
 from shopstyle_jax import losses
-from shopstyle_jax import parallel
 from shopstyle_jax import state as state_lib
 from shopstyle_jax.methods import cyclegan
 
@@ -117,15 +117,8 @@ def test_state_fields_and_generator_variables():
 
 
 def run_steps(config, state, data, devices):
-  models = cyclegan.build_models(config)
-  mesh = parallel.create_mesh(devices)
-  step = parallel.jit_data_parallel(cyclegan.make_step(config, models), mesh)
-  state = jax.device_put(to_numpy(state), parallel.replicated(mesh))
-  history = []
-  for batch in data:
-    state, metrics = step(state, parallel.global_batch(batch, mesh), None)
-    history.append(jax.device_get(metrics))
-  return to_numpy(state), history
+  step = cyclegan.make_step(config, cyclegan.build_models(config))
+  return run_data_parallel(step, state, data, devices)
 
 
 @pytest.mark.slow  # Compile-bound: kept out of the fast lane.

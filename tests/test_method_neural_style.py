@@ -10,9 +10,9 @@ import pytest
 
 from conftest import assert_same_training
 from conftest import load_config
+from conftest import run_steps as run_data_parallel
 from shopstyle_jax import config_lib
 from shopstyle_jax import losses
-from shopstyle_jax import parallel
 from shopstyle_jax import state as state_lib
 from shopstyle_jax.methods import neural_style
 from shopstyle_jax.models import vgg as vgg_lib
@@ -87,18 +87,9 @@ def setup():
 
 
 def run_steps(config, state, data, devices):
-  models = neural_style.build_models(config)
   vgg, params = vgg_setup()
-  mesh = parallel.create_mesh(devices)
-  step = parallel.jit_data_parallel(neural_style.make_step(config, models, vgg), mesh)
-  rep = parallel.replicated(mesh)
-  state = jax.device_put(jax.tree.map(np.array, state), rep)
-  params = jax.device_put(params, rep)
-  history = []
-  for batch in data:
-    state, metrics = step(state, parallel.global_batch(batch, mesh), params)
-    history.append(jax.device_get(metrics))
-  return jax.device_get(state), history
+  step = neural_style.make_step(config, neural_style.build_models(config), vgg)
+  return run_data_parallel(step, state, data, devices, extra=params)
 
 
 @pytest.mark.slow  # Compile-bound: kept out of the fast lane.

@@ -11,11 +11,11 @@ import pytest
 
 from conftest import assert_same_training
 from conftest import load_config
+from conftest import run_steps as run_data_parallel
 from conftest import train_in_process
 from shopstyle_jax import config_lib
 from shopstyle_jax import inference
 from shopstyle_jax import losses
-from shopstyle_jax import parallel
 from shopstyle_jax import state as state_lib
 from shopstyle_jax import style_mix
 from shopstyle_jax.data import pipeline
@@ -217,14 +217,7 @@ def test_train_batches_balance_styles_with_their_targets(data_dir):
 
 
 def run_steps(config, models, state, data, devices):
-  mesh = parallel.create_mesh(devices)
-  step = parallel.jit_data_parallel(paired.make_step(config, models), mesh)
-  state = jax.device_put(jax.tree.map(np.array, state), parallel.replicated(mesh))
-  history = []
-  for batch in data:
-    state, metrics = step(state, parallel.global_batch(batch, mesh), None)
-    history.append(jax.device_get(metrics))
-  return jax.device_get(state), history
+  return run_data_parallel(paired.make_step(config, models), state, data, devices)
 
 
 @pytest.mark.slow  # Compile-bound (two compiled steps): kept out of the fast lane.

@@ -7,8 +7,8 @@ import pytest
 
 from conftest import assert_same_training
 from conftest import load_config
+from conftest import run_steps as run_data_parallel
 from shopstyle_jax import losses
-from shopstyle_jax import parallel
 from shopstyle_jax import state as state_lib
 from shopstyle_jax.methods import paired as train_step_lib
 from shopstyle_jax.models import discriminators
@@ -46,14 +46,8 @@ def batches(config, n, seed=0):
 
 def run_steps(config, state, data, devices):
   g, d, _ = build(config)
-  mesh = parallel.create_mesh(devices)
-  step = parallel.jit_data_parallel(train_step_lib.make_train_step(config, g, d), mesh)
-  state = jax.device_put(jax.tree.map(np.array, state), parallel.replicated(mesh))
-  history = []
-  for batch in data:
-    state, metrics = step(state, parallel.global_batch(batch, mesh), None)
-    history.append(jax.device_get(metrics))
-  return jax.device_get(state), history
+  step = train_step_lib.make_train_step(config, g, d)
+  return run_data_parallel(step, state, data, devices)
 
 
 @pytest.mark.slow  # Compile-bound: kept out of the fast lane.

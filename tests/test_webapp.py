@@ -489,7 +489,9 @@ def test_the_page_and_api_send_the_style_to_the_stylizer(tmp_path):
     assert components['style']['props']['choices'][-1][0] == webapp.MIX
     assert components['style']['props']['value'] == 'watercolor'
     assert {'mix_sketch', 'mix_watercolor', 'mix_identity'} <= set(components)
-    names = [p['parameter_name'] for p in demo.get_api_info()['named_endpoints']['/stylize']['parameters']]
+    names = [
+      p['parameter_name'] for p in demo.get_api_info()['named_endpoints']['/stylize']['parameters']
+    ]
     assert names == ['files', *FIELDS, 'output_format', 'style']
     photo = write(tmp_path / 'shoe.jpg', photo_bytes())
     defaults = [c.default for c in webapp.option_controls()]
