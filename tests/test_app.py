@@ -262,17 +262,20 @@ def _download(driver, selector: str, folder, name: str) -> str:
   return path
 
 
-def _stylize_in_page(driver, path: str, expect: str) -> str:
-  """Clears the upload box, uploads `path`, presses Stylize and returns the report
-  once it contains `expect` (which the previous report must not)."""
+def _stylize_in_page(driver, path, expect: str) -> str:
+  """Clears the upload box, uploads `path` (or a list of paths, at once), presses
+  Stylize and returns the report once it contains `expect` (which the previous
+  report must not)."""
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
 
   for clear in driver.find_elements(By.CSS_SELECTOR, '#uploads button[aria-label="Clear"]'):
     clear.click()
   box = _wait(lambda: driver.find_element(By.CSS_SELECTOR, '#uploads input[type=file]'))
-  box.send_keys(path)
-  stem = os.path.splitext(os.path.basename(path))[0]  # The page shows the extension apart.
-  _wait(lambda: stem in driver.find_element(By.ID, 'uploads').text, what=f'{path} uploaded')
+  paths = [path] if isinstance(path, str) else list(path)
+  box.send_keys('\n'.join(paths))
+  for path in paths:
+    stem = os.path.splitext(os.path.basename(path))[0]  # The page shows the extension apart.
+    _wait(lambda: stem in driver.find_element(By.ID, 'uploads').text, what=f'{path} uploaded')
   _wait(lambda: driver.find_element(By.ID, 'stylize')).click()
   return _wait(
     lambda: expect in (text := driver.find_element(By.ID, 'report').text) and text,
@@ -320,6 +323,16 @@ def test_the_page_in_a_real_browser(tmp_path, trained_workdir):
       _stylize_in_page(driver, bag, 'Stylized 1 photo')
       got = _download(driver, '#results a[download="bag.png"]', downloads, 'bag.png')
       assert_pixel_rule(read_image(got), stylizer(read_image(bag)))
+
+      # As a new user would: three photos at once, one zip back with all three.
+      cup = _photo(tmp_path / 'cup.webp', (40, 52), seed=3, fmt='WEBP')
+      _stylize_in_page(driver, [shoe, bag, cup], 'Stylized 3 photos')
+      zipped = _download(driver, '#zip a[download="stylized.zip"]', downloads, 'stylized.zip')
+      with zipfile.ZipFile(zipped) as zf:
+        assert sorted(zf.namelist()) == ['bag.png', 'cup.png', 'shoe.png']
+        for src in (shoe, bag, cup):
+          name = os.path.splitext(os.path.basename(src))[0] + '.png'
+          assert_pixel_rule(read_image(zf.read(name)), stylizer(read_image(src)))
 
       # Every request the page made went to the app (fonts and scripts included).
       urls = set()
