@@ -87,6 +87,10 @@ def get_config() -> ml_collections.ConfigDict:
   # before the unconditional discriminator, which then judges lines and tones,
   # not fine texture (White-box Cartoonization's surface representation); 0 = off.
   config.loss.disc_blur = 0.0
+  # Then a self-guided filter (He et al. 2010) of this radius (pixels; 0 = off) and
+  # regulariser eps (variance, in the [-1, 1] range): smooths texture, keeps lines.
+  config.loss.disc_guided_radius = 0
+  config.loss.disc_guided_eps = 0.5
   # CycleGAN: cycle-consistency L1 (the L_rec of L = L_adv + lambda*L_rec without
   # pairs; the paper's lambda 10), identity L1 (an absolute weight: the paper's
   # 0.5 * 10), and the history of generated images each D also sees (0 = off).

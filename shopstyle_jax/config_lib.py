@@ -156,6 +156,23 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
       f'config.loss.disc_blur={lc.disc_blur} is built for config.method=cut and fastcut, '
       f'not {config.method}; set it to 0.'
     )
+  radius = lc.get('disc_guided_radius', 0)
+  if not _integer(radius) or radius < 0:
+    raise ValueError(
+      f'config.loss.disc_guided_radius={radius!r} must be an integer >= 0 (the guided '
+      "filter's radius in pixels; 0 = off)."
+    )
+  if radius and config.method not in ('cut', 'fastcut'):
+    raise ValueError(
+      f'config.loss.disc_guided_radius={radius} is built for config.method=cut and '
+      f'fastcut, not {config.method}; set it to 0.'
+    )
+  eps = lc.get('disc_guided_eps', 0.5)
+  if radius and (not _number(eps) or not eps > 0):
+    raise ValueError(
+      f"config.loss.disc_guided_eps={eps!r} must be a number > 0 (the guided filter's "
+      'regulariser: edges whose variance is well above it are kept; e.g. 0.5).'
+    )
   if config.method in ('cut', 'fastcut'):
     _positive('loss.nce_patches', lc.nce_patches)
     _positive('model.nce_mlp_channels', config.model.nce_mlp_channels)

@@ -267,6 +267,21 @@ def test_missing_required_flags():
       'style_weight, tv_weight)',
     ),
     ('--config.loss.tv_weight=-1', 'config.loss.tv_weight=-1.0 must be a number >= 0 (0 = off).'),
+    ('--config.loss.disc_blur=1', 'config.loss.disc_blur=1.0 is built for config.method=cut'),
+    (
+      '--config.loss.disc_guided_radius=2',
+      'config.loss.disc_guided_radius=2 is built for config.method=cut and fastcut, not paired',
+    ),
+    (
+      '--config.method=cut --config.loss.mse_weight=0 --config.data.unpaired=True '
+      '--config.loss.disc_guided_radius=-1',
+      'config.loss.disc_guided_radius=-1 must be an integer >= 0',
+    ),
+    (
+      '--config.method=cut --config.loss.mse_weight=0 --config.data.unpaired=True '
+      '--config.loss.disc_guided_radius=2 --config.loss.disc_guided_eps=0',
+      'config.loss.disc_guided_eps=0.0 must be a number > 0',
+    ),
     (
       '--config.loss.style_weight=1 --config.loss.style_layers=relu1_1,relu9_9',
       'config.loss.style_layers: Unknown VGG19 layer(s)',

@@ -206,7 +206,12 @@ def make_step(
   # G(style), style); other norms are per example, and one pass over the
   # queries and one over the keys give the same features.
   separate_passes = config.model.norm == 'batch'
-  surface = functools.partial(common.surface, sigma=lc.disc_blur)
+  surface = functools.partial(
+    common.surface,
+    sigma=lc.disc_blur,
+    guided_radius=lc.get('disc_guided_radius', 0),
+    guided_eps=lc.get('disc_guided_eps', 0.0),
+  )
 
   def step(state: State, batch: Batch, vgg_params=None) -> tuple[State, common.Metrics]:
     photo, style = batch['photo'], batch['style']
