@@ -198,6 +198,25 @@ def test_the_api_from_python_and_curl_as_readme_shows(tmp_path, exported_model):
     assert_pixel_rule(read_image(str(out)), stylizer(read_image(shoe)))
 
 
+def test_with_a_password_only_the_right_one_gets_in(tmp_path, exported_model):
+  from gradio_client import Client  # pylint: disable=g-import-not-at-top
+  from gradio_client import handle_file  # pylint: disable=g-import-not-at-top
+
+  shoe = _photo(tmp_path / 'shoe.jpg')
+  with serving(tmp_path, f'--model={exported_model}', '--auth=shop:s3cret') as (url, log, _):
+    assert "(password required: user 'shop')" in open(log).read()
+    for auth in (None, ('shop', 'wrong')):
+      with pytest.raises(Exception):  # noqa: B017  # 401 at the config or the login.
+        Client(url, auth=auth, verbose=False).predict(
+          files=[handle_file(shoe)], api_name='/stylize'
+        )
+    client = Client(url, auth=('shop', 's3cret'), verbose=False)
+    files, report = client.predict(files=[handle_file(shoe)], api_name='/stylize')
+    assert [os.path.basename(f) for f in files] == ['shoe.png'], report
+    stylizer = exporting.load_exported(exported_model)
+    assert_pixel_rule(read_image(files[0]), stylizer(read_image(shoe)))
+
+
 # --- In a real browser, on a trained workdir ----------------------------------------------
 
 
