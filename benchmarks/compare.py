@@ -65,6 +65,9 @@ def main():
         f'--config.image_size={args.image_size}',
         f'--config.precision={args.precision}',
         f'--config.loss.perceptual_weight={args.perceptual_weight}',
+        # The official code's 4x4 transposed convolutions, which the PyTorch side
+        # builds (the product configs upsample with resize_conv).
+        '--config.model.upsample=conv_transpose',
         f'--steps={args.steps}',
         f'--warmup={args.warmup}',
         '--stylize_batch_size=4',
