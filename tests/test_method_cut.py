@@ -352,6 +352,7 @@ def test_the_guided_surface_flattens_texture_and_keeps_lines():
   assert blurred[0, 16, 15:17, 0].max() > -0.2 and blurred[0, 16, 14, 0] < 0.4
 
 
+@pytest.mark.slow  # Compiles a CUT step; the filter itself is tested above.
 def test_guided_surface_is_what_the_discriminator_sees():
   config = small_config('cut')
   config.loss.disc_guided_radius = 2
