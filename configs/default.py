@@ -51,9 +51,18 @@ def get_config() -> ml_collections.ConfigDict:
   # computed exactly as four 2x2 phase convolutions) or 'resize_conv'
   # (nearest-neighbour x2 then 3x3 conv; no checkerboard, cheaper).
   config.model.upsample = 'conv_transpose'
+  # The U-Net's outermost upsampling, the one that makes the output pixels: ''
+  # = as `upsample`. 'conv_transpose' under 'resize_conv' layers gives each of
+  # the four output phases its own kernel (1-pixel lines) while the inner layers
+  # stay checkerboard-free. The ResNet generator ends in a 7x7 conv instead.
+  config.model.output_upsample = ''
   config.model.disc_width = 64  # Filters of the discriminator's first layer (ndf).
   config.model.disc_layers = 3  # PatchGAN stride-2 layers: 3 = the 70x70 PatchGAN.
   config.model.nce_mlp_channels = 256  # CUT's projection head: two layers of this width.
+  # CUT's nce_layers: the generator taps PatchNCE compares, by name (U-Net:
+  # 'input', 'enc1'...; ResNet: 'pad', 'down1', 'down2', 'block1'...). Empty = the
+  # generator's `nce_taps` (the paper's layers for the ResNet).
+  config.model.nce_layers = ()
 
   # --- Losses ----------------------------------------------------------------
   # G minimises adversarial_weight*L_adv + mse_weight*MSE + l1_weight*L1
@@ -125,7 +134,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Several styles in one generator (a model-shape key): a tuple of style names, e.g.
   # ('sketch', 'watercolor', 'identity'); 'identity' trains on (photo, photo) so that
   # mixing toward it dials a style down. Unset = (style,), a single-style run; when set,
-  # `style` must be one of them (the default style). config.method=paired only.
+  # `style` must be one of them (the default style). config.method=paired renders them
+  # (catalogue or `folder`); the unpaired methods learn them from `style_folders`.
   config.data.styles = config_dict.placeholder(tuple)
   # A folder of the user's own photos; when set it wins over `name`.
   config.data.folder = config_dict.placeholder(str)
@@ -139,6 +149,10 @@ def get_config() -> ml_collections.ConfigDict:
   # from 1), converted once into cache_dir like `folder`; all of them train. Photos
   # still come from `folder` or `name`. Unset = no style folder.
   config.data.style_folder = config_dict.placeholder(str)
+  # Several styles for the unpaired methods: {style name: folder of its images}, e.g.
+  # --config.data.style_folders="{'ink': 'ink/', 'watercolor_brand': 'wc/'}", with
+  # `styles` the same names (free-form) and `style` one of them. Empty = unset.
+  config.data.style_folders = ml_collections.ConfigDict()
   # True: unpaired batches from the dataset itself (`name` or `folder`): photos from
   # the train split's even indices, style images (`style` targets) from its odd ones,
   # so no photo's own target is seen; the test split keeps its true pairs.

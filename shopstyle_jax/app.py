@@ -14,11 +14,10 @@ import logging
 import os
 import signal
 import sys
-from typing import Sequence
 
-from absl import app
 from absl import flags
 
+from shopstyle_jax import cli
 from shopstyle_jax import runtime
 from shopstyle_jax import webapp
 
@@ -140,13 +139,6 @@ def run(f: flags.FlagValues) -> int:
   return 0
 
 
-def main(argv: Sequence[str]) -> int:
-  """The command line; see the module docstring. Returns the exit status."""
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  return run(flags.FLAGS)
-
-
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run_command(run)

@@ -160,6 +160,19 @@ def parse_or_exit(
     sys.exit(2)
 
 
+def run_command(run: Any) -> None:
+  """`app.run` for a command module whose flags are defined: refuses extra
+  arguments, then exits with `run(flags.FLAGS)`'s status."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+
+  def main(argv: Sequence[str]) -> int:
+    if len(argv) > 1:
+      raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    return run(flags.FLAGS)
+
+  app.run(main)
+
+
 def parse_train_flags(argv: Sequence[str]) -> flags.FlagValues:
   """main.py's parse of argv, in process, on fresh flags: returns them
   (`.config`, `.workdir`, ...) or raises ConfigError with main.py's message."""

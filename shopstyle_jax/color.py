@@ -60,21 +60,27 @@ def transfer_luminance(photo: np.ndarray, stylized: np.ndarray) -> np.ndarray:
   return np.clip(out, 0.0, 1.0)
 
 
-def ciede2000(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def ciede2000(a: np.ndarray, b: np.ndarray, lightness: bool = True) -> np.ndarray:
   """Per-pixel CIEDE2000 difference of two uint8 or [0, 1] sRGB images [..., 3]
-  (scikit-image's `deltaE_ciede2000` on their Lab values)."""
+  (scikit-image's `deltaE_ciede2000` on their Lab values). `lightness=False`
+  drops its lightness term (kL -> infinity), leaving the chroma and hue terms:
+  how far the colours moved whatever the lightness did."""
   from skimage import color  # pylint: disable=g-import-not-at-top
 
   def unit(x):
     x = np.asarray(x)
     return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
-  return color.deltaE_ciede2000(to_lab(unit(a)), to_lab(unit(b)))
+  k_l = 1.0 if lightness else np.inf
+  return color.deltaE_ciede2000(to_lab(unit(a)), to_lab(unit(b)), kL=k_l)
 
 
-def median_ciede2000(photo: np.ndarray, output: np.ndarray, mask: np.ndarray) -> float:
+def median_ciede2000(
+  photo: np.ndarray, output: np.ndarray, mask: np.ndarray, lightness: bool = True
+) -> float:
   """Median CIEDE2000 between photo and output over the product's pixels (mask >
-  0.5; all pixels when the mask is empty): how far a style moved its colours."""
-  delta = ciede2000(photo, output)
+  0.5; all pixels when the mask is empty): how far a style moved its colours
+  (`lightness=False`: chroma and hue only, see `ciede2000`)."""
+  delta = ciede2000(photo, output, lightness)
   chosen = np.asarray(mask) > 0.5
   return float(np.median(delta[chosen] if chosen.any() else delta))

@@ -15,6 +15,7 @@ from shopstyle_jax import parallel
 from shopstyle_jax import style_mix
 from shopstyle_jax import styles as styles_lib
 from shopstyle_jax import workdir as workdir_lib
+from shopstyle_jax.methods import cut
 from shopstyle_jax.models import generators
 from shopstyle_jax.models import layers
 
@@ -54,21 +55,39 @@ def _in_range(key: str, value, low: float, high: float, high_open: bool, meaning
     raise ValueError(f'config.{key}={value!r} must be a number in {interval} ({meaning}).')
 
 
-def _check_unpaired_data(data: ml_collections.ConfigDict) -> None:
-  """The unpaired-data keys: one source of style images, an existing folder."""
-  if not data.style_folder:
-    return
-  path = os.path.realpath(os.path.expanduser(data.style_folder))
+def _style_folders(data: ml_collections.ConfigDict) -> dict:
+  """`config.data.style_folders` as a dict ({} when unset: None or empty)."""
+  return dict(data.get('style_folders') or {})
+
+
+def _check_style_folder(key: str, value, data: ml_collections.ConfigDict) -> None:
+  """One folder of style images: an existing directory, not the photo folder."""
+  if not isinstance(value, str) or not value:
+    raise ValueError(f'config.{key}={value!r} must be the path of a folder of style images.')
+  path = os.path.realpath(os.path.expanduser(value))
   if not os.path.isdir(path):
     what = 'is not a directory' if os.path.exists(path) else 'does not exist'
-    raise ValueError(
-      f'config.data.style_folder={data.style_folder!r} {what}; it must be a folder of style images.'
-    )
+    raise ValueError(f'config.{key}={value!r} {what}; it must be a folder of style images.')
   if data.folder and path == os.path.realpath(os.path.expanduser(data.folder)):
     raise ValueError(
-      f'config.data.style_folder={data.style_folder!r} is config.data.folder: '
+      f'config.{key}={value!r} is config.data.folder: '
       'the style images must be other images than the photos.'
     )
+
+
+def _check_unpaired_data(data: ml_collections.ConfigDict) -> None:
+  """The unpaired-data keys: one source of style images, existing folders."""
+  folders = _style_folders(data)
+  if data.style_folder and folders:
+    raise ValueError(
+      'config.data.style_folder and config.data.style_folders are both set: use '
+      'style_folder for one style, or style_folders ({name: folder}) for several; '
+      'unset the other.'
+    )
+  if data.style_folder:
+    _check_style_folder('data.style_folder', data.style_folder, data)
+  for name, value in folders.items():
+    _check_style_folder(f'data.style_folders.{name}', value, data)
 
 
 # Loss terms that compare the output with a paired target, and those of each method.
@@ -107,13 +126,17 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
   for k in sorted(all_terms):
     if not _number(lc[k]) or not lc[k] >= 0:
       raise ValueError(f'config.loss.{k}={lc[k]!r} must be a number >= 0 (0 = off).')
-  unpaired_data = bool(data.style_folder or data.unpaired)
+  unpaired_data = bool(data.style_folder or _style_folders(data) or data.unpaired)
   if config.method == 'paired':
     if unpaired_data:
+      key = (
+        'style_folder'
+        if data.style_folder
+        else ('style_folders' if _style_folders(data) else 'unpaired')
+      )
       raise ValueError(
         'config.method=paired learns from (photo, target) pairs, but config.data.'
-        f'{"style_folder" if data.style_folder else "unpaired"} gives style images without '
-        'pairs; pick an unpaired method: --config.method=cut (or cyclegan, fastcut, '
+        f'{key} gives style images without pairs; pick an unpaired method: --config.method=cut (or cyclegan, fastcut, '
         'neural_style).'
       )
   else:
@@ -156,7 +179,7 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
       f'config.loss.disc_blur={lc.disc_blur} is built for config.method=cut and fastcut, '
       f'not {config.method}; set it to 0.'
     )
-  radius = lc.get('disc_guided_radius', 0)
+  radius = lc.disc_guided_radius
   if not _integer(radius) or radius < 0:
     raise ValueError(
       f'config.loss.disc_guided_radius={radius!r} must be an integer >= 0 (the guided '
@@ -167,7 +190,7 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
       f'config.loss.disc_guided_radius={radius} is built for config.method=cut and '
       f'fastcut, not {config.method}; set it to 0.'
     )
-  eps = lc.get('disc_guided_eps', 0.5)
+  eps = lc.disc_guided_eps
   if radius and (not _number(eps) or not eps > 0):
     raise ValueError(
       f"config.loss.disc_guided_eps={eps!r} must be a number > 0 (the guided filter's "
@@ -176,6 +199,15 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
   if config.method in ('cut', 'fastcut'):
     _positive('loss.nce_patches', lc.nce_patches)
     _positive('model.nce_mlp_channels', config.model.nce_mlp_channels)
+    layers_ = cut.nce_layers(config) or ()
+    allowed = generators.create_generator(config.model).tap_names
+    unknown = [t for t in layers_ if t not in allowed]
+    if unknown or len(set(layers_)) != len(layers_):
+      raise ValueError(
+        f'config.model.nce_layers={layers_!r}: {"unknown " + str(unknown) if unknown else "repeated"}; '
+        f'the {config.model.generator} generator has taps {allowed} (empty = its default '
+        f'{generators.create_generator(config.model).nce_taps}).'
+      )
     if not _number(lc.nce_temperature) or not lc.nce_temperature > 0:
       raise ValueError(
         f'config.loss.nce_temperature={lc.nce_temperature!r} must be > 0 (CUT: 0.07).'
@@ -191,15 +223,44 @@ def _per_style_terms(config: ml_collections.ConfigDict) -> bool:
   return any(per_style[s].get(k) for s in per_style for k in RECONSTRUCTION_TERMS)
 
 
+def _check_style_folders(config: ml_collections.ConfigDict) -> None:
+  """`config.data.style_folders`: several styles' images, one folder each, named as
+  `config.data.styles` names them (free-form names), for the unpaired methods."""
+  folders = _style_folders(config.data)
+  styles = tuple(config.data.get('styles') or ())
+  if config.method == 'paired':
+    return  # Refused with the other unpaired data keys (_check_method_and_losses).
+  if len(folders) < 2:
+    raise ValueError(
+      f'config.data.style_folders={folders} names {len(folders)} style: for one style set '
+      'config.data.style_folder=<folder> instead.'
+    )
+  if set(styles) != set(folders):
+    raise ValueError(
+      f'config.data.style_folders names the styles {tuple(folders)}, config.data.styles='
+      f'{styles or None}: set config.data.styles to the same names (its order is the order '
+      f'of the style rows), e.g. --config.data.styles="{tuple(folders)}" '
+      f'--config.data.style={next(iter(folders))}.'
+    )
+  bad = [n for n in styles if not isinstance(n, str) or not n.strip() or n != n.strip()]
+  if bad:
+    raise ValueError(f'config.data.styles={styles}: {bad[0]!r} is not a usable style name.')
+
+
 def _check_styles(config: ml_collections.ConfigDict) -> None:
   """`config.data.styles` and `config.loss.per_style`: known styles, agreeing with
-  `config.data.style`; several styles only where they are supported."""
+  `config.data.style`; several styles only where they are supported. With
+  `config.data.style_folders` the names are free-form (the folders define them)."""
+  folders = _style_folders(config.data)
+  if folders:
+    _check_style_folders(config)
   styles = style_mix.config_styles(config)
   allowed = tuple(styles_lib.RENDERERS) + (style_mix.IDENTITY,)
-  for name in styles:
+  for name in () if folders else styles:
     if name not in allowed:
       raise ValueError(
-        f'config.data.styles names {name!r}, which is not a style; choose from {allowed}.'
+        f'config.data.styles names {name!r}, which is not a style; choose from {allowed} '
+        '(or name your own styles with config.data.style_folders and an unpaired method).'
       )
   per_style = config.loss.get('per_style') or {}
   for name in per_style:
@@ -215,18 +276,18 @@ def _check_styles(config: ml_collections.ConfigDict) -> None:
         )
       if not _number(value) or not value >= 0:
         raise ValueError(f'config.loss.per_style.{name}.{key}={value!r} must be a number >= 0.')
+  if per_style and config.method != 'paired':
+    raise ValueError(
+      f'config.loss.per_style sets reconstruction weights, which config.method='
+      f'{config.method} has no targets for; leave it empty.'
+    )
   if len(styles) == 1:
     return
-  if config.method != 'paired':
+  if config.method != 'paired' and not folders:
     raise ValueError(
-      f'config.data.styles={styles}: several styles in one model train with '
-      f'config.method=paired only so far, not {config.method}; train one model per '
-      'style with the unpaired methods.'
-    )
-  if config.data.folder:
-    raise ValueError(
-      f'config.data.styles={styles}: several styles train from the catalogue '
-      f'(config.data.name) only so far, not from config.data.folder={config.data.folder!r}.'
+      f'config.data.styles={styles}: with config.method={config.method} several styles '
+      'learn from one folder of style images each: set config.data.style_folders='
+      "\"{'<style>': '<folder>', ...}\" (config.method=paired renders them instead)."
     )
   if config.batch_size < len(styles):
     raise ValueError(
@@ -241,9 +302,16 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   _choice('model.generator', m.generator, generators.GENERATORS)
   _choice('model.norm', m.norm, layers.NORMS)
   _choice('model.upsample', m.upsample, layers.UPSAMPLES)
+  _choice('model.output_upsample', m.output_upsample, ('',) + layers.UPSAMPLES)
+  if m.output_upsample and m.generator != 'unet':
+    raise ValueError(
+      f'config.model.output_upsample={m.output_upsample!r} applies to the U-Net only '
+      f'(the {m.generator} generator ends in a 7x7 conv); leave it empty.'
+    )
   _choice('loss.gan', lc.gan, losses.GAN_LOSSES)
   _choice('precision', config.precision, PRECISIONS)
-  _choice('data.style', config.data.style, tuple(styles_lib.RENDERERS))
+  if not _style_folders(config.data):  # Style folders name their own styles.
+    _choice('data.style', config.data.style, tuple(styles_lib.RENDERERS))
   for key in (
     'num_train_steps',
     'batch_size',

@@ -10,7 +10,8 @@ the data comes through the training input pipeline, test split, resized to
 whole split by default. Prints a table (the model, the identity baseline: the
 photo itself, and a blank white page) and the median CIEDE2000 colour
 difference between photo and output on product pixels, plain and with
-`preserve_color` (`evaluation.COLOR_METRICS`), and writes it as JSON; `--grid`
+`preserve_color`, with and without CIEDE2000's lightness term
+(`evaluation.COLOR_METRICS`), and writes it as JSON; `--grid`
 writes photo | target | output rows as one PNG.
 
 A multi-style model is scored in each of its styles (or those `--style` names,
@@ -129,6 +130,10 @@ def format_table(results: dict[str, Any]) -> str:
       f'{results["ciede2000"]:.2f}; with --preserve_color '
       f'{results["ciede2000_preserve_color"]:.2f}'
     )
+    lines.append(
+      f'  without the lightness term (chroma and hue): {results["ciede2000_chroma"]:.2f}; '
+      f'with --preserve_color {results["ciede2000_chroma_preserve_color"]:.2f}'
+    )
   return '\n'.join(lines)
 
 
@@ -214,7 +219,16 @@ def define_flags(argv: Sequence[str], flag_values: Optional[Any] = None) -> None
 
 def run(f: Any) -> int:
   """Evaluates what the parsed flags `f` (see define_flags) ask for; returns the exit
-  status."""
+  status: 2 with one `Error: ...` line for what the user can mend (no workdir, no
+  checkpoint, bad data), as the other commands."""
+  try:
+    return _run(f)
+  except (ValueError, TypeError, OSError) as e:
+    print(f'Error: {e}', file=sys.stderr)
+    return 2
+
+
+def _run(f: Any) -> int:
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
   from shopstyle_jax import runtime  # pylint: disable=g-import-not-at-top
@@ -282,18 +296,8 @@ def run(f: Any) -> int:
   return 0
 
 
-def main(argv: Sequence[str]) -> int:
-  """The command line; see the module docstring. Returns the exit status."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  return run(flags.FLAGS)
-
-
 if __name__ == '__main__':
-  from absl import app as _app  # pylint: disable=g-import-not-at-top
+  from shopstyle_jax import cli  # pylint: disable=g-import-not-at-top
 
   define_flags(sys.argv)
-  _app.run(main)
+  cli.run_command(run)

@@ -23,8 +23,14 @@ from shopstyle_jax import parallel
 METRICS = ('psnr', 'ssim', 'identity_psnr', 'identity_ssim', 'blank_psnr', 'blank_ssim')
 # What `evaluate(color=True)` adds: the median over examples of each one's median
 # CIEDE2000 between photo and output on its product pixels (`masks.segment_product`),
-# for the plain output and with `preserve_color`.
-COLOR_METRICS = ('ciede2000', 'ciede2000_preserve_color')
+# for the plain output and with `preserve_color`; the `_chroma` pair without
+# CIEDE2000's lightness term (a style's own lightness is what preserve_color keeps).
+COLOR_METRICS = (
+  'ciede2000',
+  'ciede2000_preserve_color',
+  'ciede2000_chroma',
+  'ciede2000_chroma_preserve_color',
+)
 
 
 def color_scores(photos: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -33,13 +39,16 @@ def color_scores(photos: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarra
   from shopstyle_jax import color  # pylint: disable=g-import-not-at-top
   from shopstyle_jax import masks  # pylint: disable=g-import-not-at-top
 
-  plain, kept = [], []
+  scores = {k: [] for k in COLOR_METRICS}
   for photo, out in zip(image_lib.model_to_uint8(photos), image_lib.model_to_uint8(outputs)):
     mask = masks.segment_product(photo)
     transferred = color.transfer_luminance(photo / np.float32(255), out / np.float32(255))
-    plain.append(color.median_ciede2000(photo, out, mask))
-    kept.append(color.median_ciede2000(photo, transferred, mask))
-  return {'ciede2000': np.float32(plain), 'ciede2000_preserve_color': np.float32(kept)}
+    for suffix, lightness in (('', True), ('_chroma', False)):
+      scores[f'ciede2000{suffix}'].append(color.median_ciede2000(photo, out, mask, lightness))
+      scores[f'ciede2000{suffix}_preserve_color'].append(
+        color.median_ciede2000(photo, transferred, mask, lightness)
+      )
+  return {k: np.float32(v) for k, v in scores.items()}
 
 
 def to_unit(images: jax.Array) -> jax.Array:
@@ -178,7 +187,8 @@ def evaluate(
       photo folder learnt from style images without pairs): no scores, and the
       grid is photo | output.
     back: (generator, variables) of a style -> photo generator (CycleGAN's F):
-      the grid gets one more column, the photo reconstructed from the output.
+      the grid gets one more column, the photo reconstructed from the output
+      (by a multi-style F in `style`).
     color: also report `COLOR_METRICS` (on the host: slower, for
       `python -m shopstyle_jax.evaluate`).
     style: a multi-style generator's style weights [S] for every image (one-hot
@@ -212,7 +222,11 @@ def evaluate(
     if num_shown < grid_rows:  # The same on every process: all take part in the gather.
       rows = (batch['photo'], batch['target'], out, batch['valid'])
       if back is not None:
-        rows += (inference.stylize_fn(back[0], back_variables, out),)
+        # A multi-style F inverts the style it is told, the one G was given.
+        back_style = None
+        if style is not None and getattr(back[0], 'num_styles', 1) > 1:
+          back_style = jnp.broadcast_to(jnp.asarray(style, jnp.float32), (out.shape[0], len(style)))
+        rows += (inference.stylize_fn(back[0], back_variables, out, back_style),)
       rows = multihost_utils.process_allgather(rows, tiled=True)
       valid = np.asarray(rows[3], bool)
       shown.append([np.asarray(r)[valid] for r in rows[:3] + rows[4:]])

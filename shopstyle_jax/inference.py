@@ -579,6 +579,7 @@ _GENERATOR_KEYS = (
   'resnet_blocks',
   'norm',
   'upsample',
+  'output_upsample',
   'noise_channels',
 )
 

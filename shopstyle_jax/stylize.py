@@ -14,13 +14,13 @@ Mistakes in the flags, the workdir, the input or the output folder are one
 
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any
 
-from absl import app
 from absl import flags
 from absl import logging
 
 from shopstyle_jax import batch
+from shopstyle_jax import cli
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import inference
 from shopstyle_jax import progress as progress_lib
@@ -226,13 +226,6 @@ def run(f: flags.FlagValues) -> int:
   return 1 if summary.failed and f.strict else 0
 
 
-def main(argv: Sequence[str]) -> int:
-  """The command line; see the module docstring. Returns the exit status."""
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  return run(flags.FLAGS)
-
-
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run_command(run)

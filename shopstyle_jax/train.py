@@ -334,7 +334,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, cleanup: contextlib.
     per_style = {}
     for style, batches in eval_sets.items():
       per_style[style] = eval_one(step, state, style, batches)
-    if len(per_style) > 1:
+    if len(per_style) > 1 and ground_truth:
       # eval/psnr and eval/ssim: the mean over the styles (the identity style aside).
       real = [s for name, s in per_style.items() if name != style_mix.IDENTITY] or list(
         per_style.values()
@@ -368,8 +368,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, cleanup: contextlib.
       writer.write_images(step, {name: measured.grid[None]})
     if not scores:
       logging.info(
-        'Eval at step %d (%.1fs): no ground truth (photos and style images '
+        'Eval%s at step %d (%.1fs): no ground truth (photos and style images '
         'only); see the photo | output grid.',
+        '' if style is None else f' of {style}',
         step,
         time.time() - t0,
       )

@@ -78,13 +78,15 @@ def data_source_differences(saved: dict, config: ml_collections.ConfigDict) -> l
   new = flatten(json.loads(config.to_json_best_effort()))
 
   def same(key, a, b):
-    if key in ('data.folder', 'data.style_folder') and a and b:
+    if (key in ('data.folder', 'data.style_folder') or '.style_folders.' in key) and a and b:
       a, b = (os.path.realpath(os.path.expanduser(x)) for x in (a, b))
     return a == b
 
+  # config.data.style_folders flattens to one key per style.
+  per_style = sorted(k for k in set(old) | set(new) if k.startswith('data.style_folders.'))
   return [
     f'config.{k}: {old.get(k)!r} -> {new.get(k)!r}'
-    for k in DATA_SOURCE_KEYS
+    for k in DATA_SOURCE_KEYS + tuple(per_style)
     if not same(k, old.get(k), new.get(k))
   ]
 

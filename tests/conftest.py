@@ -296,3 +296,17 @@ def run_steps(step_fn, state, batches, devices, extra=None):
     state, metrics = step(state, parallel.global_batch(batch, mesh), extra)
     history.append(jax.device_get(metrics))
   return jax.tree.map(np.asarray, jax.device_get(state)), history
+
+
+def product_photo(seed: int, height: int = 48, width: int = 64):
+  """A smooth 'product' on a light backdrop (JPEG-friendly): the tests' folder photos,
+  uint8 [height, width, 3]."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:height, 0:width]
+  image = np.full((height, width, 3), 235, np.uint8)
+  cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
+  inside = ((yy - cy) / (0.3 * height)) ** 2 + ((xx - cx) / (0.3 * width)) ** 2 < 1
+  image[inside] = rng.integers(20, 200, 3)
+  return image

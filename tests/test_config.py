@@ -191,6 +191,21 @@ def test_missing_required_flags():
       '--config.model.generator=vit',
       "config.model.generator='vit' is not allowed; choose one of ('unet', 'resnet').",
     ),
+    (
+      '--config.model.output_upsample=bilinear',
+      "config.model.output_upsample='bilinear' is not allowed; choose one of "
+      "('', 'conv_transpose', 'resize_conv').",
+    ),
+    (
+      '--config.model.generator=resnet --config.model.output_upsample=conv_transpose',
+      "config.model.output_upsample='conv_transpose' applies to the U-Net only",
+    ),
+    (
+      '--config.method=cut --config.loss.mse_weight=0 --config.data.unpaired=True '
+      '--config.model.nce_layers=enc1,enc9',
+      "config.model.nce_layers=('enc1', 'enc9'): unknown ['enc9']; the unet generator has "
+      "taps ('input', 'enc1', 'enc2', 'enc3', 'enc4', 'enc5')",
+    ),
     ('--config.loss.mse_weight=0 --config.loss.adversarial_weight=0', 'All loss weights are 0'),
     ('--config.batch_size=0', 'config.batch_size=0 must be a positive integer.'),
     (

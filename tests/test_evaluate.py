@@ -58,6 +58,8 @@ def test_cli_table_json_and_grid(tmp_path, trained_workdir, data_dir, capsys):
   # The colour shift on product pixels: smaller with preserve_color (which keeps the
   # stylized lightness, so not zero; halved in test_stylize_shop on a vivid product).
   assert 0 < results['ciede2000_preserve_color'] < results['ciede2000']
+  # Without the lightness term preserve_color leaves only gamut clipping.
+  assert results['ciede2000_chroma_preserve_color'] < 0.5 * results['ciede2000_chroma']
   assert 'median CIEDE2000' in stdout
   image = np.asarray(Image.open(grid))
   assert image.shape == (3 * (32 + 2), 3 * (32 + 2), 3)  # 3 rows of photo | target | output
@@ -72,8 +74,10 @@ def test_cli_table_json_and_grid(tmp_path, trained_workdir, data_dir, capsys):
 def test_model_overrides_are_refused(trained_workdir, capsys):
   assert _cli(f'--workdir={trained_workdir}', '--config.model.width=4') == 2
   assert 'model.width' in capsys.readouterr().err
-  with pytest.raises(FileNotFoundError, match='is not a shopstyle_jax workdir'):
-    _cli(f'--workdir={os.path.dirname(trained_workdir)}')
+  assert _cli(f'--workdir={os.path.dirname(trained_workdir)}') == 2
+  assert 'is not a shopstyle_jax workdir' in capsys.readouterr().err
+  assert _cli(f'--workdir={trained_workdir}', '--step=999') == 2
+  assert 'Error: ' in capsys.readouterr().err
 
 
 @pytest.mark.slow

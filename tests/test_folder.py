@@ -12,6 +12,7 @@ from PIL import Image
 from PIL import ImageOps
 
 from conftest import load_config
+from conftest import product_photo
 from conftest import tensorboard_tags
 from conftest import train_in_process
 from conftest import trained_config
@@ -22,16 +23,7 @@ from shopstyle_jax import styles
 from shopstyle_jax.data import folder
 from shopstyle_jax.data import pipeline
 
-
-def _photo(seed: int, height: int = 48, width: int = 64) -> np.ndarray:
-  """A smooth 'product' on a light backdrop (JPEG-friendly)."""
-  rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[0:height, 0:width]
-  image = np.full((height, width, 3), 235, np.uint8)
-  cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
-  inside = ((yy - cy) / (0.3 * height)) ** 2 + ((xx - cx) / (0.3 * width)) ** 2 < 1
-  image[inside] = rng.integers(20, 200, 3)
-  return image
+_photo = product_photo
 
 
 def _save(path: pathlib.Path, image, **kwargs) -> pathlib.Path:

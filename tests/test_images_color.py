@@ -101,3 +101,24 @@ def test_rgba_outputs_need_a_format_with_alpha(tmp_path):
   )
   with pytest.raises(ValueError, match='no alpha channel.*png, webp'):
     image_lib.write_image(rgba, str(tmp_path / 'a.jpg'))
+
+
+def test_ciede2000_without_lightness_sees_only_chroma_and_hue():
+  """Known values: a pure lightness change moves full CIEDE2000 but not the chroma
+  variant; a pure hue change at equal lightness moves both by the same amount."""
+  from shopstyle_jax import color  # pylint: disable=g-import-not-at-top
+
+  lab = np.array([[[50.0, 30.0, -20.0]]], np.float32)
+  darker = lab - np.array([20.0, 0.0, 0.0], np.float32)
+  rotated = np.array([[[50.0, -20.0, 30.0]]], np.float32)
+  a, b, c = (color.from_lab(x) for x in (lab, darker, rotated))
+  assert color.ciede2000(a, b)[0, 0] > 10
+  assert color.ciede2000(a, b, lightness=False)[0, 0] < 0.5  # Gamut rounding only.
+  full, chroma = color.ciede2000(a, c)[0, 0], color.ciede2000(a, c, lightness=False)[0, 0]
+  assert chroma > 20 and abs(full - chroma) < 0.5
+  # And the plain metric is scikit-image's with kL = 1.
+  from skimage.color import deltaE_ciede2000  # pylint: disable=g-import-not-at-top
+
+  np.testing.assert_allclose(
+    color.ciede2000(a, c), deltaE_ciede2000(color.to_lab(a), color.to_lab(c)), rtol=1e-5
+  )

@@ -78,11 +78,20 @@ def seed_flipping(pattern):
 @pytest.mark.slow  # Compile-bound, as every method's 1-vs-8 test.
 @pytest.mark.parametrize('method', ['cut', 'fastcut'])
 def test_one_and_eight_devices_agree(method):
+  """CUT with one style; FastCUT with two (config.data.style_folders): G and D read
+  batch['style_id']."""
   assert jax.device_count() == 8
   # FastCUT: the first step flipped, the second not.
   config = small_config(method, seed_flipping([True, False]) if method == 'fastcut' else 0)
+  conditioned = method == 'fastcut'
+  if conditioned:
+    config.data.styles, config.data.style = ('ink', 'wash'), 'ink'
   models, state = build(config)
   data = batches(config, 2)
+  if conditioned:
+    assert state.d_params['style_projection'].shape[0] == 2
+    for batch in data:
+      batch['style_id'] = (np.arange(config.batch_size) % 2).astype(np.int32)
   s1, h1 = run_steps(config, models, state, data, jax.devices()[:1])
   s8, h8 = run_steps(config, models, state, data, jax.devices())
   expected = {
@@ -113,6 +122,10 @@ def test_one_and_eight_devices_agree(method):
   # weights; FastCUT's by 1e-5). A lost device share differs by 37-72%.
   for name in ('g_params', 'd_params', 'h_params'):
     assert_same_training(getattr(s8, name), getattr(s1, name), getattr(state, name), rtol=0.15)
+  if conditioned:  # The style matters: the styles swapped give other losses.
+    swapped = [dict(b, style_id=1 - b['style_id']) for b in data[:1]]
+    _, hs = run_steps(config, models, state, swapped, jax.devices()[:1])
+    assert hs[0]['d_loss'] != pytest.approx(h1[0]['d_loss'], rel=1e-6)
 
 
 def hand_nce(config, models, state, query_images, key_images, term, flip=False):
@@ -120,12 +133,13 @@ def hand_nce(config, models, state, query_images, key_images, term, flip=False):
   step's patch ids, project with the head (one MLP per tap), losses.patch_nce, mean over
   the taps."""
   g, h = models.G, models.H
-  encode = lambda x: g.apply({'params': state.g_params}, x, train=True, method=g.encode)
+  taps = cut.nce_layers(config)
+  encode = lambda x: g.apply({'params': state.g_params}, x, train=True, taps=taps, method=g.encode)
   feat_q, feat_k = encode(query_images), encode(key_images)
   if flip:
     feat_q = [jnp.flip(f, axis=2) for f in feat_q]
   ids = cut.patch_ids(config, state.step, term, [f.shape for f in feat_k])
-  assert len(ids) == len(feat_k) == len(g.nce_taps)
+  assert len(ids) == len(feat_k) == len(taps or g.nce_taps)
   for f, i in zip(feat_k, ids):
     assert i.shape == (min(f.shape[1] * f.shape[2], config.loss.nce_patches),)
   head = lambda feats: h.apply(
@@ -135,6 +149,24 @@ def hand_nce(config, models, state, query_images, key_images, term, flip=False):
     losses.patch_nce(q, k, config.loss.nce_temperature) for q, k in zip(head(feat_q), head(feat_k))
   ]
   return float(np.mean(per_layer))
+
+
+def test_nce_layers_choose_the_taps_and_their_heads():
+  """`model.nce_layers` (also comma-separated, as the official flag): one head per
+  chosen tap, sized by its channels, and `hand_nce` encodes those taps."""
+  config = small_config('cut')
+  config.model.nce_layers = ('down1,block1',)
+  assert cut.nce_layers(config) == ('down1', 'block1')
+  models, state = build(config)
+  assert sorted(state.h_params) == [f'mlp_{t}_{i}' for t in range(2) for i in (0, 1)]
+  # down1: 2*width channels; block1: 4*width (width 4).
+  assert state.h_params['mlp_0_0']['kernel'].shape == (8, 16)
+  assert state.h_params['mlp_1_0']['kernel'].shape == (16, 16)
+  x = batches(config, 1)[0]['photo']
+  feats = models.G.apply(
+    {'params': state.g_params}, x, train=True, taps=cut.nce_layers(config), method=models.G.encode
+  )
+  assert [f.shape[-1] for f in feats] == [8, 16]
 
 
 def test_nce_matches_a_hand_computation():

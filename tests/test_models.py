@@ -81,6 +81,9 @@ def test_patchgan_70_has_the_official_parameter_count():
   'kw',
   [
     dict(generator='unet', norm='instance', upsample='resize_conv'),
+    dict(
+      generator='unet', norm='instance', upsample='resize_conv', output_upsample='conv_transpose'
+    ),
     dict(generator='unet', norm='batch', upsample='conv_transpose', noise_channels=2),
     dict(generator='resnet', norm='instance', upsample='conv_transpose'),
     dict(generator='resnet', norm='none', upsample='resize_conv'),
@@ -118,6 +121,38 @@ def test_generators_keep_shape_and_range(kw, tiny_model_config):
     y4, y3 = run(v, 4)
     assert float(jnp.abs(y2 - y3).max()) > 0
     np.testing.assert_array_equal(y, y4)
+
+
+def test_output_upsample_changes_only_the_outermost_layer(tiny_model_config):
+  """resize_conv inside, a transposed conv (one kernel per output phase) last."""
+  m = tiny_model_config
+  m.update(generator='unet', depth=3, width=4, upsample='resize_conv')
+  x = jnp.zeros((1, 16, 16, 3))
+  shapes = {}
+  for last in ('', 'conv_transpose'):
+    m.output_upsample = last
+    g = generators.create_generator(m)
+    v = jax.eval_shape(lambda: g.init(jax.random.key(0), x, train=False))
+    shapes[last] = jax.tree.map(lambda a: a.shape, v['params'])
+  flat = {
+    k: {
+      jax.tree_util.keystr(p): a
+      for p, a in jax.tree_util.tree_leaves_with_path(v, is_leaf=lambda t: isinstance(t, tuple))
+    }
+    for k, v in shapes.items()
+  }
+  plain, mixed = flat[''], flat['conv_transpose']
+  same = {k for k in plain if mixed.get(k) == plain[k]}
+  # Only the output layer differs: the 3x3 resize conv [3, 3, 2*width, 3] becomes
+  # a phase kernel [2, 2, 2*width, 4*3] (a 4x4 transposed conv).
+  assert {k: a for k, a in plain.items() if k not in same} == {
+    "['ResizeConv_2']['Conv_0']['kernel']": (3, 3, 8, 3),
+    "['ResizeConv_2']['Conv_0']['bias']": (3,),
+  }
+  assert {k: a for k, a in mixed.items() if k not in same} == {
+    "['ConvTranspose4x4_0']['kernel']": (2, 2, 8, 12),
+    "['ConvTranspose4x4_0']['bias']": (3,),
+  }
 
 
 @pytest.fixture

@@ -84,13 +84,22 @@ def wait_all(procs, log_paths, timeout=600):
   return codes, texts
 
 
-def test_two_processes_train_like_one_process_with_four_devices(tmp_path, data_dir):
+def test_two_processes_train_like_one_process_with_four_devices(tmp_path):
+  """From a fresh shared data dir: one process builds the catalogue, the other
+  waits for it; then both train as one process with 4 devices would."""
+  data_dir = str(tmp_path / 'fresh_tfds')
   workdir = str(tmp_path / 'multi')
   codes, texts = wait_all(*start_two_processes(tmp_path, workdir, data_dir))
   assert codes == [0, 0], texts[0][-3000:] + texts[1][-3000:]
   for pid, text in enumerate(texts):
     assert f'Process {pid} of 2 finished at step 4.' in text
     assert '4 global devices' in text
+  # TFDS prints this when it builds; the waiter logs what it waits for.
+  assert sum('Downloading and preparing dataset' in t for t in texts) == 1
+  assert (
+    sum('Waiting for another process to finish building synthetic_catalog/tiny' in t for t in texts)
+    == 1
+  )
   # Only process 0 writes events and progress.
   assert 'Eval at step 4' in texts[0] and 'Eval at step 4' not in texts[1]
   assert len([f for f in os.listdir(workdir) if f.startswith('events.out')]) == 1
@@ -136,24 +145,6 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir):
   assert checkpoints.available_steps(workdir) == [steps[0]]
   tree, step = checkpoints.restore_subtree(workdir, ('g_params',), None)
   assert step == steps[0] and jax.tree.leaves(tree)
-
-
-@pytest.mark.slow
-def test_two_processes_share_a_fresh_data_dir(tmp_path):
-  """Both processes of a first run find no catalogue in the shared data dir:
-  one builds it, the other waits for it, and both train and exit 0."""
-  data_dir = str(tmp_path / 'fresh_tfds')
-  workdir = str(tmp_path / 'fresh')
-  codes, texts = wait_all(*start_two_processes(tmp_path, workdir, data_dir))
-  assert codes == [0, 0], texts[0][-3000:] + texts[1][-3000:]
-  for pid, text in enumerate(texts):
-    assert f'Process {pid} of 2 finished at step 4.' in text
-  # TFDS prints this when it builds; the waiter logs what it waits for.
-  assert sum('Downloading and preparing dataset' in t for t in texts) == 1
-  assert (
-    sum('Waiting for another process to finish building synthetic_catalog/tiny' in t for t in texts)
-    == 1
-  )
 
 
 @pytest.mark.slow

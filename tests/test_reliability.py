@@ -58,16 +58,35 @@ def assert_same(a, b):
 @pytest.mark.slow
 @pytest.mark.parametrize('sig,code', [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 def test_signal_saves_current_step_and_exits(tmp_path, data_dir, sig, code):
+  """SIGTERM (with a second run on the same workdir refused meanwhile, and the
+  resume) and SIGINT: each saves the step it stopped at and exits with its code."""
   workdir, log_path = str(tmp_path / 'w'), str(tmp_path / 'log.txt')
   proc, log = start_main(workdir, data_dir, *LONG, log_path=log_path)
-  wait_for(log_path, r'\] \[3\] train/', proc)  # a few steps done
-  proc.send_signal(sig)
-  assert proc.wait(timeout=120) == code
-  log.close()
+  try:
+    wait_for(log_path, r'\] \[3\] train/', proc)  # a few steps done
+    if sig == signal.SIGTERM:
+      # A second run on the workdir is refused at once, naming the first, which trains on.
+      second = run_main(workdir, data_dir, *LONG, check=False, timeout=120)
+      assert second.returncode == 1
+      assert (
+        f'FATAL: WorkdirInUseError: Workdir {workdir} is in use by another training run '
+        f'(process {proc.pid} on host {socket.gethostname()}'
+      ) in second.stderr
+      assert second.stderr.count('Traceback') == 0
+      assert proc.poll() is None
+    proc.send_signal(sig)
+    assert proc.wait(timeout=120) == code
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+    log.close()
+  assert not os.path.exists(os.path.join(workdir, '.lock'))
   text = open(log_path).read()
   stopped = int(re.search(r'Stopped at step (\d+) by ' + sig.name, text).group(1))
   assert stopped >= 3
   assert checkpoints.available_steps(workdir) == [stopped]
+  if sig == signal.SIGINT:
+    return  # Resuming from it is the same code path as below.
   saved = g_params(workdir, stopped)
   # The rerun resumes at exactly that step, from that checkpoint, left as it was.
   proc2 = run_main(workdir, data_dir, f'--config.num_train_steps={stopped + 2}')
@@ -89,7 +108,7 @@ def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path, data_dir):
     '--config.log_every_steps=1',
   )
   resumes, saved = 0, {}
-  for trial in range(4):
+  for trial in range(3):
     log_path = str(tmp_path / f'log{trial}.txt')
     before = checkpoints.available_steps(workdir)
     proc, log = start_main(workdir, data_dir, *frequent, log_path=log_path)
@@ -119,10 +138,12 @@ def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_nonfinite_training_stops_without_checkpointing_bad_state(tmp_path, data_dir):
+def test_nonfinite_training_stops_without_checkpointing_bad_state(
+  tmp_path, data_dir, trained_workdir
+):
   workdir = str(tmp_path / 'w')
-  run_main(workdir, data_dir, '--config.num_train_steps=2', '--config.eval_every_steps=1000')
-  good = g_params(workdir, 2)
+  shutil.copytree(trained_workdir, workdir)  # Checkpoints at steps 2 and 4 (shared: copied).
+  good = g_params(workdir, 4)
   # Resumed with a learning rate this large, the first D update blows D up and
   # every step from then on is non-finite and skipped.
   proc = run_main(
@@ -142,13 +163,13 @@ def test_nonfinite_training_stops_without_checkpointing_bad_state(tmp_path, data
     proc.stderr,
   )
   assert match, proc.stderr[-2000:]
-  assert int(match.group(1)) == 5  # steps 3, 4 and 5
+  assert int(match.group(1)) == 7  # steps 5, 6 and 7
   assert 'g_loss' in match.group(2)
-  assert 'Not checkpointing step 3' in proc.stderr
-  assert checkpoints.available_steps(workdir) == [2]
-  assert_same(g_params(workdir, 2), good)
+  assert 'Not checkpointing step 5' in proc.stderr
+  assert checkpoints.available_steps(workdir) == [2, 4]
+  assert_same(g_params(workdir, 4), good)
   for key in ('g_params', 'd_params'):
-    tree, _ = checkpoints.restore_subtree(workdir, (key,), 2)
+    tree, _ = checkpoints.restore_subtree(workdir, (key,), 4)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(tree))
 
 
@@ -521,30 +542,6 @@ def test_a_lock_taken_over_is_noticed(tmp_path, caplog):
   lock.release()
   with open(lock.path) as f:
     assert json.load(f)['token'] == 'other'  # Not ours to remove.
-
-
-@pytest.mark.slow
-def test_two_main_processes_on_one_workdir(tmp_path, data_dir):
-  """The second is refused at once, naming the first; the first trains on."""
-  workdir, log_path = str(tmp_path / 'w'), str(tmp_path / 'first.txt')
-  first, log = start_main(workdir, data_dir, *LONG, log_path=log_path)
-  try:
-    wait_for(log_path, r'\] \[2\] train/', first)
-    second = run_main(workdir, data_dir, *LONG, check=False, timeout=120)
-    assert second.returncode == 1
-    assert (
-      f'FATAL: WorkdirInUseError: Workdir {workdir} is in use by another training run '
-      f'(process {first.pid} on host {socket.gethostname()}'
-    ) in second.stderr
-    assert second.stderr.count('Traceback') == 0
-    assert first.poll() is None
-    first.send_signal(signal.SIGTERM)
-    assert first.wait(timeout=120) == 0
-  finally:
-    if first.poll() is None:
-      first.kill()
-    log.close()
-  assert not os.path.exists(os.path.join(workdir, '.lock'))
 
 
 @pytest.mark.slow

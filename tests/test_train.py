@@ -65,7 +65,14 @@ def assert_trees_equal(a, b):
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
-@pytest.mark.parametrize('method', sorted(METHODS))
+# CUT and CycleGAN compile the heaviest steps: in the slow lane (FastCUT runs CUT's).
+_SLOW_METHODS = ('cut', 'cyclegan')
+
+
+@pytest.mark.parametrize(
+  'method',
+  [pytest.param(m, marks=pytest.mark.slow) if m in _SLOW_METHODS else m for m in sorted(METHODS)],
+)
 def test_every_method_trains_checkpoints_and_stylizes(
   method, tiny_config, trained_workdir, tmp_path
 ):

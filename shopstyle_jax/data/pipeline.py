@@ -28,16 +28,21 @@ folder, or the usual source's targets at its odd indices, so that no photo's
 own target is ever seen. Eval batches stay {'photo', 'target', 'valid'}.
 
 Multi-style training (`config.data.styles`, several names) reads every style's
-target of each catalogue example and keeps one: the example at global position
-g is (photo, style g mod S, that style's target; the photo itself for
-'identity'), as {'photo', 'target', 'style_id': int32 index}. Every global batch
-thus holds each style B/S times (within one when S does not divide B), whatever
-the topology. Eval batches are made per style (`create_eval_batches(...,
-style=name)`).
+target of each example (the catalogue's stored renderings, or a photo folder
+converted once per style) and keeps one: the example at global position g is
+(photo, style g mod S, that style's target; the photo itself for 'identity'),
+as {'photo', 'target', 'style_id': int32 index}. Every global batch thus holds
+each style B/S times (within one when S does not divide B), whatever the
+topology. Eval batches are made per style (`create_eval_batches(...,
+style=name)`). Unpaired, with `config.data.style_folders` ({name: folder}), the
+example at g is {'photo', 'style', 'style_id'}: a photo, style g mod S, and an
+image of that style's folder, the k-th of its own stream with k = g // S.
 """
 
 import functools
 import hashlib
+import os
+import sys
 from typing import Any
 
 import grain
@@ -81,30 +86,56 @@ def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   return tfds.builder(name, data_dir=config.data.data_dir, file_format='array_record')
 
 
-def _folder_spec(config: ml_collections.ConfigDict) -> folder_lib.FolderSpec:
-  """The user's folder, stored at the load size (the pipeline only crops).
+def style_folders(config: ml_collections.ConfigDict) -> dict[str, str]:
+  """`config.data.style_folders` as {style: folder} in `config.data.styles` order;
+  {} when unset (None or empty)."""
+  folders = config.data.get('style_folders') or {}
+  if not folders:
+    return {}
+  return {name: folders[name] for name in style_mix.config_styles(config) if name in folders}
 
-  With a style folder the style images set the style: photos-only folders are
+
+def _folder_spec(
+  config: ml_collections.ConfigDict, style: str | None = None
+) -> folder_lib.FolderSpec:
+  """The user's folder, stored at the load size (the pipeline only crops), its
+  targets rendered in `style` (default `config.data.style`).
+
+  With style folders the style images set the style: photos-only folders are
   then stored without a rendered target.
   """
+  unpaired_styles = config.data.style_folder or style_folders(config)
   return folder_lib.FolderSpec(
     folder=config.data.folder,
     size=_load_size(config),
-    style=None if config.data.style_folder else config.data.style,
+    style=None if unpaired_styles else (style or config.data.style),
     side_by_side=config.data.side_by_side,
     test_fraction=config.data.test_fraction,
     cache_dir=config.data.cache_dir,
   )
 
 
-def _style_folder_spec(config: ml_collections.ConfigDict) -> folder_lib.FolderSpec:
-  """`config.data.style_folder`: style images alone, at the load size."""
+def _style_folder_spec(
+  config: ml_collections.ConfigDict, path: str | None = None
+) -> folder_lib.FolderSpec:
+  """`config.data.style_folder` (or another folder of style images, `path`):
+  style images alone, at the load size."""
   return folder_lib.FolderSpec(
-    folder=config.data.style_folder,
+    folder=path or config.data.style_folder,
     size=_load_size(config),
     cache_dir=config.data.cache_dir,
     style_images=True,
   )
+
+
+def _rendered_styles(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The styles a multi-style photo folder is converted in (all but 'identity')."""
+  return tuple(s for s in style_mix.config_styles(config) if s != style_mix.IDENTITY)
+
+
+def _multi_style_folder(config: ml_collections.ConfigDict) -> bool:
+  """Whether paired training reads several styles' targets from `config.data.folder`."""
+  return bool(config.data.folder) and style_mix.num_styles(config) > 1 and not is_unpaired(config)
 
 
 def is_unpaired(config: ml_collections.ConfigDict) -> bool:
@@ -112,17 +143,20 @@ def is_unpaired(config: ml_collections.ConfigDict) -> bool:
   than {'photo', 'target'} pairs. A style folder wins over `data.unpaired`, so
   the unpaired configs (offline on the catalogue's halves by default) take
   `--config.data.style_folder=...` as it is."""
-  return bool(config.data.style_folder or config.data.unpaired)
+  return bool(config.data.style_folder or style_folders(config) or config.data.unpaired)
 
 
 def has_ground_truth(config: ml_collections.ConfigDict) -> bool:
   """Whether eval batches hold true targets, to score PSNR/SSIM against.
 
-  False only for a photos-only `config.data.folder` with a style folder: it
-  stores no target, and its eval batches' 'target' is the photo itself. Every
-  other source has its targets (the catalogue's `config.data.style`
+  False for a photos-only `config.data.folder` with a style folder: it
+  stores no target, and its eval batches' 'target' is the photo itself; and
+  with `config.data.style_folders`, whose styles have no renderings to compare
+  with. Every other source has its targets (the catalogue's `config.data.style`
   rendering, edges2* edge drawings, a folder of pairs), unpaired or not.
   """
+  if style_folders(config):
+    return False
   if config.data.style_folder and config.data.folder:
     return folder_lib.has_targets(_folder_spec(config))
   return True
@@ -141,11 +175,19 @@ def prepare(config: ml_collections.ConfigDict) -> None:
   """
   if config.data.style_folder:
     folder_lib.prepare(_style_folder_spec(config))
+  for path in style_folders(config).values():
+    folder_lib.prepare(_style_folder_spec(config, path))
   if config.data.folder:
-    folder_lib.prepare(_folder_spec(config))
+    if _multi_style_folder(config):
+      _check_render_layout(config)
+      for style in _rendered_styles(config):
+        folder_lib.prepare(_folder_spec(config, style))
+    else:
+      folder_lib.prepare(_folder_spec(config))
     return
   builder = _builder(config)
-  for style in style_mix.config_styles(config):
+  # With style folders the catalogue gives photos only: no style need be stored.
+  for style in () if style_folders(config) else style_mix.config_styles(config):
     _style_feature(builder, style)
   # TFDS renames a finished build into place: it exists only when complete.
   if builder.data_path.exists():  # No lock needed (the dir may be read-only).
@@ -158,6 +200,20 @@ def prepare(config: ml_collections.ConfigDict) -> None:
     _builder(config).download_and_prepare(
       file_format='array_record',
       download_config=tfds.download.DownloadConfig(manual_dir=config.data.manual_dir),
+    )
+
+
+def _check_render_layout(config: ml_collections.ConfigDict) -> None:
+  """A multi-style `config.data.folder` must be a folder of photos: each style's
+  targets are rendered from them (a folder of pairs holds one style's only)."""
+  root = os.path.expanduser(config.data.folder)
+  pairs = all(os.path.isdir(os.path.join(root, d)) for d in ('photos', 'targets'))
+  if config.data.side_by_side or pairs:
+    raise ValueError(
+      f'config.data.styles={style_mix.config_styles(config)} with config.data.folder='
+      f'{config.data.folder!r}: several styles need a folder of photos (each style is '
+      'rendered from them), not pairs (photos/ and targets/, or config.data.side_by_side), '
+      'whose targets are in one style only. Train pairs with a single config.data.style.'
     )
 
 
@@ -208,13 +264,17 @@ def _source(
   """Random access to a prepared split's {'photo', 'target'} uint8 pairs, or
   the images in `keys` only (only those are decoded); the target in `style`
   (default `config.data.style`)."""
+  style = style or config.data.style
   if config.data.folder:
-    path = folder_lib.prepare(_folder_spec(config), verbose=False)
+    if style == style_mix.IDENTITY:  # A photos-only read: the photo stands in as target.
+      style, keys = _rendered_styles(config)[0], tuple(k for k in keys if k != 'target')
+    path = folder_lib.prepare(_folder_spec(config, style), verbose=False)
     return folder_lib.FolderSource(path, split, keys)
   builder = _builder(config)
-  target = _style_feature(builder, style or config.data.style)
-  features = {k: {'photo': 'photo', 'target': target}[k] for k in keys}
-  return _tfds_source(builder, split, features)
+  features = {'photo': 'photo'}
+  if 'target' in keys:
+    features['target'] = _style_feature(builder, style)
+  return _tfds_source(builder, split, {k: features[k] for k in keys})
 
 
 def _tfds_source(builder: tfds.core.DatasetBuilder, split: str, features: dict[str, str]):
@@ -265,6 +325,10 @@ def unpaired_sources(config: ml_collections.ConfigDict) -> dict[str, _Images]:
   """
   if not is_unpaired(config):
     raise ValueError('Neither config.data.style_folder nor config.data.unpaired is set.')
+  if style_folders(config):
+    raise ValueError(
+      'config.data.style_folders: one style side per style; create_train_iterator reads them.'
+    )
   if config.data.style_folder:
     path = folder_lib.prepare(_style_folder_spec(config), verbose=False)
     return {
@@ -294,9 +358,46 @@ def _local_size(global_size: int, process_count: int, field: str) -> int:
   return global_size // process_count
 
 
-def _styles_source(config: ml_collections.ConfigDict, split: str) -> _TfdsPairs:
+class _FolderStyles:
+  """A multi-style photo folder's split as random access to {'photo', <style>:
+  target, ...}: one converted copy per rendered style, aligned record by record."""
+
+  def __init__(self, sources: dict[str, folder_lib.FolderSource], names: list[list[str]]):
+    if any(n != names[0] for n in names):
+      raise ValueError(
+        'The copies of config.data.folder converted per style hold different files '
+        '(the folder changed while they were converted); run again to convert it afresh.'
+      )
+    self._sources = sources
+
+  def __len__(self) -> int:
+    return len(next(iter(self._sources.values())))
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    out = {}
+    for i, (style, source) in enumerate(self._sources.items()):
+      example = source[index]
+      if i == 0:
+        out['photo'] = example['photo']
+      out[style] = example['target']
+    return out
+
+  def __repr__(self) -> str:
+    return f'_FolderStyles({self._sources!r})'
+
+
+def _styles_source(config: ml_collections.ConfigDict, split: str):
   """Random access to {'photo', <style>: target, ...} for each style of a
-  multi-style run ('identity' needs no feature of its own)."""
+  multi-style run ('identity' needs no feature of its own): the catalogue's
+  stored renderings, or `config.data.folder` converted once per style."""
+  if config.data.folder:
+    sources, names = {}, []
+    for i, style in enumerate(_rendered_styles(config)):
+      path = folder_lib.prepare(_folder_spec(config, style), verbose=False)
+      keys = ('photo', 'target') if i == 0 else ('target',)
+      sources[style] = folder_lib.FolderSource(path, split, keys)
+      names.append(folder_lib.read_info(path)['names'])
+    return _FolderStyles(sources, names)
   builder = _builder(config)
   features = {'photo': 'photo'}
   for style in style_mix.config_styles(config):
@@ -350,6 +451,35 @@ def _stream(source, seed: int, augment) -> grain.MapDataset:
   )
 
 
+class _StyleCycle:
+  """Random access to the style side of multi-style unpaired training: item g is
+  {'style': image, 'style_id': s} with s = g mod S, the image item g // S of style
+  s's own endless stream (each stream shuffled and augmented with its own seed)."""
+
+  def __init__(self, streams: list[grain.MapDataset]):
+    self._streams = streams
+
+  def __len__(self) -> int:
+    return sys.maxsize
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    s = index % len(self._streams)
+    return {**self._streams[s][index // len(self._streams)], 'style_id': np.int32(s)}
+
+  def __repr__(self) -> str:
+    return f'_StyleCycle({len(self._streams)} styles)'
+
+
+def _style_folders_side(config: ml_collections.ConfigDict, augment) -> grain.MapDataset:
+  """The style side of unpaired training with `config.data.style_folders`."""
+  streams = []
+  for name, path in style_folders(config).items():
+    path = folder_lib.prepare(_style_folder_spec(config, path), verbose=False)
+    images = _Images(folder_lib.FolderSource(path, 'train', ('photo',)), 'photo', 'style')
+    streams.append(_stream(images, _side_seed(config.seed, f'style/{name}'), augment))
+  return grain.MapDataset.source(_StyleCycle(streams))
+
+
 def _merge(examples: tuple[Batch, ...]) -> Batch:
   return {k: v for example in examples for k, v in example.items()}
 
@@ -389,7 +519,15 @@ def create_train_iterator(
   augment = functools.partial(
     _augment, load_size=_load_size(config), image_size=config.image_size, flip=config.data.flip
   )
-  if is_unpaired(config):
+  if style_folders(config):
+    photos = _Images(_source(config, 'train', ('photo',)), 'photo', 'photo')
+    ds = grain.experimental.ZipMapDataset(
+      [
+        _stream(photos, _side_seed(config.seed, 'photo'), augment),
+        _style_folders_side(config, augment),
+      ]
+    ).map(_merge)
+  elif is_unpaired(config):
     ds = grain.experimental.ZipMapDataset(
       [
         _stream(source, _side_seed(config.seed, side), augment)
@@ -448,7 +586,9 @@ def create_eval_batches(
   """
   global_batch = config.eval.batch_size
   local_batch = _local_size(global_batch, process_count, 'config.eval.batch_size')
-  source = _source(config, 'test', style=style)
+  # Style folders have no renderings to compare with: photos only (has_ground_truth).
+  keys = ('photo',) if style_folders(config) else ('photo', 'target')
+  source = _source(config, 'test', keys, style=style)
   num_valid = min(config.eval.num_examples, len(source))
   num_batches = -(-num_valid // global_batch)
   load = functools.partial(

@@ -20,6 +20,11 @@ per tap, one set for the whole batch. After a flipped forward the queries'
 features are flipped back first, so G(flip(photo)) must match photo mirrored.
 The flip (a fair coin per step) and the positions (per step, term and tap) come
 from (seed, step) only, so they do not depend on how the batch is sharded.
+
+Several styles (`config.data.style_folders`): each example's style,
+batch['style_id'], one-hot, conditions G (every pass, encoder taps included,
+in the example's style) and D, a projection PatchGAN that judges each style
+on its own; the style image of row i is in row i's style.
 """
 
 import functools
@@ -34,9 +39,11 @@ import optax
 
 from shopstyle_jax import losses
 from shopstyle_jax import state as state_lib
+from shopstyle_jax import style_mix
 from shopstyle_jax.methods import common
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
+from shopstyle_jax.models import layers
 from shopstyle_jax.models import patch_mlp
 
 Params = Any
@@ -86,22 +93,38 @@ class State:
 
 
 def build_models(config: ml_collections.ConfigDict, dtype: Any = jnp.float32) -> Models:
-  """G from config.model, D unconditional, H with config.model.nce_mlp_channels."""
+  """G from config.model, D unconditional, H with config.model.nce_mlp_channels;
+  G and D style-conditioned with several styles."""
+  n = style_mix.num_styles(config)
   return Models(
-    G=generators.create_generator(config.model, dtype=dtype),
-    D=discriminators.create_discriminator(config.model, dtype=dtype, conditional=False),
+    G=generators.create_generator(config.model, dtype=dtype, num_styles=n),
+    D=discriminators.create_discriminator(
+      config.model, dtype=dtype, conditional=False, num_styles=n
+    ),
     H=patch_mlp.PatchMLP(num_channels=config.model.nce_mlp_channels, dtype=dtype),
   )
+
+
+def nce_layers(config: ml_collections.ConfigDict) -> Optional[tuple[str, ...]]:
+  """The taps PatchNCE compares: config.model.nce_layers (names, or comma-separated
+  names as the official --nce_layers), or None = G's `nce_taps`."""
+  names = config.model.nce_layers
+  names = [names] if isinstance(names, str) else names
+  return tuple(t.strip() for item in names for t in item.split(',') if t.strip()) or None
 
 
 def create_state(config: ml_collections.ConfigDict, models: Models, rng: jax.Array) -> State:
   """Initialises G, D and H (H from the shapes of G's taps at the training size)."""
   g_rng, d_rng, h_rng = jax.random.split(rng, 3)
   image = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
-  g_vars = models.G.init({'params': g_rng}, image, train=False)
-  d_vars = models.D.init({'params': d_rng}, image, train=False)
+  g_style, d_style = layers.style_args(models.G), layers.style_args(models.D)
+  g_vars = models.G.init({'params': g_rng}, image, *g_style, train=False)
+  d_vars = models.D.init({'params': d_rng}, image, *d_style, train=False)
   tap_shapes = jax.eval_shape(
-    lambda v: models.G.apply(v, image, train=False, method=models.G.encode), g_vars
+    lambda v: models.G.apply(
+      v, image, *g_style, train=False, taps=nce_layers(config), method=models.G.encode
+    ),
+    g_vars,
   )
   patches = [
     jnp.zeros((1, min(s.shape[1] * s.shape[2], config.loss.nce_patches), s.shape[3]), jnp.float32)
@@ -206,16 +229,22 @@ def make_step(
   # G(style), style); other norms are per example, and one pass over the
   # queries and one over the keys give the same features.
   separate_passes = config.model.norm == 'batch'
+  taps = nce_layers(config)
   surface = functools.partial(
     common.surface,
     sigma=lc.disc_blur,
-    guided_radius=lc.get('disc_guided_radius', 0),
-    guided_eps=lc.get('disc_guided_eps', 0.0),
+    guided_radius=lc.disc_guided_radius,
+    guided_eps=lc.disc_guided_eps,
   )
+
+  num_styles = style_mix.num_styles(config)
 
   def step(state: State, batch: Batch, vgg_params=None) -> tuple[State, common.Metrics]:
     photo, style = batch['photo'], batch['style']
     n = photo.shape[0]
+    # Several styles: each row's one-hot style weights [N, S] (G's and D's); none with one.
+    weights = jax.nn.one_hot(batch['style_id'], num_styles) if num_styles > 1 else None
+    cond = lambda k: () if weights is None else (jnp.concatenate([weights] * k),)
     rngs = _step_rngs(config, state.step)
     flip = flip_drawn(config, state.step)
     maybe_flip = lambda x: jnp.where(flip, jnp.flip(x, axis=2), x)  # [N, H, W, C]: width.
@@ -227,16 +256,18 @@ def make_step(
     g_rngs = {'dropout': rngs['dropout'], 'noise': rngs['noise']}
 
     def g_forward(g_params):
-      return common.apply_train(g, g_params, state.g_batch_stats, real, rngs=g_rngs)
+      return common.apply_train(
+        g, g_params, state.g_batch_stats, real, *cond(real.shape[0] // n), rngs=g_rngs
+      )
 
     fake_all, g_vjp, forward_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
 
     # Discriminator update: generated images first, then style images, each its own call.
     def d_loss_fn(d_params):
       fake_logits, stats = common.apply_train(
-        d, d_params, state.d_batch_stats, surface(jax.lax.stop_gradient(fake_all[:n]))
+        d, d_params, state.d_batch_stats, surface(jax.lax.stop_gradient(fake_all[:n])), *cond(1)
       )
-      real_logits, stats = common.apply_train(d, d_params, stats, surface(style))
+      real_logits, stats = common.apply_train(d, d_params, stats, surface(style), *cond(1))
       loss = losses.discriminator_loss(lc.gan, real_logits, fake_logits)
       return loss, (stats, real_logits.mean(), fake_logits.mean())
 
@@ -252,9 +283,11 @@ def make_step(
       feats, mutated = g.apply(
         state_lib.variables(g_params, stats),
         jnp.concatenate(images, axis=0),
+        *cond(len(images)),
         train=True,
         rngs=rng,
         mutable=['batch_stats'],
+        taps=taps,
         method=g.encode,
       )
       bounds = [sum(x.shape[0] for x in images[: i + 1]) for i in range(len(images) - 1)]
@@ -267,7 +300,7 @@ def make_step(
       terms, stats, d_stats = {}, forward_stats, d_update_stats
       fake = fake_all[:n]
       if lc.adversarial_weight:
-        logits, d_stats = common.apply_train(d, d_params, d_stats, surface(fake))
+        logits, d_stats = common.apply_train(d, d_params, d_stats, surface(fake), *cond(1))
         terms['adversarial'] = (
           lc.adversarial_weight,
           losses.generator_adversarial_loss(lc.gan, logits),

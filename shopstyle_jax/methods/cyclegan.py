@@ -19,6 +19,13 @@ batch's fakes in order with one fixed key each, so a run resumes exactly and
 does not depend on the number of devices. A weight of 0 removes its term and its
 forward passes. A step with any non-finite loss or gradient changes nothing but
 the step counter.
+
+Several styles (`config.data.style_folders`): each example's style,
+batch['style_id'], one-hot, conditions G (photo -> that style), F (that style ->
+photo: it inverts the style) and D_style, a projection PatchGAN judging each
+style on its own; every pass of G and F runs in its row's style. D_photo stays
+unconditional: photos are one domain whatever the style. D_style's pool is
+labelled (`image_pool`): a pooled fake is judged in its own style.
 """
 
 import functools
@@ -33,10 +40,12 @@ import optax
 
 from shopstyle_jax import losses
 from shopstyle_jax import state as state_lib
+from shopstyle_jax import style_mix
 from shopstyle_jax.methods import common
 from shopstyle_jax.methods import image_pool
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
+from shopstyle_jax.models import layers
 
 Params = Any
 Batch = dict[str, jax.Array]
@@ -56,12 +65,14 @@ class Models(NamedTuple):
 
 
 def build_models(config: ml_collections.ConfigDict, dtype: Any = jnp.float32) -> Models:
-  """Both generators as `config.model.generator`, both Ds unconditional PatchGANs."""
-  make_g = functools.partial(generators.create_generator, config.model, dtype)
+  """Both generators as `config.model.generator`, both Ds unconditional PatchGANs;
+  with several styles G, F and D_style read the style."""
+  n = style_mix.num_styles(config)
+  make_g = functools.partial(generators.create_generator, config.model, dtype, num_styles=n)
   make_d = functools.partial(
     discriminators.create_discriminator, config.model, dtype=dtype, conditional=False
   )
-  return Models(G=make_g(), F=make_g(), D_style=make_d(), D_photo=make_d())
+  return Models(G=make_g(), F=make_g(), D_style=make_d(num_styles=n), D_photo=make_d())
 
 
 @flax.struct.dataclass
@@ -106,7 +117,7 @@ def create_state(config: ml_collections.ConfigDict, models: Models, rng: jax.Arr
   tx = state_lib.create_optimizer(config)
   nets = {}
   for name, module, key in zip(('g', 'f', 'd', 'dp'), models, jax.random.split(rng, 4)):
-    variables = module.init({'params': key}, image, train=False)
+    variables = module.init({'params': key}, image, *layers.style_args(module), train=False)
     nets[f'{name}_params'] = variables['params']
     nets[f'{name}_batch_stats'] = variables.get('batch_stats', {})
     nets[f'{name}_opt_state'] = tx.init(variables['params'])
@@ -114,7 +125,9 @@ def create_state(config: ml_collections.ConfigDict, models: Models, rng: jax.Arr
   return State(
     step=jnp.zeros((), jnp.int32),
     ema_params=(jax.tree.map(jnp.copy, nets['g_params']) if config.ema_decay > 0 else {}),
-    pool_style=image_pool.init_pool(config.loss.pool_size, pool_shape),
+    pool_style=image_pool.init_pool(
+      config.loss.pool_size, pool_shape, labelled=style_mix.num_styles(config) > 1
+    ),
     pool_photo=image_pool.init_pool(config.loss.pool_size, pool_shape),
     **nets,
   )
@@ -150,10 +163,15 @@ def make_step(
       raise ValueError(f'The VGG19 module does not return {missing}; give it layers {vgg_layers}.')
   G, F, D_style, D_photo = models  # pylint: disable=invalid-name
 
-  def d_loss(module, params, stats, real, fake):
-    """One D's loss on real and (pooled, gradient-free) fake images; (loss, stats)."""
-    real_logits, stats = common.apply_train(module, params, stats, real)
-    fake_logits, stats = common.apply_train(module, params, stats, fake)
+  num_styles = style_mix.num_styles(config)
+  multi = num_styles > 1
+  one_hot = lambda ids: (jax.nn.one_hot(ids, num_styles),) if multi else ()
+
+  def d_loss(module, params, stats, real, fake, real_style=(), fake_style=()):
+    """One D's loss on real and (pooled, gradient-free) fake images; (loss, stats).
+    `*_style`: () or the style weights of a conditioned D's images."""
+    real_logits, stats = common.apply_train(module, params, stats, real, *real_style)
+    fake_logits, stats = common.apply_train(module, params, stats, fake, *fake_style)
     loss = losses.discriminator_loss(lc.gan, real_logits, fake_logits)
     # The official halves D's loss; discriminator_loss does for 'vanilla' and 'lsgan'.
     return (0.5 * loss if lc.gan == 'hinge' else loss), stats
@@ -161,11 +179,13 @@ def make_step(
   def step(state: State, batch: Batch, vgg_params: Params = None) -> tuple[State, common.Metrics]:
     photo, style = batch['photo'], batch['style']
     step_rngs = common.step_rngs(base_rng, state.step, 'dropout', 'noise')
+    # Several styles: each row's one-hot style weights, for G, F and D_style.
+    cond = one_hot(batch['style_id']) if multi else ()
 
     def gen(module, params, stats, x, call):
       """A generator in training mode; each call draws its own dropout and noise."""
       rngs = {name: jax.random.fold_in(key, call) for name, key in step_rngs.items()}
-      return common.apply_train(module, params, stats, x, rngs=rngs)
+      return common.apply_train(module, params, stats, x, *cond, rngs=rngs)
 
     def g_loss_fn(gf_params):
       g_params, f_params = gf_params
@@ -190,7 +210,7 @@ def make_step(
           losses.l1(same_style, style) + losses.l1(same_photo, photo),
         )
       if lc.adversarial_weight:
-        logits, d_stats = common.apply_train(D_style, state.d_params, d_stats, fake_style)
+        logits, d_stats = common.apply_train(D_style, state.d_params, d_stats, fake_style, *cond)
         logits_p, dp_stats = common.apply_train(D_photo, state.dp_params, dp_stats, fake_photo)
         terms['adversarial'] = (
           lc.adversarial_weight,
@@ -235,11 +255,17 @@ def make_step(
     f_params, f_opt_state = common.update(tx, f_grads, state.f_opt_state, state.f_params)
 
     # Both Ds, on the fakes of the forward above (G's and F's before their update).
-    pool_style, pooled_style = image_pool.query_pool(state.pool_style, fake_style, pool_style_rng)
+    if multi:  # Each pooled fake keeps its own style.
+      pool_style, pooled_style, pooled_ids = image_pool.query_pool(
+        state.pool_style, fake_style, pool_style_rng, batch['style_id']
+      )
+    else:
+      pool_style, pooled_style = image_pool.query_pool(state.pool_style, fake_style, pool_style_rng)
+      pooled_ids = None
     pool_photo, pooled_photo = image_pool.query_pool(state.pool_photo, fake_photo, pool_photo_rng)
     (d_loss_style, d_stats), d_grads = jax.value_and_grad(
       functools.partial(d_loss, D_style), has_aux=True
-    )(state.d_params, d_stats, style, pooled_style)
+    )(state.d_params, d_stats, style, pooled_style, cond, one_hot(pooled_ids) if multi else ())
     (d_loss_photo, dp_stats), dp_grads = jax.value_and_grad(
       functools.partial(d_loss, D_photo), has_aux=True
     )(state.dp_params, dp_stats, photo, pooled_photo)

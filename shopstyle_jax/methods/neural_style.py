@@ -9,6 +9,9 @@ on batches {'photo', 'style'} in [-1, 1]; the data pipeline draws each row's sty
 image from the style set (with one style image, every row is a crop of it). The VGG19
 is frozen: its params come into the step as an argument, not in the state.
 A weight of 0 removes its term and its compute (no D, no VGG pass it alone needed).
+Several styles (`config.data.style_folders`): batch['style_id'], one-hot,
+conditions G (and D, a projection PatchGAN); each row's Gram target is its own
+style image, of its own style.
 """
 
 from typing import Any, NamedTuple, Optional
@@ -22,9 +25,11 @@ import optax
 
 from shopstyle_jax import losses
 from shopstyle_jax import state as state_lib
+from shopstyle_jax import style_mix
 from shopstyle_jax.methods import common
 from shopstyle_jax.models import discriminators
 from shopstyle_jax.models import generators
+from shopstyle_jax.models import layers
 from shopstyle_jax.models import vgg as vgg_lib
 
 Params = Any
@@ -74,12 +79,14 @@ def vgg_layers(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 
 def build_models(config: ml_collections.ConfigDict, dtype: Any = jnp.float32) -> Models:
-  """G from config.model; an unconditional PatchGAN D(image) only when adversarial_weight > 0."""
-  generator = generators.create_generator(config.model, dtype)
+  """G from config.model; an unconditional PatchGAN D(image) only when adversarial_weight
+  > 0; both style-conditioned with several styles."""
+  n = style_mix.num_styles(config)
+  generator = generators.create_generator(config.model, dtype, num_styles=n)
   discriminator = None
   if config.loss.adversarial_weight:
     discriminator = discriminators.create_discriminator(
-      config.model, dtype=dtype, conditional=False
+      config.model, dtype=dtype, conditional=False, num_styles=n
     )
   return Models(generator, discriminator)
 
@@ -89,11 +96,11 @@ def create_state(config: ml_collections.ConfigDict, models: Models, rng: jax.Arr
   g_rng, d_rng = jax.random.split(rng)
   image = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
   tx = state_lib.create_optimizer(config)
-  g_vars = models.G.init({'params': g_rng}, image, train=False)
+  g_vars = models.G.init({'params': g_rng}, image, *layers.style_args(models.G), train=False)
   g_params = g_vars['params']
   d_params, d_batch_stats, d_opt_state = {}, {}, {}
   if models.D is not None:
-    d_vars = models.D.init({'params': d_rng}, image, train=False)
+    d_vars = models.D.init({'params': d_rng}, image, *layers.style_args(models.D), train=False)
     d_params, d_batch_stats = d_vars['params'], d_vars.get('batch_stats', {})
     d_opt_state = tx.init(d_params)
   return State(
@@ -139,6 +146,7 @@ def make_step(
   tx = state_lib.create_optimizer(config)
   lr_schedule = state_lib.learning_rate_schedule(config)
   base_rng = state_lib.prng_key(config.seed)
+  num_styles = style_mix.num_styles(config)
   # FLOPs: each image goes through the VGG once, and only as deep as its own loss
   # needs: G(x) to the deepest of `needed` (with gradient), the photos to the deepest
   # content layer and the style images to the deepest style layer (without). One
@@ -160,9 +168,11 @@ def make_step(
   def step(state: State, batch: Batch, vgg_params: Optional[Params] = None):
     photo, style = batch['photo'], batch['style']
     rngs = common.step_rngs(base_rng, state.step, 'dropout', 'noise')
+    # Several styles: each row's one-hot style weights, for G and D.
+    cond = (jax.nn.one_hot(batch['style_id'], num_styles),) if num_styles > 1 else ()
 
     def g_forward(g_params):
-      return common.apply_train(generator, g_params, state.g_batch_stats, photo, rngs=rngs)
+      return common.apply_train(generator, g_params, state.g_batch_stats, photo, *cond, rngs=rngs)
 
     # One G forward; its VJP serves the G update after D's (as the paired step).
     out, g_vjp, g_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
@@ -178,9 +188,9 @@ def make_step(
       # (as pix2pix) since that matters for batch norm statistics.
       def d_loss_fn(d_params):
         fake_logits, stats = common.apply_train(
-          discriminator, d_params, state.d_batch_stats, jax.lax.stop_gradient(out)
+          discriminator, d_params, state.d_batch_stats, jax.lax.stop_gradient(out), *cond
         )
-        real_logits, stats = common.apply_train(discriminator, d_params, stats, style)
+        real_logits, stats = common.apply_train(discriminator, d_params, stats, style, *cond)
         return losses.discriminator_loss(lc.gan, real_logits, fake_logits), stats
 
       (d_loss, d_stats), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
@@ -192,7 +202,7 @@ def make_step(
     def g_loss_fn(out):
       terms, stats = {}, d_stats
       if use_d:
-        logits, stats = common.apply_train(discriminator, d_params, d_stats, out)
+        logits, stats = common.apply_train(discriminator, d_params, d_stats, out, *cond)
         terms['adversarial'] = (
           lc.adversarial_weight,
           losses.generator_adversarial_loss(lc.gan, logits),

@@ -93,6 +93,7 @@ class UNetGenerator(_TappedGenerator):
   dropout: float = 0.5
   noise_channels: int = 0
   upsample: str = 'conv_transpose'
+  output_upsample: str = ''
   out_channels: int = 3
   dtype: Dtype = jnp.float32
   num_styles: int = 1
@@ -149,7 +150,8 @@ class UNetGenerator(_TappedGenerator):
       if self.dropout > 0 and self.depth - 4 <= level < self.depth - 1:
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
       h = jnp.concatenate([skips[level - 1], h], axis=-1)
-    h = layers.make_upsample(self.upsample, self.out_channels, True, self.dtype)(nn.relu(h))
+    last = self.output_upsample or self.upsample
+    h = layers.make_upsample(last, self.out_channels, True, self.dtype)(nn.relu(h))
     return record.result(jnp.tanh(h.astype(jnp.float32)))
 
 
@@ -316,6 +318,7 @@ def create_generator(model_config, dtype: Dtype = jnp.float32, num_styles: int =
       dropout=m.dropout,
       noise_channels=m.noise_channels,
       upsample=m.upsample,
+      output_upsample=m.output_upsample,
       dtype=dtype,
       num_styles=num_styles,
     )
