@@ -289,12 +289,37 @@ def cartoon(photo: np.ndarray) -> np.ndarray:
   return _to_uint8(rgb * lines[..., None])
 
 
+def linocut(photo: np.ndarray) -> np.ndarray:
+  """Renders a linocut print: bold black outlines and solid black for the
+  darkest tones on white paper (no grey), a style the catalogue does not store:
+  it is rendered from the photos of a folder (`config.data.folder`), e.g. to
+  fine-tune a new style into a trained multi-style model."""
+  _check_photo(photo)
+  height, width = photo.shape[:2]
+  scale = max(height, width) / _REFERENCE_SIZE
+  gray = _luminance(photo)
+  # XDoG as the sketch's, coarser and harder: cut strokes, not graphite.
+  sigma = max(0.7, 1.4 * scale)
+  response = _blur(gray, sigma) - 0.98 * _blur(gray, 1.6 * sigma)
+  lines = np.clip(1.0 + np.tanh(200.0 * np.minimum(response + 0.006, 0.0)), 0.0, 1.0)
+  tone = _blur(gray, max(1.0, 2.5 * scale))
+  fill = 0.5 + 0.5 * np.tanh(40.0 * (tone - 0.22))  # Dark areas -> solid black.
+  print_gray = _blur(lines * fill, max(0.35, 0.5 * scale)).astype(np.float32)
+  return _to_uint8(np.repeat(print_gray[..., None], 3, axis=-1))
+
+
 RENDERERS: dict[str, Renderer] = {
   'sketch': sketch,
   'watercolor': watercolor,
   'oil': oil,
   'cartoon': cartoon,
+  'linocut': linocut,
 }
+
+# The styles the embedded catalogue (`synthetic_catalog` 1.1.0) stores for every
+# photo; a renderer added later is rendered from folders until the catalogue's
+# version adds it.
+CATALOG_STYLES = ('sketch', 'watercolor', 'oil', 'cartoon')
 
 
 def render(style: str, photo: np.ndarray) -> np.ndarray:

@@ -80,15 +80,16 @@ def test_catalog_splits_and_features(data_dir):
   assert len(categories) == len(catalog.CATEGORIES)
 
 
-def test_every_style_is_stored_as_rendered(data_dir):
+def test_every_catalog_style_is_stored_as_rendered(data_dir):
   builder = pipeline._builder(_config(data_dir))
   example = builder.as_data_source(split='train')[5]
-  assert set(styles.RENDERERS) <= set(example)
-  for style in styles.RENDERERS:
+  assert set(styles.CATALOG_STYLES) <= set(example)
+  assert 'linocut' not in example  # A later renderer: from folders only.
+  for style in styles.CATALOG_STYLES:
     np.testing.assert_array_equal(example[style], styles.render(style, example['photo']))
 
 
-@pytest.mark.parametrize('style', sorted(styles.RENDERERS))
+@pytest.mark.parametrize('style', sorted(styles.CATALOG_STYLES))
 def test_source_serves_the_configured_style(data_dir, style):
   source = pipeline._source(_config(data_dir, style=style), 'test')
   example = source[2]

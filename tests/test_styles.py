@@ -38,7 +38,7 @@ def test_rejects_non_rgb(style):
 
 
 def test_unknown_style_lists_allowed():
-  with pytest.raises(ValueError, match='cartoon, oil, sketch, watercolor'):
+  with pytest.raises(ValueError, match='cartoon, linocut, oil, sketch, watercolor'):
     styles.render('crayon', np.zeros((8, 8, 3), np.uint8))
 
 
@@ -79,3 +79,13 @@ def test_filters_scale_with_the_image(photos):
     small = styles.render(style, photos[64]).astype(np.float32)
     down = cv2.resize(big, (64, 64), interpolation=cv2.INTER_AREA)
     assert np.abs(down - small).mean() < 25, style
+
+
+def test_linocut_is_black_on_white(photos):
+  out = styles.render('linocut', photos[128])
+  np.testing.assert_array_equal(out[..., 0], out[..., 1])  # Grey only,
+  np.testing.assert_array_equal(out[..., 0], out[..., 2])
+  gray = out[..., 0]
+  assert np.mean(gray > 230) > 0.6  # mostly paper,
+  assert np.mean(gray < 25) > 0.01  # some solid black,
+  assert np.mean((gray > 60) & (gray < 195)) < 0.08  # few greys between (soft edges only).

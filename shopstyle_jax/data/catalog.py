@@ -64,7 +64,7 @@ class SyntheticCatalog(tfds.core.GeneratorBasedBuilder):
     '1.1.0': 'Adds the watercolor, oil and cartoon styles.',
   }
   # Target style -> the feature holding it.
-  STYLE_FEATURES = {style: style for style in styles.RENDERERS}
+  STYLE_FEATURES = {style: style for style in styles.CATALOG_STYLES}
   BUILDER_CONFIGS = [
     CatalogConfig(name='default', description='256x256, 4000/200.'),
     CatalogConfig(name='small', description='128x128, 4000/200, for CPU training.', image_size=128),

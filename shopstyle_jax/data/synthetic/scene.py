@@ -174,10 +174,10 @@ def render_white(split: str, index: int, size: int) -> tuple[np.ndarray, np.ndar
 
 
 def render_example(split: str, index: int, size: int) -> dict[str, object]:
-  """Renders example `index` of `split`: photo, every style, category, id."""
+  """Renders example `index` of `split`: photo, the catalogue's styles, category, id."""
   category = example_category(index)
   photo = render_photo(example_seed(split, index), size, category)
   example = {'id': index, 'category': category, 'photo': photo}
-  for style in styles.RENDERERS:
+  for style in styles.CATALOG_STYLES:
     example[style] = styles.render(style, photo)
   return example
