@@ -200,13 +200,14 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
     _positive('loss.nce_patches', lc.nce_patches)
     _positive('model.nce_mlp_channels', config.model.nce_mlp_channels)
     layers_ = cut.nce_layers(config) or ()
-    allowed = generators.create_generator(config.model).tap_names
+    generator = generators.create_generator(config.model)
+    allowed = generator.tap_names
     unknown = [t for t in layers_ if t not in allowed]
     if unknown or len(set(layers_)) != len(layers_):
       raise ValueError(
         f'config.model.nce_layers={layers_!r}: {"unknown " + str(unknown) if unknown else "repeated"}; '
         f'the {config.model.generator} generator has taps {allowed} (empty = its default '
-        f'{generators.create_generator(config.model).nce_taps}).'
+        f'{generator.nce_taps}).'
       )
     if not _number(lc.nce_temperature) or not lc.nce_temperature > 0:
       raise ValueError(

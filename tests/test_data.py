@@ -321,3 +321,10 @@ def test_unknown_style_in_dataset(data_dir):
   config = _config(data_dir, style='crayon')
   with pytest.raises(ValueError, match='cartoon, oil, sketch, watercolor'):
     pipeline.create_train_iterator(config, 0, 1)
+
+
+def test_catalog_refuses_a_style_it_does_not_store(data_dir):
+  with pytest.raises(
+    ValueError, match=r"'linocut' is not in synthetic_catalog.*config\.data\.folder"
+  ):
+    pipeline._source(_config(data_dir, style='linocut'), 'test')

@@ -225,8 +225,9 @@ def _style_feature(builder: tfds.core.DatasetBuilder, style: str) -> str:
   if style not in features:
     if isinstance(builder, catalog.SyntheticCatalog):
       hint = (
-        'A style added to shopstyle_jax.styles needs a new catalogue '
-        'version: bump SyntheticCatalog.VERSION.'
+        'Render it from photos instead: set config.data.folder to a folder of photos '
+        '(for the catalogue to store it, add it to styles.CATALOG_STYLES and bump '
+        'SyntheticCatalog.VERSION).'
       )
     else:
       hint = 'Other styles can be rendered from its photos with config.data.folder.'
