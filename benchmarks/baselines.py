@@ -5,7 +5,7 @@
 
 Scores, with the same PSNR/SSIM as eval/* and `python -m shopstyle_jax.evaluate`
 (the test split resized to `config.image_size`): the identity (the photo itself),
-a blank white page and the global tone curve (`evaluation.fit_tone_curve`: the
+a blank white page and the global tone curve (`tone.fit_tone_curve`: the
 best monotone map from photo luminance to the target, fitted on the train
 split's true pairs, which an unpaired method never sees). Prints one JSON line.
 """
@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shopstyle_jax import evaluation  # noqa: E402
 from shopstyle_jax import images as image_lib  # noqa: E402
+from shopstyle_jax import tone  # noqa: E402
 from shopstyle_jax.data import pipeline  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'The run config.', lock_config=True)
@@ -46,14 +47,14 @@ def train_pairs(config, limit: int = 4096) -> tuple[np.ndarray, np.ndarray]:
 def baselines(config) -> dict:
   pipeline.prepare(config)
   photos, targets = train_pairs(config)
-  curve = evaluation.fit_tone_curve(photos, targets)
+  curve = tone.fit_tone_curve(photos, targets)
   sums, count = {}, 0.0
   for batch in pipeline.create_eval_batches(config, 0, 1):
     valid = np.asarray(batch['valid'], bool)
     photo, target = batch['photo'][valid], batch['target'][valid]
     per_image = evaluation.scores(photo, target, photo)
     per_image.pop('psnr'), per_image.pop('ssim')
-    t_psnr, t_ssim = evaluation.psnr_ssim(evaluation.apply_tone_curve(curve, photo), target)
+    t_psnr, t_ssim = evaluation.psnr_ssim(tone.apply_curve(curve, photo), target)
     per_image.update(tone_curve_psnr=t_psnr, tone_curve_ssim=t_ssim)
     for k, v in jax.device_get(per_image).items():
       sums[k] = sums.get(k, 0.0) + float(np.sum(v))

@@ -92,6 +92,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.style_layers = ('relu1_2', 'relu2_2', 'relu3_4', 'relu4_4')
   config.loss.style_layer_weights = (1.0, 1.0, 1.0, 1.0)
   config.loss.tv_weight = 0.0  # Total variation: mean |dx| + mean |dy| of the output.
+  # Unpaired methods: MSE between the output and the photo mapped by the global tone
+  # map that gives photo luminance the style images' value distribution (histogram
+  # specification, `tone.match_histogram`, fitted on the train photos and style
+  # images without pairs): the reconstruction term of L = L_adv + lambda*L_rec
+  # when there are no pairs. Both sides Gaussian-blurred by tone_blur (sigma,
+  # pixels; 0 = none) first, so that it holds tones, not lines. 0 = off.
+  config.loss.tone_weight = 0.0
+  config.loss.tone_blur = 0.0
   # Unpaired methods: Gaussian blur (sigma, pixels) of real and generated images
   # before the unconditional discriminator, which then judges lines and tones,
   # not fine texture (White-box Cartoonization's surface representation); 0 = off.

@@ -95,10 +95,10 @@ PAIRED_TERMS = ('mse_weight', 'l1_weight', 'perceptual_weight')
 ANY_METHOD_TERMS = ('adversarial_weight', 'content_weight', 'style_weight', 'tv_weight')
 METHOD_TERMS = {
   'paired': PAIRED_TERMS,
-  'cyclegan': ('cycle_weight', 'identity_weight'),
-  'cut': ('nce_weight',),
-  'fastcut': ('nce_weight',),
-  'neural_style': (),
+  'cyclegan': ('cycle_weight', 'identity_weight', 'tone_weight'),
+  'cut': ('nce_weight', 'tone_weight'),
+  'fastcut': ('nce_weight', 'tone_weight'),
+  'neural_style': ('tone_weight',),
 }
 
 
@@ -128,6 +128,12 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'config.loss.{k}={lc[k]!r} must be a number >= 0 (0 = off).')
   unpaired_data = bool(data.style_folder or _style_folders(data) or data.unpaired)
   if config.method == 'paired':
+    if lc.tone_weight:
+      raise ValueError(
+        f'config.loss.tone_weight={lc.tone_weight} is the reconstruction term of the '
+        'unpaired methods; paired training has its targets: use config.loss.mse_weight or '
+        'l1_weight and set tone_weight to 0.'
+      )
     if unpaired_data:
       key = (
         'style_folder'
@@ -168,6 +174,11 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
       f'config.loss.pool_size={lc.pool_size!r} must be an integer >= 0 '
       '(0 = no history of generated images).'
+    )
+  if not _number(lc.tone_blur) or not lc.tone_blur >= 0:
+    raise ValueError(
+      f'config.loss.tone_blur={lc.tone_blur!r} must be a number >= 0 (a blur sigma in '
+      'pixels; 0 = the tone term compares pixels as they are).'
     )
   if not _number(lc.disc_blur) or not lc.disc_blur >= 0:
     raise ValueError(

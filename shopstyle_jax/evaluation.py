@@ -1,5 +1,5 @@
-"""Image-quality scores (PSNR, SSIM via dm_pix, the identity, blank and tone-curve
-baselines), image grids and the one eval loop that training and
+"""Image-quality scores (PSNR, SSIM via dm_pix, the identity and blank baselines;
+the tone curve is `tone.fit_tone_curve`), image grids and the one eval loop that training and
 `python -m shopstyle_jax.evaluate` share."""
 
 import dataclasses
@@ -11,7 +11,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.optimize
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
@@ -76,49 +75,6 @@ def scores(photo: jax.Array, target: jax.Array, output: jax.Array) -> dict[str, 
     'blank_psnr': blank_psnr,
     'blank_ssim': blank_ssim,
   }
-
-
-def _luminance_levels(photos: np.ndarray) -> np.ndarray:
-  """[N, H, W, 3] photos in [-1, 1] -> their Rec. 601 luminance levels, int 0..255."""
-  rgb = image_lib.model_to_uint8(np.asarray(photos)).astype(np.float32)
-  return np.clip(np.rint(rgb @ np.float32([0.299, 0.587, 0.114])), 0, 255).astype(np.int64)
-
-
-def fit_tone_curve(photos: np.ndarray, targets: np.ndarray) -> np.ndarray:
-  """The global tone-curve baseline: per output channel, the monotone map from a
-  photo's luminance level to the target's value with the least squared error over
-  the given pairs (isotonic regression, scipy's pool-adjacent-violators, rising or
-  falling, whichever fits better). A per-pixel filter fitted on true pairs, which an
-  unpaired method never sees: what a learnt style must beat.
-
-  Args:
-    photos, targets: [N, H, W, 3] in [-1, 1].
-  Returns:
-    float32 [256, 3]: the output, in [-1, 1], for each luminance level.
-  """
-  levels = _luminance_levels(photos).ravel()
-  counts = np.bincount(levels, minlength=256).astype(np.float64)
-  used = counts > 0
-  curve = np.zeros((256, 3), np.float32)
-  for c in range(3):
-    sums = np.bincount(
-      levels, weights=np.asarray(targets[..., c], np.float64).ravel(), minlength=256
-    )
-    means = sums[used] / counts[used]
-    best = None
-    for increasing in (True, False):
-      fit = scipy.optimize.isotonic_regression(means, weights=counts[used], increasing=increasing).x
-      error = float(np.sum(counts[used] * (fit - means) ** 2))
-      if best is None or error < best[0]:
-        best = (error, fit)
-    # Levels no photo had take their nearest fitted neighbour's value (still monotone).
-    curve[:, c] = np.interp(np.arange(256), np.flatnonzero(used), best[1])
-  return curve
-
-
-def apply_tone_curve(curve: np.ndarray, photos: np.ndarray) -> np.ndarray:
-  """`fit_tone_curve`'s map applied to [N, H, W, 3] photos in [-1, 1]."""
-  return curve[_luminance_levels(photos)]
 
 
 def image_grid(*columns: np.ndarray, rows: int, gap: int = 2) -> np.ndarray:

@@ -279,9 +279,18 @@ def test_missing_required_flags():
       '--config.loss.adversarial_weight=0',
       'All loss weights are 0 for '
       'config.method=neural_style (config.loss.adversarial_weight, content_weight, '
-      'style_weight, tv_weight)',
+      'style_weight, tv_weight, tone_weight)',
     ),
     ('--config.loss.tv_weight=-1', 'config.loss.tv_weight=-1.0 must be a number >= 0 (0 = off).'),
+    (
+      '--config.loss.tone_weight=1',
+      'config.loss.tone_weight=1.0 is the reconstruction term of the unpaired methods',
+    ),
+    (
+      '--config.method=cut --config.loss.mse_weight=0 --config.data.unpaired=True '
+      '--config.loss.tone_weight=1 --config.loss.tone_blur=-2',
+      'config.loss.tone_blur=-2.0 must be a number >= 0',
+    ),
     ('--config.loss.disc_blur=1', 'config.loss.disc_blur=1.0 is built for config.method=cut'),
     (
       '--config.loss.disc_guided_radius=2',

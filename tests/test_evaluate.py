@@ -148,33 +148,3 @@ def test_folder_of_pairs(tmp_path, trained_workdir):
   for key in evaluate.METRICS:
     assert np.isfinite(results[key]), key
   shutil.rmtree(tmp_path / 'cache')
-
-
-def gray(levels) -> np.ndarray:
-  """One [1, 1, len, 3] image whose pixels have these luminance levels, in [-1, 1]."""
-  return (np.repeat(np.float32(levels)[None, None, :, None], 3, axis=3) / 127.5 - 1.0).astype(
-    np.float32
-  )
-
-
-def test_tone_curve_is_the_least_squares_monotone_map():
-  # Levels 10, 20, 30 with target means 0.2, 0.1, 0.5 (two pixels each): the
-  # rising fit pools the first two (0.15, 0.15, 0.5, squared error 0.01); the
-  # falling fit pools all three (0.2667, error 0.22); unseen levels take the
-  # nearest fitted value, or the line between two.
-  photos = gray([10, 10, 20, 20, 30, 30])
-  targets = np.repeat(np.float32([0.1, 0.3, 0.0, 0.2, 0.5, 0.5])[None, None, :, None], 3, 3)
-  curve = evaluation.fit_tone_curve(photos, targets)
-  assert curve.shape == (256, 3)
-  np.testing.assert_allclose(
-    curve[[0, 10, 20, 25, 30, 255], 0], [0.15, 0.15, 0.15, 0.325, 0.5, 0.5], atol=1e-6
-  )
-  np.testing.assert_allclose(
-    evaluation.apply_tone_curve(curve, gray([20, 25]))[0, 0, :, 1], [0.15, 0.325], atol=1e-6
-  )
-  # A falling map (a negative) is found as such, per channel.
-  levels = np.arange(0, 256, 5)
-  negative = np.stack([1 - levels / 127.5, np.zeros(len(levels)), levels / 127.5 - 1], -1)
-  curve = evaluation.fit_tone_curve(gray(levels), np.float32(negative)[None, None])
-  np.testing.assert_allclose(curve[levels], negative, atol=1e-5)
-  assert np.all(np.diff(curve[:, 0]) <= 0) and np.all(np.diff(curve[:, 2]) >= 0)

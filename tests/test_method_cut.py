@@ -205,8 +205,10 @@ def test_nce_matches_a_hand_computation():
 @pytest.mark.parametrize('flipped', [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_fastcut_flip(flipped):
   config = small_config('fastcut', seed_flipping([flipped]))
+  config.loss.update(tone_weight=2.0, tone_blur=1.0)
   models, state = build(config)
   batch = batches(config, 1)[0]
+  batch['tone'] = np.random.RandomState(1).uniform(-1, 1, batch['photo'].shape).astype(np.float32)
   new, metrics = jax.jit(cut.make_step(config, models))(state, batch, None)
   assert float(metrics['flipped']) == float(flipped)
   g, photo = models.G, batch['photo']
@@ -220,10 +222,15 @@ def test_fastcut_flip(flipped):
   # ... and PatchNCE compares its encoder features, flipped back, with the photo's.
   nce = hand_nce(config, models, state, fake, photo, cut.NCE_TERM, flip=flipped)
   assert float(metrics['g_nce']) == pytest.approx(nce, rel=1e-4)
+  # The tone target is flipped with the photo G saw.
+  tone_target = jnp.flip(batch['tone'], axis=2) if flipped else batch['tone']
+  tone = float(common.tone_loss(fake, tone_target, 1.0))
+  assert float(metrics['g_tone']) == pytest.approx(tone, rel=1e-4)
   assert float(metrics['g_loss']) == pytest.approx(
-    float(metrics['g_adversarial']) + 10.0 * nce, rel=1e-5
+    float(metrics['g_adversarial']) + 10.0 * nce + 2.0 * tone, rel=1e-5
   )
   if flipped:  # Not the unflipped semantics.
+    assert tone != pytest.approx(float(common.tone_loss(fake, batch['tone'], 1.0)), rel=1e-3)
     other = g.apply({'params': state.g_params}, photo, train=True)
     assert float(metrics['g_nce']) != pytest.approx(
       hand_nce(config, models, state, other, photo, cut.NCE_TERM), rel=1e-3
@@ -337,6 +344,20 @@ def test_disc_blur_shows_the_discriminator_blurred_pages():
   assert float(metrics['d_real_logit']) == pytest.approx(d(blurred), rel=1e-4, abs=1e-5)
   assert abs(d(blurred) - d(batch['style'])) > 1e-3
   np.testing.assert_array_equal(common.surface(blurred, 0.0), blurred)
+
+
+def test_tone_loss_holds_tones_not_lines():
+  rng = np.random.RandomState(0)
+  target = jnp.asarray(rng.uniform(-0.5, 0.5, (2, 24, 24, 3)), jnp.float32)
+  checker = 0.5 * (-1.0) ** (np.arange(24)[:, None] + np.arange(24)[None, :])
+  lines = target + jnp.asarray(checker[None, :, :, None], jnp.float32)
+  # Unblurred it is the MSE; a 2 px blur all but removes a one-pixel pattern's cost,
+  # while a tone shift (a constant 0.5) costs about its square away from the borders.
+  assert float(common.tone_loss(lines, target, 0.0)) == pytest.approx(0.25, rel=1e-6)
+  assert float(common.tone_loss(lines, target, 2.0)) < 1e-3
+  shifted = common.surface(target + 0.5, 2.0) - common.surface(target, 2.0)
+  assert float(jnp.mean(shifted[:, 6:-6, 6:-6])) == pytest.approx(0.5, rel=1e-5)
+  assert float(common.tone_loss(target + 0.5, target, 2.0)) > 0.15
 
 
 def _guided_reference(guide, images, radius, eps):

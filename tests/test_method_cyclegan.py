@@ -297,6 +297,7 @@ def test_content_style_and_tv_terms_on_the_stylized_photo():
     style_layers=layers,
     style_layer_weights=(1.0, 0.5),
     tv_weight=0.25,
+    tone_weight=0.5,
   )
   models, state = build(config)
   vgg = vgg_lib.VGG19(layers=layers)
@@ -304,6 +305,7 @@ def test_content_style_and_tv_terms_on_the_stylized_photo():
     cyclegan.make_step(config, models)
   params = vgg_lib.init_random_params(layers, seed=0)
   batch = batches(config, 1)[0]
+  batch['tone'] = np.flip(batch['photo'], axis=1).copy()  # Any target image.
   _, metrics = jax.jit(cyclegan.make_step(config, models, vgg))(state, batch, params)
   fake = apply(models.G, state.g_params, batch['photo'])
   feats = lambda x: vgg.apply({'params': params}, x)
@@ -312,4 +314,5 @@ def test_content_style_and_tv_terms_on_the_stylized_photo():
   assert float(metrics['g_content']) == pytest.approx(float(content), rel=1e-4)
   assert float(metrics['g_style']) == pytest.approx(float(style), rel=1e-4)
   assert float(metrics['g_tv']) == pytest.approx(float(losses.total_variation(fake)), rel=1e-5)
+  assert float(metrics['g_tone']) == pytest.approx(float(losses.mse(fake, batch['tone'])), rel=1e-5)
   assert float(metrics['finite']) == 1.0

@@ -5,6 +5,7 @@ terms, skipped NaN steps and its configs."""
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -251,10 +252,17 @@ def test_zero_weight_terms_cost_no_compute():
   # Without content and style the step runs without any VGG: none given, none needed.
   config = small_config(content_weight=0.0, style_weight=0.0)
   assert neural_style.vgg_layers(config) == ()
+  config.loss.tone_weight = 3.0
   models, state = build(config)
-  _, metrics = jax.jit(neural_style.make_step(config, models))(state, batches(config, 1)[0], None)
-  assert set(metrics) == {'g_loss', 'g_tv', 'g_grad_norm', 'learning_rate', 'finite'}
-  assert float(metrics['g_loss']) == pytest.approx(0.1 * float(metrics['g_tv']), rel=1e-6)
+  batch = batches(config, 1)[0]
+  batch['tone'] = np.zeros_like(batch['photo'])  # A grey page.
+  _, metrics = jax.jit(neural_style.make_step(config, models))(state, batch, None)
+  assert set(metrics) == {'g_loss', 'g_tv', 'g_tone', 'g_grad_norm', 'learning_rate', 'finite'}
+  out = models.G.apply({'params': state.g_params}, batch['photo'], train=True)
+  assert float(metrics['g_tone']) == pytest.approx(float(jnp.mean(jnp.square(out))), rel=1e-4)
+  assert float(metrics['g_loss']) == pytest.approx(
+    0.1 * float(metrics['g_tv']) + 3.0 * float(metrics['g_tone']), rel=1e-5
+  )
   assert float(metrics['finite']) == 1.0
   # A VGG-loss weight without the VGG is refused when the step is built.
   with pytest.raises(ValueError, match='VGG19'):

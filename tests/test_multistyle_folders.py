@@ -196,6 +196,13 @@ def test_style_folders_batches_are_balanced_and_from_each_folder(tmp_path):
     np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), batches[0][key])
   evals = pipeline.create_eval_batches(config, 0, 1, style='wash_brand')
   np.testing.assert_array_equal(evals[0]['target'], evals[0]['photo'])  # No ground truth.
+  # The tone target: each row's photo through its own style's histogram map.
+  config.loss.tone_weight = 1.0
+  batch = next(pipeline.create_train_iterator(config, 0, 1))
+  for row, style_id in enumerate(batch['style_id']):
+    zero = (0, 2)[style_id]  # The style's folder is 0 there, so its map sends every level to -1.
+    assert np.all(batch['tone'][row][..., zero] == -1.0)
+    assert not np.all(batch['tone'][row][..., 2 - zero] == -1.0)
 
 
 def test_labelled_pool_returns_each_image_with_its_label():

@@ -12,6 +12,7 @@ from PIL import Image
 from conftest import load_config
 from shopstyle_jax import config_lib
 from shopstyle_jax import images as image_lib
+from shopstyle_jax import tone
 from shopstyle_jax.data import folder
 from shopstyle_jax.data import pipeline
 
@@ -152,6 +153,23 @@ def test_unpaired_catalogue_sides_and_eval(data_dir):
     assert set(got) == {'photo', 'target', 'valid'}
     for key in want:
       np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_tone_target_is_the_photo_through_the_unpaired_histogram_map(data_dir):
+  config = _unpaired_config(data_dir)
+  config.loss.tone_weight = 1.0
+  sides = pipeline.unpaired_sources(config)
+  curves = pipeline.tone_curves(sides['photo'], [sides['style']])
+  # Fitted on the two sides only: photos of even products, sketches of odd ones.
+  to_model = lambda side, key: np.stack([image_lib.uint8_to_model(x[key]) for x in side])
+  want = tone.match_histogram(to_model(sides['photo'], 'photo'), to_model(sides['style'], 'style'))
+  np.testing.assert_allclose(curves, want[None], atol=1e-6)
+  assert curves[0, 250, 0] > 0.9 and curves[0, 10, 0] < 0  # Light -> paper, dark -> graphite.
+  batch = next(pipeline.create_train_iterator(config, 0, 1))
+  assert set(batch) == {'photo', 'style', 'tone'}
+  np.testing.assert_allclose(batch['tone'], tone.apply_curve(curves[0], batch['photo']), atol=1e-6)
+  config.loss.tone_weight = 0.0  # Off: no 'tone', nothing fitted.
+  assert set(next(pipeline.create_train_iterator(config, 0, 1))) == {'photo', 'style'}
 
 
 # --- Style folders ------------------------------------------------------------------

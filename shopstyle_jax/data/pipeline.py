@@ -52,6 +52,7 @@ import tensorflow_datasets as tfds
 
 from shopstyle_jax import images as image_lib
 from shopstyle_jax import style_mix
+from shopstyle_jax import tone
 from shopstyle_jax.data import build_lock
 from shopstyle_jax.data import catalog
 from shopstyle_jax.data import folder as folder_lib
@@ -471,18 +472,50 @@ class _StyleCycle:
     return f'_StyleCycle({len(self._streams)} styles)'
 
 
-def _style_folders_side(config: ml_collections.ConfigDict, augment) -> grain.MapDataset:
-  """The style side of unpaired training with `config.data.style_folders`."""
-  streams = []
-  for name, path in style_folders(config).items():
+def _style_folder_images(config: ml_collections.ConfigDict) -> list[_Images]:
+  """The images of each of `config.data.style_folders`, in its order."""
+  images = []
+  for path in style_folders(config).values():
     path = folder_lib.prepare(_style_folder_spec(config, path), verbose=False)
-    images = _Images(folder_lib.FolderSource(path, 'train', ('photo',)), 'photo', 'style')
-    streams.append(_stream(images, _side_seed(config.seed, f'style/{name}'), augment))
+    images.append(_Images(folder_lib.FolderSource(path, 'train', ('photo',)), 'photo', 'style'))
+  return images
+
+
+def _style_folders_side(
+  config: ml_collections.ConfigDict, styles: list[_Images], augment
+) -> grain.MapDataset:
+  """The style side of unpaired training with `config.data.style_folders`."""
+  streams = [
+    _stream(images, _side_seed(config.seed, f'style/{name}'), augment)
+    for name, images in zip(style_folders(config), styles)
+  ]
   return grain.MapDataset.source(_StyleCycle(streams))
 
 
 def _merge(examples: tuple[Batch, ...]) -> Batch:
   return {k: v for example in examples for k, v in example.items()}
+
+
+def _pixels(images: _Images, key: str, limit: int) -> np.ndarray:
+  """[P, 3] pixels in [-1, 1] of up to `limit` images spread evenly over `images`."""
+  picks = np.unique(np.linspace(0, len(images) - 1, min(limit, len(images))).astype(int))
+  return np.concatenate(
+    [image_lib.uint8_to_model(images[int(i)][key]).reshape(-1, 3) for i in picks]
+  )
+
+
+def tone_curves(photos: _Images, styles: list[_Images], limit: int = 256) -> np.ndarray:
+  """float32 [S, 256, 3]: per style, `tone.match_histogram` of the photo side onto
+  that style's images (up to `limit` of each, spread evenly: the same on every
+  process), the target map of `config.loss.tone_weight`. Never reads a pair."""
+  photo_pixels = _pixels(photos, 'photo', limit)
+  return np.stack([tone.match_histogram(photo_pixels, _pixels(s, 'style', limit)) for s in styles])
+
+
+def _add_tone(example: Batch, curves: np.ndarray) -> Batch:
+  """Adds 'tone': the (augmented) photo mapped by its style's curve."""
+  curve = curves[int(example.get('style_id', 0))]
+  return {**example, 'tone': tone.apply_curve(curve, example['photo']).astype(np.float32)}
 
 
 def _load_size(config: ml_collections.ConfigDict) -> int:
@@ -511,7 +544,8 @@ def create_train_iterator(
   Yields {'photo', 'target'}: float32 [b, H, W, 3] in [-1, 1], with
   b = config.batch_size // process_count and H = W = config.image_size; when
   `is_unpaired(config)`, {'photo', 'style'} instead, two independent streams
-  (see `unpaired_sources`). Its get_state()/set_state() resume the stream
+  (see `unpaired_sources`), plus 'tone' (each photo through its style's
+  `tone_curves` map) when `config.loss.tone_weight` > 0. Its get_state()/set_state() resume the stream
   exactly (the state's layout differs between num_workers = 0 and > 0).
   num_workers > 0 uses grain worker processes, which need absl flags parsed
   (absl.app.run).
@@ -522,18 +556,18 @@ def create_train_iterator(
   )
   if style_folders(config):
     photos = _Images(_source(config, 'train', ('photo',)), 'photo', 'photo')
+    styles = _style_folder_images(config)
     ds = grain.experimental.ZipMapDataset(
       [
         _stream(photos, _side_seed(config.seed, 'photo'), augment),
-        _style_folders_side(config, augment),
+        _style_folders_side(config, styles, augment),
       ]
     ).map(_merge)
   elif is_unpaired(config):
+    sources = unpaired_sources(config)
+    photos, styles = sources['photo'], [sources['style']]
     ds = grain.experimental.ZipMapDataset(
-      [
-        _stream(source, _side_seed(config.seed, side), augment)
-        for side, source in unpaired_sources(config).items()
-      ]
+      [_stream(source, _side_seed(config.seed, side), augment) for side, source in sources.items()]
     ).map(_merge)
   elif style_mix.num_styles(config) > 1:
     pick = functools.partial(_pick_style, styles=style_mix.config_styles(config))
@@ -546,6 +580,8 @@ def create_train_iterator(
     )
   else:
     ds = _stream(_source(config, 'train'), config.seed, augment)
+  if is_unpaired(config) and config.loss.get('tone_weight'):
+    ds = ds.map(functools.partial(_add_tone, curves=tone_curves(photos, styles)))
   ds = ds.batch(local_batch, drop_remainder=True)
   iter_ds = ds[process_index::process_count].to_iter_dataset(_read_options(config))
   if config.data.num_workers > 0:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from shopstyle_jax import losses
 from shopstyle_jax import state as state_lib
 
 Params = Any
@@ -128,6 +129,13 @@ def surface(
   if guided_radius:
     images = guided_filter(images, images, guided_radius, guided_eps)
   return images
+
+
+def tone_loss(output: jax.Array, target: jax.Array, sigma: float) -> jax.Array:
+  """`config.loss.tone_weight`'s term: MSE between the output and its tone target
+  (the batch's 'tone': the photo through the unpaired tone map), both
+  Gaussian-blurred by `sigma` pixels (`config.loss.tone_blur`; 0 = none)."""
+  return losses.mse(surface(output, sigma), surface(target, sigma))
 
 
 def _box_mean(x: jax.Array, radius: int) -> jax.Array:

@@ -351,6 +351,10 @@ def make_step(
           )
       if lc.tv_weight:
         terms['tv'] = (lc.tv_weight, losses.total_variation(fake))
+      if lc.tone_weight:
+        # G saw the (maybe flipped) photo: its tone target goes the same way.
+        target = maybe_flip(batch['tone']) if lc.flip_equivariance else batch['tone']
+        terms['tone'] = (lc.tone_weight, common.tone_loss(fake, target, lc.tone_blur))
       total = sum(w * value for w, value in terms.values())
       return total, ({k: v for k, (_, v) in terms.items()}, stats, d_stats)
 

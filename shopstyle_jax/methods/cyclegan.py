@@ -238,6 +238,8 @@ def make_step(
           )
       if lc.tv_weight:
         terms['tv'] = (lc.tv_weight, losses.total_variation(fake_style))
+      if lc.tone_weight:
+        terms['tone'] = (lc.tone_weight, common.tone_loss(fake_style, batch['tone'], lc.tone_blur))
       total = sum((w * value for w, value in terms.values()), jnp.zeros((), jnp.float32))
       aux = (
         {k: v for k, (_, v) in terms.items()},

@@ -137,9 +137,11 @@ def make_step(
       'config.loss.adversarial_weight > 0 needs the discriminator: build the '
       'models with this config (neural_style.build_models).'
     )
-  if not (lc.content_weight or lc.style_weight or lc.tv_weight or lc.adversarial_weight):
+  if not (
+    lc.content_weight or lc.style_weight or lc.tv_weight or lc.adversarial_weight or lc.tone_weight
+  ):
     raise ValueError(
-      'neural_style: config.loss.content_weight, style_weight, tv_weight and '
+      'neural_style: config.loss.content_weight, style_weight, tv_weight, tone_weight and '
       'adversarial_weight are all 0: the generator would learn nothing.'
     )
   use_d = bool(lc.adversarial_weight)
@@ -223,6 +225,8 @@ def make_step(
           )
       if lc.tv_weight:
         terms['tv'] = (lc.tv_weight, losses.total_variation(out))
+      if lc.tone_weight:
+        terms['tone'] = (lc.tone_weight, common.tone_loss(out, batch['tone'], lc.tone_blur))
       total = sum(w * value for w, value in terms.values())
       return total, ({k: v for k, (_, v) in terms.items()}, stats)
 
