@@ -7,7 +7,11 @@ Scores, with the same PSNR/SSIM as eval/* and `python -m shopstyle_jax.evaluate`
 (the test split resized to `config.image_size`): the identity (the photo itself),
 a blank white page and the global tone curve (`tone.fit_tone_curve`: the
 best monotone map from photo luminance to the target, fitted on the train
-split's true pairs, which an unpaired method never sees). Prints one JSON line.
+split's true pairs, which an unpaired method never sees); and, as what an
+unpaired method gets without learning anything, the histogram match
+(`tone.match_histogram`: photos of the train split's even examples onto the
+targets of its odd ones, no pairs; the target of `config.loss.tone_weight`).
+Prints one JSON line.
 """
 
 import json
@@ -48,6 +52,9 @@ def baselines(config) -> dict:
   pipeline.prepare(config)
   photos, targets = train_pairs(config)
   curve = tone.fit_tone_curve(photos, targets)
+  # Without pairs: the photos of one half onto the targets of the other (as the
+  # unpaired catalogue splits them).
+  matched = tone.match_histogram(photos[0::2], targets[1::2])
   sums, count = {}, 0.0
   for batch in pipeline.create_eval_batches(config, 0, 1):
     valid = np.asarray(batch['valid'], bool)
@@ -55,7 +62,13 @@ def baselines(config) -> dict:
     per_image = evaluation.scores(photo, target, photo)
     per_image.pop('psnr'), per_image.pop('ssim')
     t_psnr, t_ssim = evaluation.psnr_ssim(tone.apply_curve(curve, photo), target)
-    per_image.update(tone_curve_psnr=t_psnr, tone_curve_ssim=t_ssim)
+    m_psnr, m_ssim = evaluation.psnr_ssim(tone.apply_curve(matched, photo), target)
+    per_image.update(
+      tone_curve_psnr=t_psnr,
+      tone_curve_ssim=t_ssim,
+      histogram_match_psnr=m_psnr,
+      histogram_match_ssim=m_ssim,
+    )
     for k, v in jax.device_get(per_image).items():
       sums[k] = sums.get(k, 0.0) + float(np.sum(v))
     count += float(valid.sum())
