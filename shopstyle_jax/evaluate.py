@@ -83,7 +83,7 @@ def evaluate_checkpoint(
   config.eval.batch_size = -(-config.eval.batch_size // len(devices)) * len(devices)
 
   start = time.time()
-  pipeline.prepare(config)
+  pipeline.prepare(config, styles=(style,))
   measured = evaluation.evaluate(
     stylizer.generator,
     stylizer.variables,

@@ -328,3 +328,19 @@ def test_catalog_refuses_a_style_it_does_not_store(data_dir):
     ValueError, match=r"'linocut' is not in synthetic_catalog.*config\.data\.folder"
   ):
     pipeline._source(_config(data_dir, style='linocut'), 'test')
+
+
+def test_prepare_only_the_styles_asked(data_dir):
+  # A model fine-tuned with a folder-only style is scored on the catalogue's stored ones.
+  config = _config(data_dir, styles=('sketch', 'identity', 'linocut'), style='sketch')
+  with pytest.raises(ValueError, match="'linocut' is not in synthetic_catalog"):
+    pipeline.prepare(config)
+  for style in ('sketch', 'identity'):
+    pipeline.prepare(config, styles=(style,))
+    batch = pipeline.create_eval_batches(config, 0, 1, style=style)[0]
+    want = batch['photo'] if style == 'identity' else None
+    if want is None:
+      source = pipeline._builder(config).as_data_source(split='test')
+      size = config.image_size
+      want = image_lib.uint8_to_model(image_lib.resize(source[0]['sketch'], size, size))[None]
+    np.testing.assert_array_equal(batch['target'][:1], want[:1])

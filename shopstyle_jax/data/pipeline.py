@@ -43,7 +43,7 @@ import functools
 import hashlib
 import os
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import grain
 import ml_collections
@@ -163,8 +163,12 @@ def has_ground_truth(config: ml_collections.ConfigDict) -> bool:
   return True
 
 
-def prepare(config: ml_collections.ConfigDict) -> None:
+def prepare(config: ml_collections.ConfigDict, styles: Sequence[str] | None = None) -> None:
   """Makes the data source ready: builds or converts it if missing.
+
+  `styles`: the styles to make ready (default all of the run's): evaluating some
+  styles of a multi-style model needs only theirs, e.g. the catalogue's stored
+  styles of a model fine-tuned with a folder-only one.
 
   `config.data.folder` (if set) is converted into `config.data.cache_dir`;
   otherwise the TFDS dataset `config.data.name` is built (downloaded, for the
@@ -182,13 +186,15 @@ def prepare(config: ml_collections.ConfigDict) -> None:
     if _multi_style_folder(config):
       _check_render_layout(config)
       for style in _rendered_styles(config):
-        folder_lib.prepare(_folder_spec(config, style))
+        if styles is None or style in styles:
+          folder_lib.prepare(_folder_spec(config, style))
     else:
       folder_lib.prepare(_folder_spec(config))
     return
   builder = _builder(config)
   # With style folders the catalogue gives photos only: no style need be stored.
-  for style in () if style_folders(config) else style_mix.config_styles(config):
+  wanted = style_mix.config_styles(config) if styles is None else styles
+  for style in () if style_folders(config) else wanted:
     _style_feature(builder, style)
   # TFDS renames a finished build into place: it exists only when complete.
   if builder.data_path.exists():  # No lock needed (the dir may be read-only).
