@@ -132,7 +132,8 @@ def _init_from(config, state: Any) -> Any:
   loaded = {k: load(k) for k in keys}
   state = state.replace(**loaded)
   if config.ema_decay > 0:
-    state = state.replace(ema_params=loaded['g_params'])
+    # Copies: the step donates its state, and one buffer cannot be donated twice.
+    state = state.replace(ema_params=jax.tree.map(jnp.copy, loaded['g_params']))
   logging.info('Initialised both networks from %s (step %d).', source, step)
   return state
 

@@ -347,9 +347,14 @@ def test_fine_tuning_grows_the_style_tables(tmp_path, data_dir, multistyle_workd
 
   config = multistyle_config(data_dir, styles=STYLES + ('oil',))
   config.init_from = multistyle_workdir
+  config.ema_decay = 0.9
   models = paired.build_models(config)
   state = jax.jit(lambda k: paired.create_state(config, models, k))(state_lib.prng_key(1))
   grown = train._init_from(config, state)  # pylint: disable=protected-access
+  # The EMA starts as the weights, in buffers of its own (the step donates both).
+  for g, ema in zip(jax.tree.leaves(grown.g_params), jax.tree.leaves(grown.ema_params)):
+    np.testing.assert_array_equal(g, ema)
+    assert g.unsafe_buffer_pointer() != ema.unsafe_buffer_pointer()
   old, _ = checkpoints.restore_subtree(multistyle_workdir, ('g_params', 'd_params'), None)
   flat = dict(jax.tree_util.tree_flatten_with_path(grown.g_params)[0])
   for path, leaf in jax.tree_util.tree_flatten_with_path(old['g_params'])[0]:
