@@ -227,6 +227,8 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
 
 
 RECONSTRUCTION_TERMS = ('mse_weight', 'l1_weight')
+# What `config.loss.per_style.<style>` may set (paired multi-style training).
+PER_STYLE_TERMS = RECONSTRUCTION_TERMS + ('adversarial_weight',)
 
 
 def _per_style_terms(config: ml_collections.ConfigDict) -> bool:
@@ -282,16 +284,16 @@ def _check_styles(config: ml_collections.ConfigDict) -> None:
         'or add the style to config.data.styles.'
       )
     for key, value in per_style[name].items():
-      if key not in RECONSTRUCTION_TERMS:
+      if key not in PER_STYLE_TERMS:
         raise ValueError(
-          f'config.loss.per_style.{name}.{key}: only {RECONSTRUCTION_TERMS} may be set per style.'
+          f'config.loss.per_style.{name}.{key}: only {PER_STYLE_TERMS} may be set per style.'
         )
       if not _number(value) or not value >= 0:
         raise ValueError(f'config.loss.per_style.{name}.{key}={value!r} must be a number >= 0.')
   if per_style and config.method != 'paired':
     raise ValueError(
-      f'config.loss.per_style sets reconstruction weights, which config.method='
-      f'{config.method} has no targets for; leave it empty.'
+      f'config.loss.per_style sets per-style loss weights of paired training, which '
+      f'config.method={config.method} does not use; leave it empty.'
     )
   if len(styles) == 1:
     return

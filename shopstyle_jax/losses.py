@@ -28,15 +28,24 @@ def discriminator_loss(kind: str, real_logits: jax.Array, fake_logits: jax.Array
   raise ValueError(f'Unknown config.loss.gan {kind!r}; allowed: {GAN_LOSSES}.')
 
 
-def generator_adversarial_loss(kind: str, fake_logits: jax.Array) -> jax.Array:
-  """G's adversarial term: non-saturating BCE(D(x,G(x)), 1), LSGAN or hinge."""
+def generator_adversarial_loss(
+  kind: str, fake_logits: jax.Array, weights: Optional[jax.Array] = None
+) -> jax.Array:
+  """G's adversarial term: non-saturating BCE(D(x,G(x)), 1), LSGAN or hinge; the
+  mean over every logit, or with `weights` [N] (one per example, e.g. its style's
+  weight) the mean over examples of weight times that example's mean."""
   if kind == 'vanilla':
-    return optax.sigmoid_binary_cross_entropy(fake_logits, 1.0).mean()
-  if kind == 'lsgan':
-    return jnp.mean((fake_logits - 1.0) ** 2)
-  if kind == 'hinge':
-    return -jnp.mean(fake_logits)
-  raise ValueError(f'Unknown config.loss.gan {kind!r}; allowed: {GAN_LOSSES}.')
+    per_logit = optax.sigmoid_binary_cross_entropy(fake_logits, 1.0)
+  elif kind == 'lsgan':
+    per_logit = (fake_logits - 1.0) ** 2
+  elif kind == 'hinge':
+    per_logit = -fake_logits
+  else:
+    raise ValueError(f'Unknown config.loss.gan {kind!r}; allowed: {GAN_LOSSES}.')
+  if weights is None:
+    return jnp.mean(per_logit)
+  per_example = jnp.mean(per_logit, axis=tuple(range(1, per_logit.ndim)))
+  return jnp.mean(weights * per_example)
 
 
 def mse(a: jax.Array, b: jax.Array) -> jax.Array:

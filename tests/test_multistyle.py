@@ -240,6 +240,37 @@ def test_conditioned_step_on_one_and_eight_devices_agrees():
     assert_same_training(getattr(s8, name), getattr(s1, name), getattr(state, name))
 
 
+def test_adversarial_weight_per_style():
+  # Example n's adversarial loss counts with its style's weight: identity 0, oil 3.
+  logits = jnp.stack([jnp.full((2, 2, 1), v) for v in (0.0, 1.0, 3.0)])  # LSGAN: 1, 0, 4.
+  assert float(losses.generator_adversarial_loss('lsgan', logits)) == pytest.approx(5 / 3)
+  weights = jnp.array([2.0, 7.0, 0.5])
+  assert float(losses.generator_adversarial_loss('lsgan', logits, weights)) == pytest.approx(4 / 3)
+  assert float(losses.generator_adversarial_loss('hinge', logits, weights)) == pytest.approx(
+    -(0 + 7 + 1.5) / 3
+  )
+  # In the step: the one D call on G's outputs, each row weighted by its style.
+  config = small_config(styles=('sketch', 'oil', 'identity'))
+  config.model.dropout = 0.0
+  config.loss.gan = 'lsgan'
+  config.loss.per_style = {
+    'identity': {'adversarial_weight': 0.0},
+    'oil': {'adversarial_weight': 3.0},
+  }
+  config_lib.validate(config)
+  models = paired.build_models(config)
+  state = jax.jit(lambda k: paired.create_state(config, models, k))(state_lib.prng_key(0))
+  batch = style_batch(config)
+  new, metrics = jax.jit(paired.make_step(config, models))(state, batch, None)
+  style = jax.nn.one_hot(batch['style_id'], 3)
+  fake = models.G.apply({'params': state.g_params}, batch['photo'], style, train=True)
+  logits = models.D.apply({'params': new.d_params}, batch['photo'], fake, style, train=True)
+  rows = jnp.mean((logits - 1.0) ** 2, axis=(1, 2, 3))
+  want = jnp.mean(jnp.array([1.0, 3.0, 0.0])[batch['style_id']] * rows)
+  assert float(metrics['g_adversarial']) == pytest.approx(float(want), rel=1e-4)
+  assert float(want) != pytest.approx(float(jnp.mean(rows)), rel=1e-2)
+
+
 # --- A trained multi-style workdir: inference, export, evaluation, fine-tuning --------
 
 

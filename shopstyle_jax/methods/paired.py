@@ -48,17 +48,15 @@ def build_models(config: ml_collections.ConfigDict, dtype: Any = jnp.float32) ->
   )
 
 
-def style_loss_weights(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:
-  """Each style's (MSE weights, L1 weights), in `config.data.styles` order:
-  `config.loss.per_style[name]`, else `config.loss.mse_weight` / `l1_weight`."""
+def style_loss_weights(config: ml_collections.ConfigDict, key: str = 'mse_weight') -> list[float]:
+  """Each style's weight of the term `key` (mse_weight, l1_weight or
+  adversarial_weight), in `config.data.styles` order: `config.loss.per_style[name]`,
+  else `config.loss.<key>`."""
   lc = config.loss
   per_style = lc.get('per_style') or {}
-  mse, l1 = [], []
-  for name in style_mix.config_styles(config):
-    own = per_style.get(name) or {}
-    mse.append(float(own.get('mse_weight', lc.mse_weight)))
-    l1.append(float(own.get('l1_weight', lc.l1_weight)))
-  return mse, l1
+  return [
+    float((per_style.get(name) or {}).get(key, lc[key])) for name in style_mix.config_styles(config)
+  ]
 
 
 def create_state(
@@ -86,7 +84,12 @@ def make_train_step(
   base_rng = state_lib.prng_key(config.seed)
   styles = style_mix.config_styles(config)
   multi = len(styles) > 1
-  mse_weights, l1_weights = (jnp.asarray(w, jnp.float32) for w in style_loss_weights(config))
+  mse_weights, l1_weights = (
+    jnp.asarray(style_loss_weights(config, k), jnp.float32) for k in ('mse_weight', 'l1_weight')
+  )
+  adversarial_weights = style_loss_weights(config, 'adversarial_weight')
+  # Per-style adversarial weights only where a style sets its own (else the plain mean).
+  per_style_adversarial = multi and len(set(adversarial_weights)) > 1
   if common.vgg_layers(config) and vgg is None:
     raise ValueError(
       'config.loss.perceptual_weight, content_weight or style_weight > 0 needs the VGG19 module.'
@@ -139,10 +142,14 @@ def make_train_step(
     # Generator update against the updated discriminator.
     def g_loss_fn(fake):
       terms, stats = {}, d_stats
-      if lc.adversarial_weight:
+      if per_style_adversarial:
+        logits, stats = d_apply(d_params, d_stats, photo, fake, style)
+        weights = jnp.asarray(adversarial_weights, jnp.float32)[batch['style_id']]
+        terms['adversarial'] = (1.0, losses.generator_adversarial_loss(lc.gan, logits, weights))
+      elif adversarial_weights[0]:
         logits, stats = d_apply(d_params, d_stats, photo, fake, style)
         terms['adversarial'] = (
-          lc.adversarial_weight,
+          adversarial_weights[0],
           losses.generator_adversarial_loss(lc.gan, logits),
         )
       per_style = None
