@@ -249,7 +249,11 @@ def test_adversarial_weight_per_style():
   assert float(losses.generator_adversarial_loss('hinge', logits, weights)) == pytest.approx(
     -(0 + 7 + 1.5) / 3
   )
-  # In the step: the one D call on G's outputs, each row weighted by its style.
+
+
+@pytest.mark.slow  # Compile-bound; the loss itself is checked above.
+def test_adversarial_weight_per_style_in_the_step():
+  # The one D call on G's outputs, each row weighted by its style.
   config = small_config(styles=('sketch', 'oil', 'identity'))
   config.model.dropout = 0.0
   config.loss.gan = 'lsgan'
