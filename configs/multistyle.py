@@ -7,7 +7,7 @@ identity style (photo -> photo) that mixing toward dials a style down.
 style-conditioned norms (`config.data.styles`): one checkpoint for every style,
 0.2% more parameters than a single-style model. Each style keeps the
 reconstruction loss of its own config (configs/<style>.py: MSE for the sketch,
-L1 for the colour styles; L1 for the identity). Global batches hold every style
+L1 for the colour styles; L1 alone for the identity, which no discriminator judges). Global batches hold every style
 equally often: 2 examples of each of the 5 styles at 4 times sketch's steps on
 CPU, so that each style sees as many examples as its single-style run.
 """
@@ -28,7 +28,13 @@ def get_config(variant: str = 'cpu'):
   for name, module in STYLE_CONFIGS.items():
     loss = module.get_config(variant).loss
     config.loss.per_style[name] = {'mse_weight': loss.mse_weight, 'l1_weight': loss.l1_weight}
-  config.loss.per_style.identity = {'mse_weight': 0.0, 'l1_weight': 100.0}
+  # No adversarial term for the identity: a discriminator that sees (photo, output)
+  # tells any output from the photo, and that fight leaves texture on the copies.
+  config.loss.per_style.identity = {
+    'mse_weight': 0.0,
+    'l1_weight': 100.0,
+    'adversarial_weight': 0.0,
+  }
   num_styles = len(config.data.styles)
   if variant == 'cpu':
     config.batch_size = 2 * num_styles  # Sketch's 8 -> 2 examples per style.

@@ -9,22 +9,37 @@ import optax
 GAN_LOSSES = ('vanilla', 'lsgan', 'hinge')
 
 
-def discriminator_loss(kind: str, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+def _example_mean(per_logit: jax.Array, weights: Optional[jax.Array]) -> jax.Array:
+  """The mean over every logit, or with `weights` [N] the mean over examples of
+  weight times that example's mean (a weight of 0 leaves the example out)."""
+  if weights is None:
+    return jnp.mean(per_logit)
+  return jnp.mean(weights * jnp.mean(per_logit, axis=tuple(range(1, per_logit.ndim))))
+
+
+def discriminator_loss(
+  kind: str,
+  real_logits: jax.Array,
+  fake_logits: jax.Array,
+  weights: Optional[jax.Array] = None,
+) -> jax.Array:
   """D's loss on real pairs (label 1) and generated pairs (label 0).
 
   'vanilla' is pix2pix's BCE halved, 0.5 * (BCE(D(x,y), 1) + BCE(D(x,G(x)), 0));
   'lsgan' is 0.5 * (mean((D_real - 1)^2) + mean(D_fake^2)); 'hinge' is
-  mean(relu(1 - D_real)) + mean(relu(1 + D_fake)).
+  mean(relu(1 - D_real)) + mean(relu(1 + D_fake)). `weights` [N] weighs each
+  example's term (multi-style: 0 for a style D does not judge).
   """
+  mean = lambda x: _example_mean(x, weights)
   if kind == 'vanilla':
     return 0.5 * (
-      optax.sigmoid_binary_cross_entropy(real_logits, 1.0).mean()
-      + optax.sigmoid_binary_cross_entropy(fake_logits, 0.0).mean()
+      mean(optax.sigmoid_binary_cross_entropy(real_logits, 1.0))
+      + mean(optax.sigmoid_binary_cross_entropy(fake_logits, 0.0))
     )
   if kind == 'lsgan':
-    return 0.5 * (jnp.mean((real_logits - 1.0) ** 2) + jnp.mean(fake_logits**2))
+    return 0.5 * (mean((real_logits - 1.0) ** 2) + mean(fake_logits**2))
   if kind == 'hinge':
-    return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+    return mean(jax.nn.relu(1.0 - real_logits)) + mean(jax.nn.relu(1.0 + fake_logits))
   raise ValueError(f'Unknown config.loss.gan {kind!r}; allowed: {GAN_LOSSES}.')
 
 
@@ -42,10 +57,7 @@ def generator_adversarial_loss(
     per_logit = -fake_logits
   else:
     raise ValueError(f'Unknown config.loss.gan {kind!r}; allowed: {GAN_LOSSES}.')
-  if weights is None:
-    return jnp.mean(per_logit)
-  per_example = jnp.mean(per_logit, axis=tuple(range(1, per_logit.ndim)))
-  return jnp.mean(weights * per_example)
+  return _example_mean(per_logit, weights)
 
 
 def mse(a: jax.Array, b: jax.Array) -> jax.Array:

@@ -249,11 +249,19 @@ def test_adversarial_weight_per_style():
   assert float(losses.generator_adversarial_loss('hinge', logits, weights)) == pytest.approx(
     -(0 + 7 + 1.5) / 3
   )
+  # D's loss with weights 0/1 leaves the 0 rows out: LSGAN real (l-1)^2 = 1, 0, 4.
+  mask = jnp.array([0.0, 1.0, 1.0])
+  fake = jnp.zeros_like(logits)
+  assert float(losses.discriminator_loss('lsgan', logits, fake, mask)) == pytest.approx(
+    0.5 * (0 + 4) / 3
+  )
+  assert float(losses.discriminator_loss('lsgan', logits, fake)) == pytest.approx(0.5 * 5 / 3)
 
 
 @pytest.mark.slow  # Compile-bound; the loss itself is checked above.
 def test_adversarial_weight_per_style_in_the_step():
-  # The one D call on G's outputs, each row weighted by its style.
+  # The one D call on G's outputs, each row weighted by its style; D's own loss
+  # leaves out the identity rows (weight 0).
   config = small_config(styles=('sketch', 'oil', 'identity'))
   config.model.dropout = 0.0
   config.loss.gan = 'lsgan'
@@ -273,6 +281,14 @@ def test_adversarial_weight_per_style_in_the_step():
   want = jnp.mean(jnp.array([1.0, 3.0, 0.0])[batch['style_id']] * rows)
   assert float(metrics['g_adversarial']) == pytest.approx(float(want), rel=1e-4)
   assert float(want) != pytest.approx(float(jnp.mean(rows)), rel=1e-2)
+  d_fake = models.D.apply({'params': state.d_params}, batch['photo'], fake, style, train=True)
+  d_real = models.D.apply(
+    {'params': state.d_params}, batch['photo'], batch['target'], style, train=True
+  )
+  judged = (batch['style_id'] != 2).astype(jnp.float32)
+  per_row = lambda x: jnp.mean(x, axis=(1, 2, 3))
+  want_d = 0.5 * jnp.mean(judged * (per_row((d_real - 1.0) ** 2) + per_row(d_fake**2)))
+  assert float(metrics['d_loss']) == pytest.approx(float(want_d), rel=1e-4)
 
 
 # --- A trained multi-style workdir: inference, export, evaluation, fine-tuning --------

@@ -110,6 +110,11 @@ def make_train_step(
     cond = (style,) if multi else ()
     rng = jax.random.fold_in(base_rng, state.step)
     dropout_rng, noise_rng = jax.random.split(rng)
+    # D judges only the styles whose adversarial weight is not 0 (e.g. identity,
+    # whose fakes it could tell from the photo alone, a task that teaches it nothing).
+    d_weights = None
+    if per_style_adversarial:
+      d_weights = (jnp.asarray(adversarial_weights)[batch['style_id']] > 0).astype(jnp.float32)
 
     def g_forward(g_params):
       fake, mutated = generator.apply(
@@ -131,7 +136,7 @@ def make_train_step(
         d_params, state.d_batch_stats, photo, jax.lax.stop_gradient(fake), style
       )
       real_logits, stats = d_apply(d_params, stats, photo, target, style)
-      loss = losses.discriminator_loss(lc.gan, real_logits, fake_logits)
+      loss = losses.discriminator_loss(lc.gan, real_logits, fake_logits, d_weights)
       return loss, (stats, real_logits.mean(), fake_logits.mean())
 
     (d_loss, (d_stats, d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
