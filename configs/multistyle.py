@@ -7,9 +7,10 @@ identity style (photo -> photo) that mixing toward dials a style down.
 style-conditioned norms (`config.data.styles`): one checkpoint for every style,
 0.2% more parameters than a single-style model. Each style keeps the
 reconstruction loss of its own config (configs/<style>.py: MSE for the sketch,
-L1 for the colour styles; L1 alone for the identity, which no discriminator judges). Global batches hold every style
-equally often: 2 examples of each of the 5 styles at 4 times sketch's steps on
-CPU, so that each style sees as many examples as its single-style run.
+L1 for the colour styles; L1 alone for the identity, which no discriminator
+judges). Global batches hold every style equally often: 2 examples of each of
+the 5 styles at 4 times sketch's steps on CPU, so that each style sees as many
+examples as its single-style run.
 """
 
 from configs import cartoon

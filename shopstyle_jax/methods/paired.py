@@ -110,11 +110,12 @@ def make_train_step(
     cond = (style,) if multi else ()
     rng = jax.random.fold_in(base_rng, state.step)
     dropout_rng, noise_rng = jax.random.split(rng)
-    # D judges only the styles whose adversarial weight is not 0 (e.g. identity,
-    # whose fakes it could tell from the photo alone, a task that teaches it nothing).
-    d_weights = None
+    # Each example's adversarial weight; D judges only the examples whose weight
+    # is not 0 (e.g. identity, whose fakes it could tell from the photo alone).
+    g_adv_weights = d_weights = None
     if per_style_adversarial:
-      d_weights = (jnp.asarray(adversarial_weights)[batch['style_id']] > 0).astype(jnp.float32)
+      g_adv_weights = jnp.asarray(adversarial_weights, jnp.float32)[batch['style_id']]
+      d_weights = (g_adv_weights > 0).astype(jnp.float32)
 
     def g_forward(g_params):
       fake, mutated = generator.apply(
@@ -149,8 +150,10 @@ def make_train_step(
       terms, stats = {}, d_stats
       if per_style_adversarial:
         logits, stats = d_apply(d_params, d_stats, photo, fake, style)
-        weights = jnp.asarray(adversarial_weights, jnp.float32)[batch['style_id']]
-        terms['adversarial'] = (1.0, losses.generator_adversarial_loss(lc.gan, logits, weights))
+        terms['adversarial'] = (
+          1.0,
+          losses.generator_adversarial_loss(lc.gan, logits, g_adv_weights),
+        )
       elif adversarial_weights[0]:
         logits, stats = d_apply(d_params, d_stats, photo, fake, style)
         terms['adversarial'] = (
