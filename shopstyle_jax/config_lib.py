@@ -232,9 +232,11 @@ PER_STYLE_TERMS = RECONSTRUCTION_TERMS + ('adversarial_weight',)
 
 
 def _per_style_terms(config: ml_collections.ConfigDict) -> bool:
-  """Whether `config.loss.per_style` turns a reconstruction term on for any style."""
+  """Whether `config.loss.per_style` turns a reconstruction term on for any of
+  the run's styles."""
   per_style = config.loss.get('per_style') or {}
-  return any(per_style[s].get(k) for s in per_style for k in RECONSTRUCTION_TERMS)
+  styles = style_mix.config_styles(config)
+  return any(per_style[s].get(k) for s in per_style if s in styles for k in RECONSTRUCTION_TERMS)
 
 
 def _check_style_folders(config: ml_collections.ConfigDict) -> None:
@@ -276,12 +278,15 @@ def _check_styles(config: ml_collections.ConfigDict) -> None:
         f'config.data.styles names {name!r}, which is not a style; choose from {allowed} '
         '(or name your own styles with config.data.style_folders and an unpaired method).'
       )
+  # per_style may also set the losses of known styles this run does not train
+  # (unused here): a config's settings for styles a fine-tune may add, and
+  # multi-style configs trained on fewer of their styles.
   per_style = config.loss.get('per_style') or {}
   for name in per_style:
-    if name not in styles:
+    if name not in styles and name not in allowed:
       raise ValueError(
-        f"config.loss.per_style.{name} is not one of the run's styles {styles}; remove it "
-        'or add the style to config.data.styles.'
+        f"config.loss.per_style.{name} is neither one of the run's styles {styles} nor a "
+        f'known style {allowed}; remove it or add the style to config.data.styles.'
       )
     for key, value in per_style[name].items():
       if key not in PER_STYLE_TERMS:

@@ -138,8 +138,10 @@ def test_config_styles_and_their_errors():
   with pytest.raises(ValueError, match="names 'pastel', which is not a style"):
     config_lib.validate(config)
   config.data.styles = ('oil', 'sketch')
-  config.loss.per_style = {'cartoon': {'l1_weight': 1.0}}
-  with pytest.raises(ValueError, match=r'per_style.cartoon is not one of'):
+  config.loss.per_style = {'cartoon': {'l1_weight': 1.0}}  # A style this run does not train.
+  config_lib.validate(config)
+  config.loss.per_style = {'pastel': {'l1_weight': 1.0}}
+  with pytest.raises(ValueError, match=r"per_style.pastel is neither one of the run's styles"):
     config_lib.validate(config)
   config.loss.per_style = {}
   config.method, config.data.unpaired, config.loss.mse_weight = 'cut', True, 0.0
@@ -173,6 +175,14 @@ def test_multistyle_config_files():
     for name in ('watercolor', 'oil', 'cartoon', 'identity'):
       assert per_style[name].l1_weight == 100.0 and per_style[name].mse_weight == 0.0
     assert config.batch_size % 5 == 0
+    # A style a fine-tune adds learns from its reconstruction alone.
+    assert per_style.linocut.adversarial_weight == 0.0 and per_style.linocut.mse_weight == 100.0
+    config.data.styles = (*config.data.styles, 'linocut')
+    config_lib.validate(config, num_devices=1)
+    assert [
+      paired.style_loss_weights(config, k)[-1]
+      for k in ('mse_weight', 'l1_weight', 'adversarial_weight')
+    ] == [100.0, 0.0, 0.0]
   assert (
     load_config('multistyle', 'cpu').num_train_steps
     == 4 * load_config('sketch', 'cpu').num_train_steps
@@ -305,6 +315,7 @@ def multistyle_config(data_dir, styles=STYLES):
   config.loss.per_style = {'sketch': {'mse_weight': 100.0, 'l1_weight': 0.0}}
   config.loss.l1_weight = 100.0
   config.loss.mse_weight = 0.0
+  config.ema_decay = 0.5  # Kept, so that fine-tuning from it starts from its EMA.
   return config
 
 
@@ -406,9 +417,14 @@ def test_fine_tuning_grows_the_style_tables(tmp_path, data_dir, multistyle_workd
   for g, ema in zip(jax.tree.leaves(grown.g_params), jax.tree.leaves(grown.ema_params)):
     np.testing.assert_array_equal(g, ema)
     assert g.unsafe_buffer_pointer() != ema.unsafe_buffer_pointer()
-  old, _ = checkpoints.restore_subtree(multistyle_workdir, ('g_params', 'd_params'), None)
+  old, _ = checkpoints.restore_subtree(multistyle_workdir, ('g_params', 'ema_params'), None)
+  # The generator starts from the source's EMA (what its stylizer used), not its raw weights.
+  assert any(
+    np.abs(a - b).max() > 0
+    for a, b in zip(jax.tree.leaves(old['g_params']), jax.tree.leaves(old['ema_params']))
+  )
   flat = dict(jax.tree_util.tree_flatten_with_path(grown.g_params)[0])
-  for path, leaf in jax.tree_util.tree_flatten_with_path(old['g_params'])[0]:
+  for path, leaf in jax.tree_util.tree_flatten_with_path(old['ema_params'])[0]:
     if 'style_' in str(path):
       assert flat[path].shape[0] == 4
       np.testing.assert_array_equal(flat[path][:3], leaf)  # Old rows kept.
