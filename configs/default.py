@@ -73,9 +73,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.mse_weight = 100.0  # The reference's lambda for the per-pixel MSE.
   config.loss.l1_weight = 0.0
   config.loss.perceptual_weight = 0.0
-  # Multi-style runs: each style's own reconstruction weights, e.g.
-  # per_style.sketch = {'mse_weight': 100.0, 'l1_weight': 0.0}; a style not listed
-  # uses mse_weight and l1_weight above. Empty = every style uses those.
+  # Multi-style runs: each style's own mse_weight, l1_weight and
+  # adversarial_weight, e.g. per_style.sketch = {'mse_weight': 100.0,
+  # 'l1_weight': 0.0}; what a style does not set comes from the weights above.
+  # Empty = every style uses those. Entries
+  # for known styles the run does not train are unused (a config may set the
+  # losses of styles a fine-tune adds).
   config.loss.per_style = ml_collections.ConfigDict()
   # VGG19 weights for the perceptual loss: 'imagenet' (download the Keras
   # ImageNet file once and cache it), a path to that .h5 file, or 'random'.
