@@ -76,9 +76,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Multi-style runs: each style's own mse_weight, l1_weight and
   # adversarial_weight, e.g. per_style.sketch = {'mse_weight': 100.0,
   # 'l1_weight': 0.0}; what a style does not set comes from the weights above.
-  # Empty = every style uses those. Entries
-  # for known styles the run does not train are unused (a config may set the
-  # losses of styles a fine-tune adds).
+  # Empty = every style uses those. Entries for known styles the run does not
+  # train are unused (a config may set the losses of styles a fine-tune adds).
   config.loss.per_style = ml_collections.ConfigDict()
   # VGG19 weights for the perceptual loss: 'imagenet' (download the Keras
   # ImageNet file once and cache it), a path to that .h5 file, or 'random'.

@@ -85,11 +85,6 @@ def _check_init_styles(config, source: str) -> None:
     )
 
 
-def _kept_ema(source: str) -> bool:
-  """Whether the run in `source` kept an EMA of its generator's weights."""
-  return workdir_lib.is_workdir(source) and workdir_lib.load_config(source).ema_decay > 0
-
-
 def _init_from(config, state: Any) -> Any:
   """Replaces the generator's and discriminator's weights with another run's
   (fine-tuning). Per-style tables grow when this run has more styles
@@ -98,12 +93,13 @@ def _init_from(config, state: Any) -> Any:
   source, step = checkpoints.resolve(config.init_from)
   _check_init_styles(config, source)
   keys = tuple(k for k in _TRANSFERRED if hasattr(state, k))
-  # The generator starts from the weights the source's stylizer uses: its EMA
-  # when it kept one (the figures its old styles are held to are the EMA's).
-  with_ema = 'g_params' in keys and _kept_ema(source)
+  # The generator starts from the weights the source's stylizer uses
+  # (`state_lib.generator_variables`): its EMA when it kept one (empty when not),
+  # since the figures its old styles are held to are the EMA's.
+  with_ema = 'g_params' in keys
   tree, step = checkpoints.restore_subtree(source, keys + ('ema_params',) * with_ema, step)
   if with_ema:
-    tree['g_params'] = tree.pop('ema_params')
+    tree['g_params'] = tree.pop('ema_params') or tree['g_params']
   mismatches = []
   for key in keys:
     ours = jax.tree_util.tree_flatten_with_path(getattr(state, key))[0]
