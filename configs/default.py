@@ -48,8 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dropout = 0.5  # Decoder dropout (pix2pix's noise source); 0 = off.
   config.model.noise_channels = 0  # >0 concatenates Gaussian noise z to the photo: G(z, x).
   # Upsampling layer: 'conv_transpose' (4x4 stride-2 transposed conv, the paper's,
-  # computed exactly as four 2x2 phase convolutions) or 'resize_conv'
-  # (nearest-neighbour x2 then 3x3 conv; no checkerboard, cheaper).
+  # computed exactly as four 2x2 phase convolutions), 'resize_conv'
+  # (nearest-neighbour x2 then 3x3 conv; no checkerboard, cheaper) or
+  # 'bilinear_conv' (bilinear x2 then 3x3 conv: the official CUT generator's
+  # anti-aliased upsampling; same parameters as 'resize_conv').
   config.model.upsample = 'conv_transpose'
   # The U-Net's outermost upsampling, the one that makes the output pixels: ''
   # = as `upsample`. 'conv_transpose' under 'resize_conv' layers gives each of

@@ -1,5 +1,6 @@
-"""No checkerboard (issue 16 item 7): on a smooth gradient, resize_conv's output has
-at least 10x less energy at the upsampling grid's periods than conv_transpose's."""
+"""No checkerboard (issue 16 item 7): on a smooth gradient, resize_conv's and
+bilinear_conv's outputs have at least 10x less energy at the upsampling grid's
+periods than conv_transpose's."""
 
 import numpy as np
 import pytest
@@ -40,10 +41,10 @@ def test_grid_energy_finds_a_checkerboard():
 
 
 @pytest.mark.slow
-def test_resize_conv_has_no_checkerboard(data_dir, tmp_path):
+def test_resize_convs_have_no_checkerboard(data_dir, tmp_path):
   energies = {}
   photo = smooth_gradient(64)
-  for upsample in ('conv_transpose', 'resize_conv'):
+  for upsample in ('conv_transpose', 'resize_conv', 'bilinear_conv'):
     config = load_config('tiny')
     config.data.data_dir = data_dir
     config.model.upsample = upsample  # Everything else (seed, steps) the same.
@@ -51,3 +52,4 @@ def test_resize_conv_has_no_checkerboard(data_dir, tmp_path):
     stylizer = shopstyle_jax.load_stylizer(str(tmp_path / upsample))
     energies[upsample] = grid_energy(stylizer(photo))
   assert energies['conv_transpose'] >= 10 * energies['resize_conv'], energies
+  assert energies['conv_transpose'] >= 10 * energies['bilinear_conv'], energies

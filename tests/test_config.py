@@ -194,7 +194,7 @@ def test_missing_required_flags():
     (
       '--config.model.output_upsample=bilinear',
       "config.model.output_upsample='bilinear' is not allowed; choose one of "
-      "('', 'conv_transpose', 'resize_conv').",
+      "('', 'conv_transpose', 'resize_conv', 'bilinear_conv').",
     ),
     (
       '--config.model.generator=resnet --config.model.output_upsample=conv_transpose',

@@ -87,6 +87,7 @@ def test_patchgan_70_has_the_official_parameter_count():
     dict(generator='unet', norm='batch', upsample='conv_transpose', noise_channels=2),
     dict(generator='resnet', norm='instance', upsample='conv_transpose'),
     dict(generator='resnet', norm='none', upsample='resize_conv'),
+    dict(generator='unet', norm='instance', upsample='bilinear_conv'),
   ],
 )
 def test_generators_keep_shape_and_range(kw, tiny_model_config):
@@ -153,6 +154,32 @@ def test_output_upsample_changes_only_the_outermost_layer(tiny_model_config):
     "['ConvTranspose4x4_0']['kernel']": (2, 2, 8, 12),
     "['ConvTranspose4x4_0']['bias']": (3,),
   }
+
+
+def cut_upsample_1d(x: np.ndarray) -> np.ndarray:
+  """The official CUT `Upsample` (filt_size 4, stride 2, replication pad) on the
+  rows of x [n, ...], by its definition: pad 1, transposed conv with the filter
+  [1, 3, 3, 1] / 4 at stride 2 and padding 2, then drop the first and last rows."""
+  padded = np.concatenate([x[:1], x, x[-1:]])
+  full = np.zeros((2 * len(padded) + 2,) + x.shape[1:])
+  for i, row in enumerate(padded):
+    for k, weight in enumerate(np.array([1, 3, 3, 1]) / 4):
+      full[2 * i + k] += weight * row
+  return full[2:-2][1:-1]
+
+
+def test_bilinear_conv_upsamples_as_the_official_cut_generator():
+  x = np.asarray(jax.random.normal(jax.random.key(0), (2, 5, 7, 3)))
+  layer = layers.BilinearConv(3)
+  v = layer.init(jax.random.key(1), x)
+  identity = np.zeros((3, 3, 3, 3), np.float32)
+  identity[1, 1] = np.eye(3)  # The 3x3 conv passes the upsampled input through.
+  conv = {'kernel': identity, 'bias': np.zeros(3, np.float32)}
+  assert jax.tree.map(np.shape, v['params']) == {'Conv_0': jax.tree.map(np.shape, conv)}
+  out = layer.apply({'params': {'Conv_0': conv}}, x)
+  ref = np.stack([cut_upsample_1d(cut_upsample_1d(im).swapaxes(0, 1)).swapaxes(0, 1) for im in x])
+  assert out.shape == (2, 10, 14, 3)
+  np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
 @pytest.fixture

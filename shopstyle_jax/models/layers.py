@@ -15,7 +15,7 @@ Dtype = Any
 conv_init = nn.initializers.normal(0.02)
 
 NORMS = ('instance', 'batch', 'none')
-UPSAMPLES = ('conv_transpose', 'resize_conv')
+UPSAMPLES = ('conv_transpose', 'resize_conv', 'bilinear_conv')
 # config.precision: the activations' dtype; parameters always stay float32.
 PRECISIONS = ('float32', 'bfloat16')
 
@@ -404,11 +404,33 @@ class ResizeConv(nn.Module):
     )(x)
 
 
+class BilinearConv(nn.Module):
+  """Bilinear x2 upsampling then a 3x3 conv: the official CUT generator's
+  anti-aliased upsampling layer. Smoother than `ResizeConv`'s nearest-neighbour
+  copy, which leaves a 2-pixel period that a few layers turn into a grid."""
+
+  features: int
+  use_bias: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    n, h, w, c = x.shape
+    # Half-pixel centres, edges replicated: the [1, 3, 3, 1] transposed filter of
+    # CUT's `Upsample` (tests/test_models.py checks the equivalence).
+    x = jax.image.resize(x, (n, 2 * h, 2 * w, c), 'bilinear')
+    return conv(
+      self.features, 3, padding=((1, 1), (1, 1)), use_bias=self.use_bias, dtype=self.dtype
+    )(x)
+
+
 def make_upsample(kind: str, features: int, use_bias: bool, dtype: Dtype) -> nn.Module:
   if kind == 'conv_transpose':
     return ConvTranspose4x4(features, use_bias=use_bias, dtype=dtype)
   if kind == 'resize_conv':
     return ResizeConv(features, use_bias=use_bias, dtype=dtype)
+  if kind == 'bilinear_conv':
+    return BilinearConv(features, use_bias=use_bias, dtype=dtype)
   raise ValueError(f'Unknown upsample {kind!r}; allowed: {UPSAMPLES}.')
 
 
