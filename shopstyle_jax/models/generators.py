@@ -173,12 +173,12 @@ class ResnetGenerator(_TappedGenerator):
   11,378,179 = ours - 655,360 (4x4 vs 3x3 upsampling weights) + 368,640 + 5,248
   (biases).
 
-  No anti-aliasing: CUT's default generator replaces each stride-2 conv by a
+  Anti-aliasing: CUT's default generator replaces each stride-2 conv by a
   stride-1 conv and a [1, 2, 1]^2 blur with stride 2, and each transposed conv
-  by a fixed [1, 3, 3, 1]^2 upsampling and a 3x3 conv. We keep CycleGAN's plain
-  strided convs (CUT's --no_antialias --no_antialias_up): the blurred variant
-  runs the downsampling convs at full resolution (4x their FLOPs; about +25%
-  for the whole generator at width 64) and has another parameter tree.
+  by a fixed [1, 3, 3, 1]^2 upsampling and a 3x3 conv. The upsampling is
+  `upsample='bilinear_conv'` exactly; the downsampling keeps CycleGAN's plain
+  strided convs (CUT's --no_antialias): the blurred variant runs them at full
+  resolution (4x their FLOPs; about +25% for the whole generator at width 64).
 
   Encoder taps for CUT's PatchNCE (`encode`, or `__call__(..., taps=...)`):
     'pad': the reflection-padded input, [N, H+6, W+6, C_in] (official layer 0).
