@@ -104,9 +104,10 @@ def get_config() -> ml_collections.ConfigDict:
   # pixels; 0 = none) first, so that it holds tones, not lines. 0 = off.
   config.loss.tone_weight = 0.0
   config.loss.tone_blur = 0.0
-  # Unpaired methods: Gaussian blur (sigma, pixels) of real and generated images
-  # before the unconditional discriminator, which then judges lines and tones,
-  # not fine texture (White-box Cartoonization's surface representation); 0 = off.
+  # cut, fastcut, cyclegan: Gaussian blur (sigma, pixels) of real and generated
+  # style images before the style discriminator (CycleGAN's D_style; its D_photo
+  # sees photos as they are), which then judges lines and tones, not fine texture
+  # (White-box Cartoonization's surface representation); 0 = off.
   config.loss.disc_blur = 0.0
   # Then a self-guided filter (He et al. 2010) of this radius (pixels; 0 = off) and
   # regulariser eps (variance, in the [-1, 1] range): smooths texture, keeps lines.

@@ -92,6 +92,8 @@ def _check_unpaired_data(data: ml_collections.ConfigDict) -> None:
 
 # Loss terms that compare the output with a paired target, and those of each method.
 PAIRED_TERMS = ('mse_weight', 'l1_weight', 'perceptual_weight')
+# The methods whose style discriminator can judge a smoothed page (`common.surface`).
+_SURFACE_METHODS = ('cut', 'fastcut', 'cyclegan')
 ANY_METHOD_TERMS = ('adversarial_weight', 'content_weight', 'style_weight', 'tv_weight')
 METHOD_TERMS = {
   'paired': PAIRED_TERMS,
@@ -185,10 +187,10 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
       f'config.loss.disc_blur={lc.disc_blur!r} must be a number >= 0 (a blur sigma in '
       'pixels; 0 = the discriminator sees images as they are).'
     )
-  if lc.disc_blur and config.method not in ('cut', 'fastcut'):
+  if lc.disc_blur and config.method not in _SURFACE_METHODS:
     raise ValueError(
-      f'config.loss.disc_blur={lc.disc_blur} is built for config.method=cut and fastcut, '
-      f'not {config.method}; set it to 0.'
+      f'config.loss.disc_blur={lc.disc_blur} is built for config.method=cut, fastcut '
+      f'and cyclegan, not {config.method}; set it to 0.'
     )
   radius = lc.disc_guided_radius
   if not _integer(radius) or radius < 0:
@@ -196,10 +198,10 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
       f'config.loss.disc_guided_radius={radius!r} must be an integer >= 0 (the guided '
       "filter's radius in pixels; 0 = off)."
     )
-  if radius and config.method not in ('cut', 'fastcut'):
+  if radius and config.method not in _SURFACE_METHODS:
     raise ValueError(
-      f'config.loss.disc_guided_radius={radius} is built for config.method=cut and '
-      f'fastcut, not {config.method}; set it to 0.'
+      f'config.loss.disc_guided_radius={radius} is built for config.method=cut, '
+      f'fastcut and cyclegan, not {config.method}; set it to 0.'
     )
   eps = lc.disc_guided_eps
   if radius and (not _number(eps) or not eps > 0):

@@ -291,10 +291,14 @@ def test_missing_required_flags():
       '--config.loss.tone_weight=1 --config.loss.tone_blur=-2',
       'config.loss.tone_blur=-2.0 must be a number >= 0',
     ),
-    ('--config.loss.disc_blur=1', 'config.loss.disc_blur=1.0 is built for config.method=cut'),
+    (
+      '--config.loss.disc_blur=1',
+      'config.loss.disc_blur=1.0 is built for config.method=cut, fastcut and cyclegan, not paired',
+    ),
     (
       '--config.loss.disc_guided_radius=2',
-      'config.loss.disc_guided_radius=2 is built for config.method=cut and fastcut, not paired',
+      'config.loss.disc_guided_radius=2 is built for config.method=cut, fastcut and cyclegan, '
+      'not paired',
     ),
     (
       '--config.method=cut --config.loss.mse_weight=0 --config.data.unpaired=True '

@@ -14,6 +14,7 @@ from conftest import load_config
 from conftest import run_steps as run_data_parallel
 from shopstyle_jax import losses
 from shopstyle_jax import state as state_lib
+from shopstyle_jax.methods import common
 from shopstyle_jax.methods import cyclegan
 
 
@@ -261,6 +262,35 @@ def test_update_order_is_the_officials():
   )
   assert float(metrics['g_loss']) == pytest.approx(float(total), rel=1e-5)
   assert float(metrics['learning_rate']) == pytest.approx(config.optimizer.learning_rate)
+
+
+def test_disc_blur_shows_d_style_blurred_pages_and_d_photo_photos():
+  config = small_config()
+  config.loss.disc_blur = 1.5
+  models, state = build(config)
+  old = to_numpy(state)
+  batch = batches(config, 1)[0]
+  _, metrics = jitted_step(config)(state, batch)
+  photo, style = batch['photo'], batch['style']
+  fake_style = apply(models.G, old.g_params, photo)
+  fake_photo = apply(models.F, old.f_params, style)
+  blur = lambda x: common.surface(jnp.asarray(x), 1.5)
+
+  def d_loss(module, params, real, fake):
+    return float(
+      losses.discriminator_loss('lsgan', apply(module, params, real), apply(module, params, fake))
+    )
+
+  blurred = d_loss(models.D_style, old.d_params, blur(style), blur(fake_style))
+  assert float(metrics['d_loss']) == pytest.approx(blurred, rel=1e-5)
+  assert abs(d_loss(models.D_style, old.d_params, style, fake_style) - blurred) > 1e-4
+  assert float(metrics['dp_loss']) == pytest.approx(
+    d_loss(models.D_photo, old.dp_params, photo, fake_photo), rel=1e-5
+  )
+  adversarial = losses.generator_adversarial_loss(
+    'lsgan', apply(models.D_style, old.d_params, blur(fake_style))
+  ) + losses.generator_adversarial_loss('lsgan', apply(models.D_photo, old.dp_params, fake_photo))
+  assert float(metrics['g_adversarial']) == pytest.approx(float(adversarial), rel=1e-5)
 
 
 def count_convs(config, vgg=None, vgg_params=None):

@@ -162,6 +162,14 @@ def make_step(
     if missing:
       raise ValueError(f'The VGG19 module does not return {missing}; give it layers {vgg_layers}.')
   G, F, D_style, D_photo = models  # pylint: disable=invalid-name
+  # What D_style sees (`config.loss.disc_blur`, `disc_guided_*`; identity when off).
+  # D_photo judges photos as they are: they have no texture that a sketch cannot predict.
+  surface = functools.partial(
+    common.surface,
+    sigma=lc.disc_blur,
+    guided_radius=lc.disc_guided_radius,
+    guided_eps=lc.disc_guided_eps,
+  )
 
   num_styles = style_mix.num_styles(config)
   multi = num_styles > 1
@@ -210,7 +218,9 @@ def make_step(
           losses.l1(same_style, style) + losses.l1(same_photo, photo),
         )
       if lc.adversarial_weight:
-        logits, d_stats = common.apply_train(D_style, state.d_params, d_stats, fake_style, *cond)
+        logits, d_stats = common.apply_train(
+          D_style, state.d_params, d_stats, surface(fake_style), *cond
+        )
         logits_p, dp_stats = common.apply_train(D_photo, state.dp_params, dp_stats, fake_photo)
         terms['adversarial'] = (
           lc.adversarial_weight,
@@ -267,7 +277,14 @@ def make_step(
     pool_photo, pooled_photo = image_pool.query_pool(state.pool_photo, fake_photo, pool_photo_rng)
     (d_loss_style, d_stats), d_grads = jax.value_and_grad(
       functools.partial(d_loss, D_style), has_aux=True
-    )(state.d_params, d_stats, style, pooled_style, cond, one_hot(pooled_ids) if multi else ())
+    )(
+      state.d_params,
+      d_stats,
+      surface(style),
+      surface(pooled_style),
+      cond,
+      one_hot(pooled_ids) if multi else (),
+    )
     (d_loss_photo, dp_stats), dp_grads = jax.value_and_grad(
       functools.partial(d_loss, D_photo), has_aux=True
     )(state.dp_params, dp_stats, photo, pooled_photo)
