@@ -113,6 +113,10 @@ def get_config() -> ml_collections.ConfigDict:
   # regulariser eps (variance, in the [-1, 1] range): smooths texture, keeps lines.
   config.loss.disc_guided_radius = 0
   config.loss.disc_guided_eps = 0.5
+  # cut, fastcut: > 0 adds a second discriminator that judges the page as it is
+  # (no disc_blur/guided filter), its adversarial term weighted by this in G's
+  # loss: line width and crispness count again. 0 = off (one D).
+  config.loss.sharp_disc_weight = 0.0
   # CycleGAN: cycle-consistency L1 (the L_rec of L = L_adv + lambda*L_rec without
   # pairs; the paper's lambda 10), identity L1 (an absolute weight: the paper's
   # 0.5 * 10), and the history of generated images each D also sees (0 = off).

@@ -192,6 +192,24 @@ def _check_method_and_losses(config: ml_collections.ConfigDict) -> None:
       f'config.loss.disc_blur={lc.disc_blur} is built for config.method=cut, fastcut '
       f'and cyclegan, not {config.method}; set it to 0.'
     )
+  sharp = lc.sharp_disc_weight
+  if not _number(sharp) or not sharp >= 0:
+    raise ValueError(
+      f'config.loss.sharp_disc_weight={sharp!r} must be a number >= 0 (the weight of the '
+      'discriminator that sees the unsmoothed page; 0 = off).'
+    )
+  if sharp and config.method not in ('cut', 'fastcut'):
+    raise ValueError(
+      f'config.loss.sharp_disc_weight={sharp} is built for config.method=cut and fastcut, '
+      f'not {config.method}; set it to 0.'
+    )
+  if sharp and not (lc.disc_blur or lc.disc_guided_radius):
+    raise ValueError(
+      f'config.loss.sharp_disc_weight={sharp} adds a discriminator of the unsmoothed page '
+      'beside the one of the smoothed page, but config.loss.disc_blur and '
+      'disc_guided_radius are 0, so both would see the same page: set disc_blur '
+      '(e.g. 1.0) or sharp_disc_weight=0.'
+    )
   radius = lc.disc_guided_radius
   if not _integer(radius) or radius < 0:
     raise ValueError(

@@ -20,8 +20,9 @@ CONFIG_FILE = 'config.json'
 # Keys that fix the parameters' shapes: a workdir's checkpoints only fit a
 # config that agrees on all of them.
 MODEL_SHAPE_PREFIX = 'model.'
-# Each method keeps other networks in its state; each style has its rows of style tables.
-MODEL_SHAPE_KEYS = ('method', 'data.styles')
+# Each method keeps other networks in its state; each style has its rows of style
+# tables; CUT's second discriminator exists when sharp_disc_weight > 0.
+MODEL_SHAPE_KEYS = ('method', 'data.styles', 'loss.sharp_disc_weight')
 # Keys that pick what a run trains on: a resumed run that changes them switches data.
 DATA_SOURCE_KEYS = ('data.name', 'data.folder', 'data.style', 'data.style_folder', 'data.unpaired')
 _DEFAULT_CONFIG = os.path.join(

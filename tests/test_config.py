@@ -311,6 +311,21 @@ def test_missing_required_flags():
       'config.loss.disc_guided_eps=0.0 must be a number > 0',
     ),
     (
+      '--config.method=cyclegan --config.loss.mse_weight=0 --config.data.unpaired=True '
+      '--config.loss.disc_blur=1 --config.loss.sharp_disc_weight=0.2',
+      'config.loss.sharp_disc_weight=0.2 is built for config.method=cut and fastcut, not cyclegan',
+    ),
+    (
+      '--config.method=cut --config.loss.mse_weight=0 --config.data.unpaired=True '
+      '--config.loss.sharp_disc_weight=0.2',
+      'but config.loss.disc_blur and disc_guided_radius are 0, so both would see the same page',
+    ),
+    (
+      '--config.method=cut --config.loss.mse_weight=0 --config.data.unpaired=True '
+      '--config.loss.sharp_disc_weight=-1',
+      'config.loss.sharp_disc_weight=-1.0 must be a number >= 0',
+    ),
+    (
       '--config.loss.style_weight=1 --config.loss.style_layers=relu1_1,relu9_9',
       'config.loss.style_layers: Unknown VGG19 layer(s)',
     ),

@@ -346,6 +346,39 @@ def test_disc_blur_shows_the_discriminator_blurred_pages():
   np.testing.assert_array_equal(common.surface(blurred, 0.0), blurred)
 
 
+def test_sharp_disc_judges_the_unblurred_page():
+  """loss.sharp_disc_weight: a second D sees G(photo) unblurred; its term enters G's
+  loss with that weight and its loss adds to D's."""
+  config = small_config('cut')
+  config.loss.update(disc_blur=1.0, sharp_disc_weight=0.5)
+  models, state = build(config)
+  assert set(state.d_params) == {'surface', 'sharp'}
+  batch = batches(config, 1)[0]
+  new, metrics = jax.jit(cut.make_step(config, models))(state, batch, None)
+  photo, style = jnp.asarray(batch['photo']), jnp.asarray(batch['style'])
+  both = jnp.concatenate([photo, style])  # CUT's one forward over photos and style images.
+  fake = models.G.apply({'params': state.g_params}, both, train=True)[: len(photo)]
+  d = lambda params, x: models.D.apply({'params': params}, common.surface(x, 1.0), x, train=True)
+  surface_logits, sharp_logits = d(new.d_params, fake)
+  assert float(metrics['g_adversarial_sharp']) == pytest.approx(
+    float(losses.generator_adversarial_loss('lsgan', sharp_logits)), rel=1e-4, abs=1e-6
+  )
+  assert float(metrics['g_adversarial']) == pytest.approx(
+    float(losses.generator_adversarial_loss('lsgan', surface_logits)), rel=1e-4, abs=1e-6
+  )
+  # The sharp D judges the page unblurred: shown the blurred page it says otherwise.
+  blurred = common.surface(fake, 1.0)
+  _, sharp_of_blurred = models.D.apply({'params': new.d_params}, blurred, blurred, train=True)
+  assert float(jnp.abs(sharp_logits - sharp_of_blurred).max()) > 1e-2
+  terms = metrics['g_adversarial'] + 0.5 * metrics['g_adversarial_sharp']
+  terms += 0.5 * (metrics['g_nce'] + metrics['g_nce_identity'])
+  assert float(metrics['g_loss']) == pytest.approx(float(terms), rel=1e-5)
+  # D's loss is the sum of both views' losses, at the weights before the update.
+  real, fake_d = d(state.d_params, style), d(state.d_params, fake)
+  expected = sum(losses.discriminator_loss('lsgan', r, f) for r, f in zip(real, fake_d))
+  assert float(metrics['d_loss']) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
+
+
 def test_tone_loss_holds_tones_not_lines():
   rng = np.random.RandomState(0)
   target = jnp.asarray(rng.uniform(-0.5, 0.5, (2, 24, 24, 3)), jnp.float32)

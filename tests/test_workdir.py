@@ -84,3 +84,9 @@ def test_a_run_from_before_new_model_keys_resumes_and_the_method_is_a_shape_key(
   assert workdir_lib.model_shape_differences(saved, config) == []
   config.method = 'cut'
   assert workdir_lib.model_shape_differences(saved, config) == ["config.method: 'paired' -> 'cut'"]
+  # CUT's second discriminator adds networks to the state: switching it is a shape change.
+  config.method = 'paired'
+  config.loss.sharp_disc_weight = 0.2
+  assert workdir_lib.model_shape_differences(saved, config) == [
+    'config.loss.sharp_disc_weight: 0.0 -> 0.2'
+  ]

@@ -96,11 +96,15 @@ def build_models(config: ml_collections.ConfigDict, dtype: Any = jnp.float32) ->
   """G from config.model, D unconditional, H with config.model.nce_mlp_channels;
   G and D style-conditioned with several styles."""
   n = style_mix.num_styles(config)
+  make_d = lambda: discriminators.create_discriminator(
+    config.model, dtype=dtype, conditional=False, num_styles=n
+  )
+  d = make_d()
+  if config.loss.sharp_disc_weight:
+    d = discriminators.SurfaceAndSharpDiscriminator(surface=d, sharp=make_d())
   return Models(
     G=generators.create_generator(config.model, dtype=dtype, num_styles=n),
-    D=discriminators.create_discriminator(
-      config.model, dtype=dtype, conditional=False, num_styles=n
-    ),
+    D=d,
     H=patch_mlp.PatchMLP(num_channels=config.model.nce_mlp_channels, dtype=dtype),
   )
 
@@ -119,7 +123,12 @@ def create_state(config: ml_collections.ConfigDict, models: Models, rng: jax.Arr
   image = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
   g_style, d_style = layers.style_args(models.G), layers.style_args(models.D)
   g_vars = models.G.init({'params': g_rng}, image, *g_style, train=False)
-  d_vars = models.D.init({'params': d_rng}, image, *d_style, train=False)
+  views = (
+    (image, image)
+    if isinstance(models.D, discriminators.SurfaceAndSharpDiscriminator)
+    else (image,)
+  )
+  d_vars = models.D.init({'params': d_rng}, *views, *d_style, train=False)
   tap_shapes = jax.eval_shape(
     lambda v: models.G.apply(
       v, image, *g_style, train=False, taps=nce_layers(config), method=models.G.encode
@@ -238,6 +247,17 @@ def make_step(
   )
 
   num_styles = style_mix.num_styles(config)
+  # The page each view judges, and its weight in G's adversarial term.
+  sharp = lc.sharp_disc_weight > 0
+  view_weights = (
+    (lc.adversarial_weight, lc.sharp_disc_weight) if sharp else (lc.adversarial_weight,)
+  )
+
+  def judge(d_params, stats, images, cond):
+    """D's logits for `images`, one array per view, and the updated batch stats."""
+    views = (surface(images), images) if sharp else (surface(images),)
+    logits, stats = common.apply_train(d, d_params, stats, *views, *cond)
+    return (tuple(logits) if sharp else (logits,)), stats
 
   def step(state: State, batch: Batch, vgg_params=None) -> tuple[State, common.Metrics]:
     photo, style = batch['photo'], batch['style']
@@ -264,12 +284,12 @@ def make_step(
 
     # Discriminator update: generated images first, then style images, each its own call.
     def d_loss_fn(d_params):
-      fake_logits, stats = common.apply_train(
-        d, d_params, state.d_batch_stats, surface(jax.lax.stop_gradient(fake_all[:n])), *cond(1)
+      fake_logits, stats = judge(
+        d_params, state.d_batch_stats, jax.lax.stop_gradient(fake_all[:n]), cond(1)
       )
-      real_logits, stats = common.apply_train(d, d_params, stats, surface(style), *cond(1))
-      loss = losses.discriminator_loss(lc.gan, real_logits, fake_logits)
-      return loss, (stats, real_logits.mean(), fake_logits.mean())
+      real_logits, stats = judge(d_params, stats, style, cond(1))
+      loss = sum(losses.discriminator_loss(lc.gan, r, f) for r, f in zip(real_logits, fake_logits))
+      return loss, (stats, real_logits[0].mean(), fake_logits[0].mean())
 
     (d_loss, (d_update_stats, d_real, d_fake)), d_grads = jax.value_and_grad(
       d_loss_fn, has_aux=True
@@ -299,12 +319,11 @@ def make_step(
     def g_loss_fn(fake_all, g_params, h_params):
       terms, stats, d_stats = {}, forward_stats, d_update_stats
       fake = fake_all[:n]
-      if lc.adversarial_weight:
-        logits, d_stats = common.apply_train(d, d_params, d_stats, surface(fake), *cond(1))
-        terms['adversarial'] = (
-          lc.adversarial_weight,
-          losses.generator_adversarial_loss(lc.gan, logits),
-        )
+      if lc.adversarial_weight or sharp:
+        logits, d_stats = judge(d_params, d_stats, fake, cond(1))
+        names = ('adversarial', 'adversarial_sharp')
+        for name, weight, view in zip(names, view_weights, logits):
+          terms[name] = (weight, losses.generator_adversarial_loss(lc.gan, view))
       if use_nce:
         # (query, key) images per term; the keys carry no gradient.
         pairs = [(fake, photo)] + ([(fake_all[n:], style)] if use_identity else [])

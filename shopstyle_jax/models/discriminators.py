@@ -80,6 +80,29 @@ class UnconditionalPatchDiscriminator(_PatchGAN):
     return self._logits(image, train, style)
 
 
+class SurfaceAndSharpDiscriminator(nn.Module):
+  """Two unconditional PatchGANs: one judges the smoothed page (the surface the
+  method's `disc_blur`/`disc_guided_*` make), the other the page as it is.
+  Returns (surface logits, sharp logits); parameters under 'surface' and 'sharp'."""
+
+  surface: UnconditionalPatchDiscriminator
+  sharp: UnconditionalPatchDiscriminator
+
+  @property
+  def num_styles(self) -> int:
+    return self.surface.num_styles
+
+  def __call__(
+    self,
+    surface_image: jax.Array,
+    image: jax.Array,
+    style: Optional[jax.Array] = None,
+    *,
+    train: bool,
+  ) -> tuple[jax.Array, jax.Array]:
+    return self.surface(surface_image, style, train=train), self.sharp(image, style, train=train)
+
+
 def create_discriminator(
   model_config, dtype: Dtype = jnp.float32, conditional: bool = True, num_styles: int = 1
 ) -> _PatchGAN:
