@@ -16,8 +16,8 @@ needs VGG19 ImageNet weights (offline they are random). Measured on the
 catalogue (README, "Sketches learnt without pairs"), with the same networks:
 CycleGAN learns fastest in the budget: held-out PSNR 19.15 / SSIM 0.840 after
 500 steps and 19.91 / 0.857 after 1,000 (19 minutes here), against CUT's
-18.37 / 0.823 and 19.38 / 0.854 at batch 8 (a step of either costs the same
-time), 18.15 / 0.821 at 500 steps of batch 4. The cycle, F(G(photo)) = photo,
+18.37 / 0.823 and 19.38 / 0.854 at batch 8 (a step of either costs about the
+same time), 18.15 / 0.821 at 500 steps of batch 4. The cycle, F(G(photo)) = photo,
 keeps the photo's layout in the sketch as PatchNCE does for CUT, and the
 identity term asks G to leave a sketch given as input unchanged. FastCUT is the cheapest step, but its PatchNCE weight of 10 keeps a
 U-Net, whose skips can copy the photo, close to the photo: after 1,000 steps
@@ -43,7 +43,7 @@ def get_config():
   config.method = 'cyclegan'
   config.data.unpaired = True
   # Half of sketch.py's 8: a CycleGAN step runs G, F and two Ds, and at batch 4
-  # it costs what a CUT step of 8 does (0.9 steps/s on 2 cores, AMD EPYC).
+  # it costs about what a CUT step of 8 does (0.87 steps/s on 2 cores, AMD EPYC).
   config.batch_size = 4
   config.model.upsample = 'resize_conv'
   config.loss.gan = 'lsgan'
@@ -56,6 +56,6 @@ def get_config():
   config.loss.tv_weight = 0.3
   config.ema_decay = 0.995
   # 1,000 steps and four evals: 20 minutes on a 2-core AMD EPYC of 2026-12-03,
-  # under 30 on the slower ones of the days before.
+  # about 30 on the slower one of 2026-12-02 (README, "Sketches learnt without pairs").
   config.num_train_steps = 1000
   return config
