@@ -17,9 +17,10 @@ catalogue (README, "Sketches learnt without pairs"), with the same networks:
 CycleGAN learns fastest in the budget: held-out PSNR 19.15 / SSIM 0.840 after
 500 steps and 19.91 / 0.857 after 1,000 (19 minutes here), against CUT's
 18.37 / 0.823 and 19.38 / 0.854 at batch 8 (a step of either costs about the
-same time), 18.15 / 0.821 at 500 steps of batch 4. The cycle, F(G(photo)) = photo,
-keeps the photo's layout in the sketch as PatchNCE does for CUT, and the
-identity term asks G to leave a sketch given as input unchanged. FastCUT is the cheapest step, but its PatchNCE weight of 10 keeps a
+same time), 18.15 / 0.821 at 500 steps of batch 4. The cycle,
+F(G(photo)) = photo, keeps the photo's layout in the sketch as PatchNCE does
+for CUT, and the identity term asks G to leave a sketch given as input
+unchanged. FastCUT is the cheapest step, but its PatchNCE weight of 10 keeps a
 U-Net, whose skips can copy the photo, close to the photo: after 1,000 steps
 its outputs were still the coloured photo on a grey page (SSIM 0.57).
 
