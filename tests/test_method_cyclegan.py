@@ -98,6 +98,26 @@ def apply(module, params, x):
   return module.apply({'params': params}, x, train=True)
 
 
+def hand_d_loss(module, params, real, fake):
+  """A discriminator's LSGAN loss on (real, fake), computed outside the step."""
+  return losses.discriminator_loss(
+    'lsgan', apply(module, params, real), apply(module, params, fake)
+  )
+
+
+def first_step(config):
+  """One step from a fresh state: (models, state before, state after, metrics, photo,
+  style, G(photo), F(style)), the fakes from the weights before the step."""
+  models, state = build(config)
+  old = to_numpy(state)
+  batch = batches(config, 1)[0]
+  new, metrics = jitted_step(config)(state, batch)
+  photo, style = batch['photo'], batch['style']
+  fake_style = apply(models.G, old.g_params, photo)
+  fake_photo = apply(models.F, old.f_params, style)
+  return models, old, new, metrics, photo, style, fake_style, fake_photo
+
+
 def test_state_fields_and_generator_variables():
   config = small_config()
   config.ema_decay = 0.5
@@ -218,31 +238,22 @@ def test_update_order_is_the_officials():
   # optimize_parameters: G and F step against the current Ds; then the Ds step on the
   # fakes of that same forward, i.e. from G and F before their update.
   config = small_config()  # pool_size == batch: step 1's pooled fakes are the fakes.
-  models, state = build(config)
-  old = to_numpy(state)
-  batch = batches(config, 1)[0]
-  new, metrics = jitted_step(config)(state, batch)
-  photo, style = batch['photo'], batch['style']
-  fake_style = apply(models.G, old.g_params, photo)
-  fake_photo = apply(models.F, old.f_params, style)
+  models, old, new, metrics, photo, style, fake_style, fake_photo = first_step(config)
   moved_style = apply(models.G, new.g_params, photo)
   np.testing.assert_allclose(new.pool_style['images'], fake_style, atol=1e-5)
   np.testing.assert_allclose(new.pool_photo['images'], fake_photo, atol=1e-5)
   assert float(jnp.max(jnp.abs(moved_style - fake_style))) > 1e-4
-
-  def d_loss(module, params, real, fake):
-    return losses.discriminator_loss(
-      'lsgan', apply(module, params, real), apply(module, params, fake)
-    )
-
   assert float(metrics['d_loss']) == pytest.approx(
-    float(d_loss(models.D_style, old.d_params, style, fake_style)), rel=1e-5
+    float(hand_d_loss(models.D_style, old.d_params, style, fake_style)), rel=1e-5
   )
   assert float(metrics['dp_loss']) == pytest.approx(
-    float(d_loss(models.D_photo, old.dp_params, photo, fake_photo)), rel=1e-5
+    float(hand_d_loss(models.D_photo, old.dp_params, photo, fake_photo)), rel=1e-5
   )
   assert (
-    abs(float(d_loss(models.D_style, old.d_params, style, moved_style)) - float(metrics['d_loss']))
+    abs(
+      float(hand_d_loss(models.D_style, old.d_params, style, moved_style))
+      - float(metrics['d_loss'])
+    )
     > 1e-6
   )
   # G's adversarial term reads the Ds before their update.
@@ -267,19 +278,9 @@ def test_update_order_is_the_officials():
 def test_disc_blur_shows_d_style_blurred_pages_and_d_photo_photos():
   config = small_config()
   config.loss.disc_blur = 1.5
-  models, state = build(config)
-  old = to_numpy(state)
-  batch = batches(config, 1)[0]
-  _, metrics = jitted_step(config)(state, batch)
-  photo, style = batch['photo'], batch['style']
-  fake_style = apply(models.G, old.g_params, photo)
-  fake_photo = apply(models.F, old.f_params, style)
+  models, old, _, metrics, photo, style, fake_style, fake_photo = first_step(config)
   blur = lambda x: common.surface(jnp.asarray(x), 1.5)
-
-  def d_loss(module, params, real, fake):
-    return float(
-      losses.discriminator_loss('lsgan', apply(module, params, real), apply(module, params, fake))
-    )
+  d_loss = lambda *args: float(hand_d_loss(*args))
 
   blurred = d_loss(models.D_style, old.d_params, blur(style), blur(fake_style))
   assert float(metrics['d_loss']) == pytest.approx(blurred, rel=1e-5)

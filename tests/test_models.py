@@ -170,7 +170,7 @@ def cut_upsample_1d(x: np.ndarray) -> np.ndarray:
 
 def test_bilinear_conv_upsamples_as_the_official_cut_generator():
   x = np.asarray(jax.random.normal(jax.random.key(0), (2, 5, 7, 3)))
-  layer = layers.BilinearConv(3)
+  layer = layers.ResizeConv(3, method='bilinear')
   v = layer.init(jax.random.key(1), x)
   identity = np.zeros((3, 3, 3, 3), np.float32)
   identity[1, 1] = np.eye(3)  # The 3x3 conv passes the upsampled input through.

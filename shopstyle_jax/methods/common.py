@@ -15,6 +15,7 @@ keeps the photo -> style generator in `g_params`, `g_batch_stats` and
 (1.0 when the step was applied, 0.0 when it was skipped for NaN/Inf).
 """
 
+import functools
 import math
 from typing import Any, Callable, Optional
 
@@ -129,6 +130,17 @@ def surface(
   if guided_radius:
     images = guided_filter(images, images, guided_radius, guided_eps)
   return images
+
+
+def loss_surface(loss_config: Any) -> Callable[[jax.Array], jax.Array]:
+  """`surface` with a config's `disc_blur`, `disc_guided_radius` and `disc_guided_eps`:
+  what a method's style discriminator sees."""
+  return functools.partial(
+    surface,
+    sigma=loss_config.disc_blur,
+    guided_radius=loss_config.disc_guided_radius,
+    guided_eps=loss_config.disc_guided_eps,
+  )
 
 
 def tone_loss(output: jax.Array, target: jax.Array, sigma: float) -> jax.Array:

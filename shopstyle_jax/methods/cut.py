@@ -27,7 +27,6 @@ in the example's style) and D, a projection PatchGAN that judges each style
 on its own; the style image of row i is in row i's style.
 """
 
-import functools
 from typing import Any, NamedTuple, Optional, Sequence
 
 import flax
@@ -239,12 +238,7 @@ def make_step(
   # queries and one over the keys give the same features.
   separate_passes = config.model.norm == 'batch'
   taps = nce_layers(config)
-  surface = functools.partial(
-    common.surface,
-    sigma=lc.disc_blur,
-    guided_radius=lc.disc_guided_radius,
-    guided_eps=lc.disc_guided_eps,
-  )
+  surface = common.loss_surface(lc)
 
   num_styles = style_mix.num_styles(config)
   # The page each view judges, and its weight in G's adversarial term.

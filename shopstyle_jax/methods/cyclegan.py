@@ -164,12 +164,7 @@ def make_step(
   G, F, D_style, D_photo = models  # pylint: disable=invalid-name
   # What D_style sees (`config.loss.disc_blur`, `disc_guided_*`; identity when off).
   # D_photo judges photos as they are: they have no texture that a sketch cannot predict.
-  surface = functools.partial(
-    common.surface,
-    sigma=lc.disc_blur,
-    guided_radius=lc.disc_guided_radius,
-    guided_eps=lc.disc_guided_eps,
-  )
+  surface = common.loss_surface(lc)
 
   num_styles = style_mix.num_styles(config)
   multi = num_styles > 1

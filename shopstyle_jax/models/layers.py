@@ -390,35 +390,27 @@ class ConvTranspose4x4(nn.Module):
 
 
 class ResizeConv(nn.Module):
-  """Nearest-neighbour x2 upsampling then a 3x3 conv (Odena et al., 2016)."""
+  """x2 upsampling then a 3x3 conv (Odena et al., 2016).
+
+  `method` 'nearest' copies each pixel to a 2x2 block; 'bilinear' interpolates
+  at half-pixel centres with edges replicated: the [1, 3, 3, 1] transposed filter
+  of the official CUT generator's anti-aliased `Upsample` (tests/test_models.py
+  checks the equivalence), smoother than the nearest copy's 2-pixel period,
+  which a few layers can turn into a grid.
+  """
 
   features: int
   use_bias: bool = True
   dtype: Dtype = jnp.float32
+  method: str = 'nearest'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-    return conv(
-      self.features, 3, padding=((1, 1), (1, 1)), use_bias=self.use_bias, dtype=self.dtype
-    )(x)
-
-
-class BilinearConv(nn.Module):
-  """Bilinear x2 upsampling then a 3x3 conv: the official CUT generator's
-  anti-aliased upsampling layer. Smoother than `ResizeConv`'s nearest-neighbour
-  copy, which leaves a 2-pixel period that a few layers turn into a grid."""
-
-  features: int
-  use_bias: bool = True
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    n, h, w, c = x.shape
-    # Half-pixel centres, edges replicated: the [1, 3, 3, 1] transposed filter of
-    # CUT's `Upsample` (tests/test_models.py checks the equivalence).
-    x = jax.image.resize(x, (n, 2 * h, 2 * w, c), 'bilinear')
+    if self.method == 'nearest':
+      x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+    else:
+      n, h, w, c = x.shape
+      x = jax.image.resize(x, (n, 2 * h, 2 * w, c), self.method)
     return conv(
       self.features, 3, padding=((1, 1), (1, 1)), use_bias=self.use_bias, dtype=self.dtype
     )(x)
@@ -430,7 +422,7 @@ def make_upsample(kind: str, features: int, use_bias: bool, dtype: Dtype) -> nn.
   if kind == 'resize_conv':
     return ResizeConv(features, use_bias=use_bias, dtype=dtype)
   if kind == 'bilinear_conv':
-    return BilinearConv(features, use_bias=use_bias, dtype=dtype)
+    return ResizeConv(features, use_bias=use_bias, dtype=dtype, method='bilinear')
   raise ValueError(f'Unknown upsample {kind!r}; allowed: {UPSAMPLES}.')
 
 
